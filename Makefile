@@ -1,0 +1,37 @@
+# The README's commands. `make demo` and `make test` work on a fresh machine: they run `setup` first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+FMNIST  := /usr/share/datasets/fashion-mnist
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP) $(FMNIST)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch/torchvision first, pinned: pip takes them from this machine's local wheels.
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	# Reference implementations for compatibility tests only; they pin old torch, hence --no-deps.
+	$(BIN)/pip install -q --no-deps pretrainedmodels==0.7.4 facenet-pytorch==2.6.0
+	$(BIN)/pip install -q six munch
+	touch $(STAMP)
+
+$(FMNIST):
+	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+
+demo: setup
+	$(BIN)/python -m inceptionnet.demo
+
+test: setup
+	$(BIN)/python -m pytest -q -n 2 tests
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,196 @@
+"""Shared building blocks of the Inception family.
+
+`ConvBNAct` is torchvision's ``BasicConv2d`` (submodules ``conv`` and ``bn``, so torchvision and timm
+state_dicts load), generalized with ``norm`` / ``act`` flags; with ``norm="none"`` it is the paper's
+conv + bias + ReLU (``ConvAct``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .errors import InputShapeError
+
+NORMS = ("bn", "none")
+ACTS = ("relu", "leaky_relu", "elu", "tanh")
+POOLS = ("max", "avg")
+
+
+class ModelOutput(NamedTuple):
+    """What ``model(x, return_aux=True)`` returns: the main logits and the aux logits (maybe empty)."""
+
+    logits: Tensor
+    aux: tuple[Tensor, ...]
+
+
+def make_act(act: str) -> nn.Module:
+    if act == "relu":
+        return nn.ReLU(inplace=True)
+    if act == "leaky_relu":
+        return nn.LeakyReLU(0.1, inplace=True)
+    if act == "elu":
+        return nn.ELU(inplace=True)
+    if act == "tanh":
+        return nn.Tanh()
+    raise ValueError(f"unknown act {act!r}; choose one of {', '.join(ACTS)}")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+class ConvBNAct(nn.Sequential):
+    """conv -> BatchNorm -> activation (torchvision's BasicConv2d; keys ``conv.*`` and ``bn.*``).
+
+    Without BN (``norm="none"``) the conv has a bias, as in the paper's Caffe model.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        *,
+        norm: str = "bn",
+        act: str = "relu",
+        bn_eps: float = 1e-3,
+    ) -> None:
+        check_choice("norm", norm, NORMS)
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=norm == "none"
+        )
+        if norm == "bn":
+            self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps)
+        self.act = make_act(act)
+
+
+ConvLayer = Callable[..., nn.Module]
+
+
+def check_input(x: Tensor, in_chans: int, min_size: int, name: str) -> None:
+    """Raise a clear error before any compute for inputs the network cannot take."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    if x.dim() != 4:
+        raise InputShapeError(
+            f"{name} expects a 4-D batch N x C x H x W, got a {x.dim()}-D tensor of shape "
+            f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0)"
+        )
+    if x.shape[1] != in_chans:
+        raise InputShapeError(
+            f"{name} expected {in_chans} input channels, got {x.shape[1]}; "
+            f"convert the images or create the model with in_chans={x.shape[1]}"
+        )
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if h < min_size or w < min_size:
+        raise InputShapeError(f"input {h}x{w} is too small for {name}: the minimum is {min_size}x{min_size}")
+
+
+def init_weights_trunc_normal(module: nn.Module, std: float = 0.01) -> None:
+    """torchvision's GoogLeNet/Inception init: truncated normal convs and linears, BN at (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+def make_cfg(
+    in_chans: int,
+    num_classes: int,
+    input_size: int,
+    *,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    interpolation: str = "bilinear",
+    crop_pct: float = 0.875,
+    first_conv: str = "conv1.conv",
+    classifier: str = "fc",
+    min_input_size: int = 1,
+    **extra: object,
+) -> dict[str, object]:
+    """The model's input config (timm's ``pretrained_cfg`` keys); eval/predict transforms read it."""
+    if len(mean) != in_chans:  # e.g. a 1-channel model: average the RGB statistics
+        mean = (sum(mean) / len(mean),) * in_chans
+        std = (sum(std) / len(std),) * in_chans
+    return dict(
+        num_classes=num_classes,
+        input_size=(in_chans, input_size, input_size),
+        min_input_size=(in_chans, min_input_size, min_input_size),
+        mean=tuple(mean),
+        std=tuple(std),
+        interpolation=interpolation,
+        crop_pct=crop_pct,
+        first_conv=first_conv,
+        classifier=classifier,
+        **extra,
+    )
+
+
+class InceptionBase(nn.Module):
+    """What every model of the family shares: the timm-style API and a Tensor-returning ``forward``.
+
+    Subclasses implement ``_features(x, with_aux) -> (features, aux_logits)``, ``forward_head`` and
+    ``reset_classifier``; they set ``num_classes``, ``in_chans``, ``num_features``, ``default_cfg``.
+    """
+
+    num_classes: int
+    in_chans: int
+    num_features: int
+    min_input_size: int = 1
+    min_aux_input_size: int = 1
+    default_cfg: dict[str, object]
+
+    @property
+    def pretrained_cfg(self) -> dict[str, object]:
+        return self.default_cfg
+
+    @property
+    def has_aux(self) -> bool:
+        return False
+
+    def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """N x C x H x W features before global pooling."""
+        check_input(x, self.in_chans, self.min_input_size, type(self).__name__)
+        return self._features(x, False)[0]
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | ModelOutput:
+        """Logits (always a Tensor); with ``return_aux=True`` a ``ModelOutput(logits, aux)``."""
+        min_size = self.min_aux_input_size if return_aux and self.has_aux else self.min_input_size
+        check_input(x, self.in_chans, max(min_size, self.min_input_size), type(self).__name__)
+        feats, aux = self._features(x, return_aux)
+        logits = self.forward_head(feats)
+        if return_aux:
+            return ModelOutput(logits, tuple(aux))
+        return logits
+
+
+def make_classifier(num_features: int, num_classes: int) -> nn.Module:
+    """A linear classifier, or Identity for ``num_classes=0`` (features/embeddings, timm convention)."""
+    return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()

@@ -1,0 +1,51 @@
+"""``inceptionnet list``: the registered models, their parameter counts and weight entries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .registry import create_model, list_models
+from .weights import list_weights
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="List the registered models.", add_help=add_help)
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'inception*'")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier size for the counts")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def count_params(model: object) -> int:
+    return sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_models(args.pattern):
+        m = create_model(name, num_classes=args.num_classes)
+        aux = (
+            create_model(name, num_classes=args.num_classes, aux_logits=True)
+            if hasattr(m, "aux_logits")
+            else None
+        )
+        rows.append(
+            {
+                "model": name,
+                "params": count_params(m),
+                "params_with_aux": count_params(aux) if aux is not None else None,
+                "input_size": list(m.default_cfg["input_size"]),  # type: ignore[call-overload]
+                "weights": list_weights(name),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<22} {'params':>12} {'with aux':>12}  {'input':<12} weights")
+    for r in rows:
+        aux_s = f"{r['params_with_aux']:,}" if r["params_with_aux"] is not None else "-"
+        size = "x".join(str(s) for s in r["input_size"][1:])  # type: ignore[index]
+        print(f"{r['model']:<22} {r['params']:>12,} {aux_s:>12}  {size:<12} {', '.join(r['weights']) or '-'}")  # type: ignore[arg-type]
+    return 0

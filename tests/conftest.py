@@ -1,0 +1,15 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("INCEPTIONNET_NO_PROGRESS", "1")
+torch.set_num_threads(1)
+
+# The big ImageNet models are slow at any size on 2 cores; these tests mark them `slow` but still run.
+BIG_MODELS = {"inception_v4", "inception_resnet_v1", "inception_resnet_v2", "inception_v3"}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
