@@ -30,6 +30,8 @@ import argparse
 import csv
 import io
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,9 +176,15 @@ def _top_level(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _is_unit(mod: nn.Module) -> bool:
-    """A layer of depth 2: a leaf module, or a conv-norm-act group (it holds a conv/linear directly)."""
+    """A layer of depth 2: a leaf module, or a conv-norm-act group (one conv/linear, held directly).
+
+    A block that holds a conv directly *and* branches (Inception-ResNet's 1x1 up-projection) is not one.
+    """
     children = list(mod.children())
-    return not children or any(isinstance(c, _WEIGHTED) for c in children)
+    if not children:
+        return True
+    direct = sum(isinstance(c, _WEIGHTED) for c in children)
+    return direct == 1 and sum(isinstance(m, _WEIGHTED) for m in mod.modules()) == 1
 
 
 def _units(mod: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
@@ -872,12 +880,19 @@ def main(args: argparse.Namespace) -> int:
         if args.aux or args.depth != 1:
             raise ValueError("--aux and --depth apply to the plain summary, not to --table1/--bottleneck")
         if args.table1:
-            print(render_table1(table1(args.model, size, args.in_chans, args.num_classes), args.format))
+            _emit(render_table1(table1(args.model, size, args.in_chans, args.num_classes), args.format))
         else:
-            print(
-                render_bottleneck(bottleneck(args.model, size, args.in_chans, args.num_classes), args.format)
-            )
+            b = bottleneck(args.model, size, args.in_chans, args.num_classes)
+            _emit(render_bottleneck(b, args.format))
         return 0
     s = summarize(args.model, size, args.in_chans, args.num_classes, depth=args.depth, aux=args.aux)
-    print(render(s, args.format))
+    _emit(render(s, args.format))
     return 0
+
+
+def _emit(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # the reader stopped early (``| head``): not an error; keep Python's exit-time flush quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
