@@ -47,7 +47,8 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 class ConvBNAct(nn.Sequential):
     """conv -> BatchNorm -> activation (torchvision's BasicConv2d; keys ``conv.*`` and ``bn.*``).
 
-    Without BN (``norm="none"``) the conv has a bias, as in the paper's Caffe model.
+    Without BN (``norm="none"``) the conv has a bias, as in the paper's Caffe model; ``bias=True``
+    keeps it with BN too (the Caffe BN-Inception port has both).
     """
 
     def __init__(
@@ -61,12 +62,14 @@ class ConvBNAct(nn.Sequential):
         norm: str = "bn",
         act: str = "relu",
         bn_eps: float = 1e-3,
+        bias: bool | None = None,
     ) -> None:
         check_choice("norm", norm, NORMS)
         super().__init__()
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=norm == "none"
-        )
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+            bias=norm == "none" if bias is None else bias,
+        )  # fmt: skip
         if norm == "bn":
             self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps)
         self.act = make_act(act)

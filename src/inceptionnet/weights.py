@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -76,6 +77,80 @@ register_weights(WeightEntry(
     sha256="1378be20", accuracy={"imagenet1k_top1": 69.778, "imagenet1k_top5": 89.530},
     params=6624904, gmacs=1.498, model_kwargs={"transform_input": True},
     source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 (ported from TensorFlow)",
+))  # fmt: skip
+
+register_weights(WeightEntry(
+    model="inception_v3", tag="imagenet1k_v1",
+    url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    filename="inception_v3_google-0cc3c7bd.pth", sha256="0cc3c7bd",
+    input_size=(3, 299, 299), crop_pct=299 / 342,
+    accuracy={"imagenet1k_top1": 77.294, "imagenet1k_top5": 93.450},
+    params=27161264, gmacs=5.713, model_kwargs={"transform_input": True},
+    source="torchvision Inception_V3_Weights.IMAGENET1K_V1 (ported from TensorFlow); the file holds the "
+    "AuxLogits head, loaded with aux_logits=True and skipped otherwise",
+))  # fmt: skip
+
+register_weights(WeightEntry(
+    model="inception_v4", tag="tf_in1k",
+    url="https://huggingface.co/timm/inception_v4.tf_in1k/resolve/main/model.safetensors",
+    filename="timm-inception_v4.tf_in1k.safetensors",
+    input_size=(3, 299, 299), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    interpolation="bicubic", crop_pct=0.875,
+    accuracy={"imagenet1k_top1": 80.062, "imagenet1k_top5": 94.926},
+    params=42679816, gmacs=12.254,
+    source="timm hub id timm/inception_v4.tf_in1k (TF-slim weights); accuracy of this port as "
+    "measured by pretrainedmodels (TF-slim reports 80.2 / 95.2)",
+))  # fmt: skip
+
+register_weights(WeightEntry(
+    model="inception_resnet_v2", tag="tf_in1k",
+    url="https://huggingface.co/timm/inception_resnet_v2.tf_in1k/resolve/main/model.safetensors",
+    filename="timm-inception_resnet_v2.tf_in1k.safetensors",
+    input_size=(3, 299, 299), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    interpolation="bicubic", crop_pct=0.8975,
+    accuracy={"imagenet1k_top1": 80.170, "imagenet1k_top5": 95.234},
+    params=55843464, gmacs=13.156,
+    source="timm hub id timm/inception_resnet_v2.tf_in1k (TF-slim weights); accuracy of this port as "
+    "measured by pretrainedmodels (TF-slim reports 80.4 / 95.3)",
+))  # fmt: skip
+
+# BGR, 0-255 input minus a per-channel mean in BGR order (Caffe): x = 255 * rgb[::-1] - mean, std 1.
+register_weights(WeightEntry(
+    model="bn_inception", tag="imagenet_caffe",
+    url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
+    filename="bn_inception-52deb4733.pth",
+    input_size=(3, 224, 224), mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0),
+    interpolation="bilinear", crop_pct=0.875, input_space="BGR", input_range=(0.0, 255.0),
+    accuracy={"imagenet1k_top1": 73.524, "imagenet1k_top5": 91.562},
+    params=11295240, gmacs=2.033, key_map="pretrainedmodels_bninception",
+    source="pretrainedmodels bninception 'imagenet' (Caffe BN-Inception of Yuanjun Xiong, ported to "
+    "PyTorch by Cadene); accuracy as measured by pretrainedmodels",
+))  # fmt: skip
+
+# facenet-pytorch: faces cropped by MTCNN to 160x160, fixed_image_standardization (x - 127.5) / 128.
+_FACENET_KWARGS = {"embed_dim": 512, "num_blocks": (5, 10, 6), "slim_final_block": True, "drop_rate": 0.6}
+register_weights(WeightEntry(
+    model="inception_resnet_v1", tag="vggface2",
+    url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    filename="20180402-114759-vggface2.pt", num_classes=8631,
+    input_size=(3, 160, 160), mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3,
+    interpolation="bilinear", crop_pct=1.0,
+    accuracy={"lfw_accuracy": 99.65}, params=27910327, gmacs=1.418,
+    model_kwargs=_FACENET_KWARGS, key_map="facenet_inception_resnet_v1",
+    source="facenet-pytorch InceptionResnetV1(pretrained='vggface2') (David Sandberg's FaceNet "
+    "20180402-114759); use num_classes=0 for its L2-normalized 512-d face embeddings",
+))  # fmt: skip
+
+register_weights(WeightEntry(
+    model="inception_resnet_v1", tag="casia_webface",
+    url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
+    filename="20180408-102900-casia-webface.pt", num_classes=10575,
+    input_size=(3, 160, 160), mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3,
+    interpolation="bilinear", crop_pct=1.0,
+    accuracy={"lfw_accuracy": 99.05}, params=28907599, gmacs=1.418,
+    model_kwargs=_FACENET_KWARGS, key_map="facenet_inception_resnet_v1",
+    source="facenet-pytorch InceptionResnetV1(pretrained='casia-webface') (David Sandberg's FaceNet "
+    "20180408-102900); use num_classes=0 for its L2-normalized 512-d face embeddings",
 ))  # fmt: skip
 
 
@@ -171,10 +246,32 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:
 
 KeyMap = Callable[[StateDict], StateDict]
 KEY_MAPS: dict[str, tuple[str, Callable[[StateDict], bool], KeyMap]] = {}
+# key map name -> weight entry tag whose architecture flags and input config the layout implies
+KEY_MAP_ENTRIES: dict[str, str] = {}
 
 
-def register_key_map(name: str, model: str, detect: Callable[[StateDict], bool], remap: KeyMap) -> None:
+def register_key_map(
+    name: str,
+    model: str,
+    detect: Callable[[StateDict], bool],
+    remap: KeyMap,
+    *,
+    entry: str | None = None,
+) -> None:
+    """Teach ``create_model(model, weights=file)`` a third-party layout: ``detect(sd)`` recognizes it,
+    ``remap(sd)`` renames it to this project's keys; ``entry`` (a weight entry tag of ``model``)
+    supplies the architecture flags and the input config (mean/std, BGR, 0-255) such files need."""
     KEY_MAPS[name] = (model, detect, remap)
+    if entry is not None:
+        KEY_MAP_ENTRIES[name] = entry
+
+
+def detect_key_map(model_name: str, sd: StateDict) -> str | None:
+    """Name of the third-party layout of ``sd`` for ``model_name``, or None (this project's keys)."""
+    for name, (model, detect, _) in KEY_MAPS.items():
+        if model == model_name and detect(sd):
+            return name
+    return None
 
 
 def remap_foreign_keys(model_name: str, sd: StateDict) -> StateDict:
@@ -182,6 +279,89 @@ def remap_foreign_keys(model_name: str, sd: StateDict) -> StateDict:
         if model == model_name and detect(sd):
             return remap(sd)
     return sd
+
+
+# pretrainedmodels' ``bninception`` (the Caffe BN-Inception port) -> ``bn_inception``. Its keys are
+# flat Caffe layer names: ``conv1_7x7_s2`` (conv) + ``conv1_7x7_s2_bn`` (BN) ->
+# ``conv1.conv`` + ``conv1.bn``; ``conv2_3x3_reduce`` -> ``conv2``; ``conv2_3x3`` -> ``conv3``;
+# ``inception_<block>_<part>[_bn]`` -> ``inception<block>.<branch>.{conv,bn}`` with the parts below;
+# ``last_linear`` -> ``fc``. BN tensors stored as 1 x C (tsn-pytorch's copy of the port) become C.
+_BNINCEPTION_STEM = {"conv1_7x7_s2": "conv1", "conv2_3x3_reduce": "conv2", "conv2_3x3": "conv3"}
+_BNINCEPTION_PARTS = {
+    "1x1": "branch1x1",
+    "3x3_reduce": "branch3x3_1",
+    "3x3": "branch3x3_2",
+    "double_3x3_reduce": "branch3x3dbl_1",
+    "double_3x3_1": "branch3x3dbl_2",
+    "double_3x3_2": "branch3x3dbl_3",
+    "pool_proj": "branch_pool",
+}
+_BNINCEPTION_BLOCK = re.compile(r"inception_(\d[a-e])_(\w+)")
+
+
+def _is_pretrainedmodels_bninception(sd: StateDict) -> bool:
+    return "conv1_7x7_s2.weight" in sd and "inception_3a_1x1.weight" in sd
+
+
+def remap_pretrainedmodels_bninception(sd: StateDict) -> StateDict:
+    out: StateDict = {}
+    for key, v in sd.items():
+        layer, _, param = key.rpartition(".")
+        is_bn = layer.endswith("_bn")
+        base = layer[: -len("_bn")] if is_bn else layer
+        sub = "bn" if is_bn else "conv"
+        m = _BNINCEPTION_BLOCK.fullmatch(base)
+        if base == "last_linear":
+            new = f"fc.{param}"
+        elif base in _BNINCEPTION_STEM:
+            new = f"{_BNINCEPTION_STEM[base]}.{sub}.{param}"
+        elif m is not None and m.group(2) in _BNINCEPTION_PARTS:
+            new = f"inception{m.group(1)}.{_BNINCEPTION_PARTS[m.group(2)]}.{sub}.{param}"
+        else:
+            new = key  # unknown: left as is, so fit_state_dict names it
+        if is_bn and v.dim() == 2 and v.shape[0] == 1:
+            v = v.reshape(-1)
+        out[new] = v
+    return out
+
+
+# facenet-pytorch's ``InceptionResnetV1`` (FaceNet, David Sandberg's TF-slim model) ->
+# ``inception_resnet_v1`` built with the flags of the ``vggface2`` entry (embed_dim=512,
+# num_blocks=(5, 10, 6), slim_final_block=True). The stem, mixed_6a/7a, block8, last_linear and last_bn
+# keep their names; the three block stacks are renumbered as in timm's Inception-ResNet-v2
+# (repeat_1/2/3 -> repeat/repeat_1/repeat_2) and the classifier ``logits`` becomes ``classif``.
+# With num_classes=0 the model returns facenet's L2-normalized 512-d embeddings.
+_FACENET_PREFIXES = {
+    "repeat_1.": "repeat.",
+    "repeat_2.": "repeat_1.",
+    "repeat_3.": "repeat_2.",
+    "logits.": "classif.",
+}
+
+
+def _is_facenet_inception_resnet_v1(sd: StateDict) -> bool:
+    return "repeat_3.0.conv2d.weight" in sd and "last_bn.running_var" in sd
+
+
+def remap_facenet_inception_resnet_v1(sd: StateDict) -> StateDict:
+    out: StateDict = {}
+    for key, v in sd.items():
+        for old, new in _FACENET_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = v
+    return out
+
+
+register_key_map(
+    "pretrainedmodels_bninception", "bn_inception", _is_pretrainedmodels_bninception,
+    remap_pretrainedmodels_bninception, entry="imagenet_caffe",
+)  # fmt: skip
+register_key_map(
+    "facenet_inception_resnet_v1", "inception_resnet_v1", _is_facenet_inception_resnet_v1,
+    remap_facenet_inception_resnet_v1, entry="vggface2",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,7 +383,10 @@ def adapt_first_conv(weight: Tensor, in_chans: int) -> Tensor:
 def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint") -> list[str]:
     """Load ``sd`` into ``model`` strictly, after adapting the first conv to the model's input
     channels and dropping classifier tensors whose shape does not fit (they keep their fresh init,
-    with a warning). Returns the names of the re-initialized classifier tensors."""
+    with a warning unless ``num_classes=0``). Also accepted: a file without the classifier (fresh
+    init, warning), tensors of aux heads the model was built without (``default_cfg["aux_modules"]``,
+    skipped) and BatchNorm layers without ``num_batches_tracked`` (PyTorch < 0.4.1 files, set to 0).
+    Returns the names of the re-initialized classifier tensors."""
     cfg: Mapping[str, Any] = getattr(model, "default_cfg", {}) or {}
     own = model.state_dict()
     sd = dict(sd)
@@ -212,6 +395,14 @@ def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint
         key = f"{first}.weight"
         if sd[key].dim() == 4 and sd[key].shape[1] != own[key].shape[1]:
             sd[key] = adapt_first_conv(sd[key], own[key].shape[1])
+    # tensors of aux heads the model was built without (e.g. torchvision's AuxLogits, aux_logits=False)
+    aux_modules = tuple(cfg.get("aux_modules", ()))
+    for k in [k for k in sd if k not in own and k.split(".", 1)[0] in aux_modules]:
+        del sd[k]
+    # checkpoints from PyTorch < 0.4.1 (e.g. Caffe ports) have no BatchNorm num_batches_tracked
+    for k in own:
+        if k.endswith(".num_batches_tracked") and k not in sd and k.rsplit(".", 1)[0] + ".running_mean" in sd:
+            sd[k] = torch.zeros_like(own[k])
     heads = [cfg.get("classifier"), *cfg.get("aux_classifiers", ())]
     reset: list[str] = []
     for head in (h for h in heads if h):
@@ -222,6 +413,10 @@ def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint
                 reset.append(key)
             elif key not in sd and key in own and any(k.startswith(f"{head}.") for k in reset):
                 reset.append(key)
+        head_in_file = any(k.startswith(f"{head}.") for k in sd)
+        if not head_in_file and not any(k.startswith(f"{head}.") for k in reset):
+            # a file without this classifier (saved with num_classes=0, or facenet's embedding model)
+            reset += [k for k in own if k.startswith(f"{head}.")]
     missing = [k for k in own if k not in sd and k not in reset]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
@@ -241,11 +436,11 @@ def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint
                 f"but {tuple(own[k].shape)} in the model; check the model name and its flags (width, in_chans, ...)"
             )
     model.load_state_dict(sd, strict=False)
-    if reset:
+    if reset and getattr(model, "num_classes", None) != 0:  # num_classes=0: the head is dropped on purpose
         heads_reset = sorted({k.rsplit(".", 1)[0] for k in reset})
         warnings.warn(
             f"classifier {', '.join(heads_reset)} re-initialized for {getattr(model, 'num_classes', '?')} "
-            "classes (the weights have another number of classes); fine-tune it before use",
+            "classes (the weights have another number of classes, or no classifier); fine-tune it before use",
             stacklevel=3,
         )
     return reset
@@ -329,10 +524,17 @@ def build_with_weights(
             model_kwargs.update(obj["model_kwargs"])
         if classes is None and isinstance(obj.get("classes"), list | tuple):
             classes = tuple(str(c) for c in obj["classes"])
+    sd = extract_state_dict(obj, source)
+    layout = detect_key_map(name, sd)
+    if entry is None and layout in KEY_MAP_ENTRIES:
+        # a third-party file (e.g. pretrainedmodels, facenet): its entry says how to build and feed it
+        entry = get_weight_entry(name, KEY_MAP_ENTRIES[layout])
+        if entry is not None:
+            model_kwargs = {**entry.model_kwargs, **model_kwargs}
     model_kwargs.update(kwargs)
     model = builder(num_classes=num_classes, in_chans=in_chans, **model_kwargs)
     assert isinstance(model, InceptionBase)
-    sd = remap_foreign_keys(name, extract_state_dict(obj, source))
+    sd = remap_foreign_keys(name, sd)
     fit_state_dict(model, sd, source=source)
     cfg = dict(model.default_cfg)
     if entry is not None:
