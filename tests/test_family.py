@@ -301,6 +301,16 @@ def test_caffe_port_with_1xC_batchnorm_tensors_loads(pm_bninception, tmp_path):
     torch.testing.assert_close(ours.fc.weight, ref.last_linear.weight)
 
 
+@pytest.mark.slow
+def test_bgr_weights_into_one_channel_average_the_input_statistics(pm_bninception):
+    ref, path = pm_bninception
+    gray = create_model("bn_inception", in_chans=1, weights=str(path))
+    torch.testing.assert_close(gray.conv1.conv.weight, ref.conv1_7x7_s2.weight.sum(dim=1, keepdim=True))
+    cfg = gray.default_cfg
+    assert cfg["input_size"] == (1, 224, 224) and cfg["input_range"] == (0.0, 255.0)
+    assert cfg["mean"] == pytest.approx(((104 + 117 + 128) / 3,)) and cfg["std"] == (1.0,)
+
+
 def test_bn_inception_blocks_follow_the_paper_table():
     m = create_model("bn_inception")
     # (block, out channels, pool kind) from Figure 5 of the BN paper

@@ -538,9 +538,10 @@ def build_with_weights(
     fit_state_dict(model, sd, source=source)
     cfg = dict(model.default_cfg)
     if entry is not None:
+        same = in_chans == entry.input_size[0]  # else: the weights' statistics averaged over channels
         cfg.update(
-            mean=entry.mean if in_chans == entry.input_size[0] else cfg["mean"],
-            std=entry.std if in_chans == entry.input_size[0] else cfg["std"],
+            mean=entry.mean if same else (sum(entry.mean) / len(entry.mean),) * in_chans,
+            std=entry.std if same else (sum(entry.std) / len(entry.std),) * in_chans,
             input_size=(in_chans, *entry.input_size[1:]),
             interpolation=entry.interpolation, crop_pct=entry.crop_pct,
             input_space=entry.input_space, input_range=entry.input_range,
