@@ -79,9 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     os.environ.setdefault("KMP_WARNINGS", "0")
     module = importlib.import_module(COMMANDS[cmd][0])
-    cmd_parser = module.get_args_parser(add_help=True)
-    cmd_parser.prog = f"inceptionnet {cmd}"
-    args = cmd_parser.parse_args(argv[1:])
+    if hasattr(module, "parse_args"):  # commands with recipes layer them under the flags
+        args = module.parse_args(argv[1:], prog=f"inceptionnet {cmd}")
+    else:
+        cmd_parser = module.get_args_parser(add_help=True)
+        cmd_parser.prog = f"inceptionnet {cmd}"
+        args = cmd_parser.parse_args(argv[1:])
     return run_main(module.main, args)
 
 

@@ -8,7 +8,7 @@ conv + bias + ReLU (``ConvAct``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -128,7 +128,7 @@ def make_cfg(
     classifier: str = "fc",
     min_input_size: int = 1,
     **extra: object,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The model's input config (timm's ``pretrained_cfg`` keys); eval/predict transforms read it."""
     if len(mean) != in_chans:  # e.g. a 1-channel model: average the RGB statistics
         mean = (sum(mean) / len(mean),) * in_chans
@@ -159,10 +159,10 @@ class InceptionBase(nn.Module):
     num_features: int
     min_input_size: int = 1
     min_aux_input_size: int = 1
-    default_cfg: dict[str, object]
+    default_cfg: dict[str, Any]
 
     @property
-    def pretrained_cfg(self) -> dict[str, object]:
+    def pretrained_cfg(self) -> dict[str, Any]:
         return self.default_cfg
 
     @property

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 from .registry import create_model, list_models
 from .weights import list_weights
 
@@ -25,16 +27,16 @@ def count_params(model: object) -> int:
 def main(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models(args.pattern):
-        m = create_model(name, num_classes=args.num_classes)
-        aux = (
-            create_model(name, num_classes=args.num_classes, aux_logits=True)
-            if hasattr(m, "aux_logits")
-            else None
-        )
+        # built on the meta device: counting parameters needs no memory and no init
+        with torch.device("meta"):
+            m = create_model(name, num_classes=args.num_classes)
+            has_aux = hasattr(m, "aux_logits")
+            plain = create_model(name, num_classes=args.num_classes, aux_logits=False) if has_aux else m
+            aux = create_model(name, num_classes=args.num_classes, aux_logits=True) if has_aux else None
         rows.append(
             {
                 "model": name,
-                "params": count_params(m),
+                "params": count_params(plain),
                 "params_with_aux": count_params(aux) if aux is not None else None,
                 "input_size": list(m.default_cfg["input_size"]),  # type: ignore[call-overload]
                 "weights": list_weights(name),

@@ -1,0 +1,241 @@
+"""The training engine end to end on sklearn's digits: outputs, resume, aux loss, atomicity, NaN, eval, predict."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inceptionnet import create_model
+from inceptionnet.cli import main as cli
+from inceptionnet.engine import NonFiniteError, TrainConfig, evaluate, train_one_epoch
+from inceptionnet.utils import atomic_torch_save
+
+TINY = ["--dataset", "digits", "--model", "googlenet_small", "--model-kwargs", "width=0.125",
+        "--batch-size", "32", "--opt", "adamw", "--lr", "0.003", "--weight-decay", "0.0001",
+        "--no-progress", "--no-plots", "--no-tensorboard"]  # fmt: skip
+
+
+def train(tmp: Path, *extra: str) -> int:
+    return cli(["train", *TINY, "--output-dir", str(tmp), *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    assert cli(["train", *TINY[:-3], "--epochs", "2", "--output-dir", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_end_to_end_outputs(trained):
+    for name in ("checkpoint.pt", "best.pt", "metrics.csv", "args.yaml", "curves.png", "confusion.png", "results.json"):
+        assert (trained / name).is_file(), name
+    assert any((trained / "tb").iterdir())
+    rows = list(csv.DictReader((trained / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for key in ("lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "seconds"):
+        assert key in rows[0]
+    assert float(rows[-1]["val_acc1"]) > 0.3  # chance is 0.1
+    res = json.loads((trained / "results.json").read_text())
+    assert res["test_images"] == 359 and res["test_acc1"] > 0.3
+    ckpt = torch.load(trained / "checkpoint.pt", weights_only=True)
+    for key in ("model", "optimizer", "lr_scheduler", "epoch", "best_acc1", "args", "rng", "model_name", "classes"):
+        assert key in ckpt
+    assert ckpt["epoch"] == 2 and ckpt["model_name"] == "googlenet_small"
+    assert ckpt["classes"] == [str(i) for i in range(10)]
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_resume_is_bit_exact(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--epochs", "4", "--subset", "192", "--model-kwargs", "width=0.125", "dropout=0.5"]
+    assert train(a, *common) == 0
+    assert train(b, *common, "--stop-after", "2") == 0
+    assert torch.load(b / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    assert train(b, *common, "--resume", "auto") == 0
+    wa, wb = _weights(a / "checkpoint.pt"), _weights(b / "checkpoint.pt")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert (a / "metrics.csv").read_text().count("\n") == (b / "metrics.csv").read_text().count("\n") == 5
+
+
+def test_sigterm_saves_and_resume_matches(tmp_path):
+    common = ["--epochs", "3", "--subset", "640", "--batch-size", "16"]
+    ref = tmp_path / "ref"
+    assert train(ref, *common) == 0
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "inceptionnet.train", *TINY, "--output-dir", str(run), *common]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    if proc.returncode == 0:  # the signal landed after training finished: nothing to resume
+        pytest.skip("SIGTERM arrived after the run had finished")
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "checkpoint saved" in err and "Traceback" not in err
+    assert train(run, *common, "--resume", "auto") == 0
+    wa, wb = _weights(ref / "checkpoint.pt"), _weights(run / "checkpoint.pt")
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_aux_loss_in_training_not_in_eval():
+    model = create_model("googlenet_small", num_classes=10, in_chans=1, width=0.125, aux_logits=True)
+    calls = {"aux": 0}
+    model.aux1.register_forward_hook(lambda *a: calls.__setitem__("aux", calls["aux"] + 1))
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    train_one_epoch(model, opt, [(x, y)], torch.device("cpu"), 0, TrainConfig(aux_weight=0.3, progress=False))
+    assert calls["aux"] == 1
+    assert model.aux1.fc2.weight.grad is not None and model.aux1.fc2.weight.grad.abs().sum() > 0
+    evaluate(model, [(x, y)], torch.device("cpu"), 10, show_progress=False)
+    assert calls["aux"] == 1  # eval never runs the aux heads
+    # aux_weight 0: the aux heads get no gradient
+    model.zero_grad(set_to_none=True)
+    train_one_epoch(model, opt, [(x, y)], torch.device("cpu"), 0, TrainConfig(aux_weight=0.0, progress=False))
+    assert model.aux1.fc2.weight.grad is None
+
+
+def test_atomic_write_keeps_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"epoch": 1}, path)
+    before = path.read_bytes()
+
+    def failing_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_torch_save({"epoch": 2}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp file left behind
+
+
+def test_nan_loss_stops_with_clear_message():
+    model = create_model("googlenet_small", num_classes=10, in_chans=1, width=0.125)
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(NonFiniteError, match=r"loss is nan at epoch 3, step 0"):
+        train_one_epoch(model, opt, [(x, y)], torch.device("cpu"), 3, TrainConfig(progress=False))
+    x[0, 0, 0, 0] = float("inf")
+    with pytest.raises(NonFiniteError, match="non-finite values in the input batch"):
+        train_one_epoch(model, opt, [(x, y)], torch.device("cpu"), 0, TrainConfig(progress=False))
+
+
+def test_nan_during_training_keeps_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    import inceptionnet.engine as engine
+
+    assert train(tmp_path, "--epochs", "2", "--subset", "64", "--stop-after", "1") == 0
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    real = engine.compute_loss
+
+    def nan_loss(*a, **k):
+        loss, logits = real(*a, **k)
+        return loss * float("nan"), logits
+
+    monkeypatch.setattr(engine, "compute_loss", nan_loss)
+    rc = train(tmp_path, "--epochs", "2", "--subset", "64", "--resume", "auto")
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "error: loss is nan at epoch 1, step 0" in err and "Traceback" not in err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_eval_json_and_per_class(trained, capsys):
+    assert cli(["eval", "--checkpoint", str(trained / "best.pt"), "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dataset"] == "digits" and out["images"] == 359
+    assert 0.3 < out["acc1"] <= out["acc5"] <= 1.0
+    assert len(out["per_class_acc1"]) == 10
+    res = json.loads((trained / "results.json").read_text())
+    assert out["acc1"] == pytest.approx(res["test_acc1"], abs=1e-6)
+
+
+def test_predict_files(trained, tmp_path, capsys):
+    from inceptionnet.data import load_arrays
+
+    x, y, _ = load_arrays("digits", "test", None, 0)
+    gray = tmp_path / "digit.png"
+    Image.fromarray(x[0].numpy(), mode="L").save(gray)
+    rgb = tmp_path / "digit_rgb.jpg"
+    Image.fromarray(np.stack([x[0].numpy()] * 3, -1), mode="RGB").resize((32, 32)).save(rgb)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    rc = cli(["predict", "--checkpoint", str(trained / "best.pt"), "--json", "--topk", "3", str(gray), str(corrupt), str(rgb)])
+    cap = capsys.readouterr()
+    assert rc == 2  # one unreadable file: the others are still predicted
+    assert f"error: cannot read image {corrupt}" in cap.err
+    res = json.loads(cap.out)
+    assert [r["path"] for r in res] == [str(gray), str(corrupt), str(rgb)]
+    assert len(res[0]["top"]) == 3 and abs(sum(t["prob"] for t in res[0]["top"]) - 1) < 1.0
+    assert res[0]["top"][0]["prob"] >= res[0]["top"][1]["prob"]
+    assert "error" in res[1] and "top" in res[2]
+
+
+def test_missing_dataset_error(tmp_path, capsys):
+    rc = cli(["train", "--dataset", "fashion_mnist", "--data", str(tmp_path / "nowhere"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: Fashion-MNIST not found") and "apt-get install dataset-fashion-mnist" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--batch-size", "0"], "--batch-size must be a positive integer"),
+     (["--epochs", "-1"], "--epochs must be a positive integer"),
+     (["--lr", "0"], "--lr must be positive"),
+     (["--model", "googlenett"], "unknown model 'googlenett'"),
+     (["--dataset", "mnist2"], "unknown dataset 'mnist2'"),
+     (["--recipe", "nope"], "unknown recipe 'nope'")],
+)  # fmt: skip
+def test_bad_arguments(flags, message, capsys):
+    assert cli(["train", "--dataset", "digits", *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err and "Traceback" not in err
+
+
+def test_recipe_unknown_key_and_override(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    assert cli(["train", "--recipe", str(bad)]) == 2
+    assert "unknown key 'learning_rate'" in capsys.readouterr().err
+    from inceptionnet.train import parse_args
+
+    args = parse_args(["--recipe", "fashion_mnist_demo", "--epochs", "7"])
+    assert args.epochs == 7 and args.subset == 20000 and args.model == "googlenet_small"
+    assert "width=0.25" in args.model_kwargs
+
+
+def test_recipes_parse():
+    from inceptionnet.train import RECIPES_DIR, parse_args, validate_args
+
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    assert {"fashion_mnist", "fashion_mnist_fast", "fashion_mnist_demo"} <= set(names)
+    for name in names:
+        validate_args(parse_args(["--recipe", name]))
+
+
+def test_one_step_of_fashion_mnist_recipe_on_digits(tmp_path):
+    # the recipe's model and flags, one tiny epoch on digits (the real data is not needed here)
+    rc = cli(["train", "--recipe", "fashion_mnist", "--dataset", "digits", "--subset", "64", "--epochs", "1",
+              "--val-split", "100", "--output-dir", str(tmp_path), "--no-progress", "--no-plots", "--no-tensorboard",
+              "--model-kwargs", "width=0.125"])  # fmt: skip
+    assert rc == 0 and (tmp_path / "results.json").exists()
