@@ -14,4 +14,5 @@ BIG_MODELS = {"inception_v4", "inception_resnet_v1", "inception_resnet_v2", "inc
 def _seed():
     torch.manual_seed(0)
 
+
 os.environ.setdefault("INCEPTIONNET_NO_DOWNLOAD", "1")

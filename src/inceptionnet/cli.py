@@ -80,7 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("KMP_WARNINGS", "0")
     module = importlib.import_module(COMMANDS[cmd][0])
     if hasattr(module, "parse_args"):  # commands with recipes layer them under the flags
-        args = module.parse_args(argv[1:], prog=f"inceptionnet {cmd}")
+        try:
+            args = module.parse_args(argv[1:], prog=f"inceptionnet {cmd}")
+        except ValueError as e:  # a bad recipe: the same one-line error as the command's own
+            if "--debug" in argv:
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     else:
         cmd_parser = module.get_args_parser(add_help=True)
         cmd_parser.prog = f"inceptionnet {cmd}"

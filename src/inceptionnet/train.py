@@ -582,6 +582,10 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.model_ema_decay), use_buffers=True)
     train_model: nn.Module = model
+    if args.sync_bn and device.type != "cuda":
+        raise ValueError(
+            "--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPU"
+        )
     if world > 1:
         if args.sync_bn:
             train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
@@ -592,8 +596,11 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
         train_model = torch.compile(train_model)  # type: ignore[assignment]
 
     sampler = ResumableSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    # The loaders' own generator draws the worker base seed; without it every new iterator takes a
+    # number from the global RNG, and a run resumed mid-epoch would see other dropout masks.
+    loader_gen = torch.Generator()
     train_loader = DataLoader(
-        train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+        train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, generator=loader_gen,
         drop_last=len(train_set) >= args.batch_size * world * 2, persistent_workers=False,
         pin_memory=device.type == "cuda",
     )  # fmt: skip
@@ -601,7 +608,13 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
         DistributedSampler(val_set, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
     )
     eval_bs = max(args.batch_size, 256)
-    val_loader = DataLoader(val_set, batch_size=eval_bs, sampler=val_sampler, num_workers=args.workers)
+    val_loader = DataLoader(
+        val_set,
+        batch_size=eval_bs,
+        sampler=val_sampler,
+        num_workers=args.workers,
+        generator=torch.Generator(),
+    )
     iters_per_epoch = max(len(train_loader) + (sampler.start // args.batch_size), 1)
 
     groups = param_groups(model, args.weight_decay, args.norm_weight_decay)
@@ -649,7 +662,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
             where = f"epoch {start_epoch} step {epoch_state.step}" if epoch_state else f"epoch {start_epoch}"
             print(f"resumed from {resume_path} at {where}")
 
-    def checkpoint(epoch: int, state: EpochState | None) -> dict[str, Any]:
+    def checkpoint(epoch: int, state: EpochState | None, rngs: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
             "model": model.state_dict(),
@@ -666,7 +679,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
             "best_acc1": best_acc1,
             "history": history,
             "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-            "rng": gather_rng_states(),
+            "rng": rngs,
         }
 
     if args.test_only:
@@ -727,6 +740,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
     try:
         for epoch in range(start_epoch, end_epoch):
             sampler.set_epoch(epoch)
+            loader_gen.manual_seed(args.seed * 100_003 + epoch * 101 + rank)
             steps_left = len(train_loader)
             state = train_one_epoch(
                 train_model, optimizer, train_loader, device, epoch, tcfg, lr_scheduler=scheduler,
@@ -735,8 +749,9 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
             sampler.start = 0
             epoch_state = None
             if stop.signum and state.step < iters_per_epoch:
+                rngs = gather_rng_states()  # a collective: every rank takes part
                 if is_main:
-                    atomic_torch_save(checkpoint(epoch, state), out / "checkpoint.pt")
+                    atomic_torch_save(checkpoint(epoch, state, rngs), out / "checkpoint.pt")
                     print(f"interrupted at epoch {epoch} step {state.step}; checkpoint saved to "
                           f"{out / 'checkpoint.pt'}; continue with --resume auto --output-dir {out}", file=sys.stderr)  # fmt: skip
                 return 128 + stop.signum
@@ -759,8 +774,9 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
             best_acc1 = max(best_acc1, score)
             if improved:
                 best_val = ema_val if ema_val is not None and ema_val["acc1"] >= val["acc1"] else val
+            rngs = gather_rng_states()  # a collective: every rank takes part
             if is_main:
-                ck = checkpoint(epoch + 1, None)
+                ck = checkpoint(epoch + 1, None, rngs)
                 atomic_torch_save(ck, out / "checkpoint.pt")
                 if improved:
                     use_ema = ema_val is not None and ema_val["acc1"] >= val["acc1"]
@@ -854,9 +870,9 @@ def all_reduce_sums(state: EpochState, device: torch.device) -> list[float]:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    from .cli import run_main
+    from .cli import main as cli_main
 
-    return run_main(main, parse_args(argv))
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -316,6 +316,7 @@ class GoogLeNet(InceptionBase):
             in_chans, num_classes, 28 if stem == "small" else 224,
             min_input_size=self.min_input_size,
             classifier="fc", aux_classifiers=("aux1.fc2", "aux2.fc2") if aux_logits else (),
+            aux_modules=("aux1", "aux2"),  # a checkpoint with aux heads loads into a model without them
         )  # fmt: skip
 
     @property
