@@ -250,7 +250,7 @@ def test_recipe_unknown_key_and_override(tmp_path, capsys):
     from inceptionnet.train import parse_args
 
     args = parse_args(["--recipe", "fashion_mnist_demo", "--epochs", "7"])
-    assert args.epochs == 7 and args.subset == 20000 and args.model == "googlenet_small"
+    assert args.epochs == 7 and args.subset == 30000 and args.model == "googlenet_small"
     assert "width=0.25" in args.model_kwargs
 
 
