@@ -97,6 +97,15 @@ def check_input(x: Tensor, in_chans: int, min_size: int, name: str) -> None:
         raise InputShapeError(f"input {h}x{w} is too small for {name}: the minimum is {min_size}x{min_size}")
 
 
+def imagenet_to_inception_input(x: Tensor) -> Tensor:
+    """torchvision's ``transform_input``: re-normalize an ImageNet-mean/std input to mean/std 0.5,
+    what the weights ported from TensorFlow expect."""
+    x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+    x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+    x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+    return torch.cat((x_ch0, x_ch1, x_ch2), 1)
+
+
 def init_weights_trunc_normal(module: nn.Module, std: float = 0.01) -> None:
     """torchvision's GoogLeNet/Inception init: truncated normal convs and linears, BN at (1, 0)."""
     for m in module.modules():

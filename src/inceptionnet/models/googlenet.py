@@ -34,6 +34,7 @@ from ..layers import (
     ConvLayer,
     InceptionBase,
     check_choice,
+    imagenet_to_inception_input,
     init_weights_trunc_normal,
     make_cfg,
     make_classifier,
@@ -324,12 +325,7 @@ class GoogLeNet(InceptionBase):
         return self.aux_logits
 
     def _transform_input(self, x: Tensor) -> Tensor:
-        if self.transform_input:
-            x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
-            x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
-            x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
-            x = torch.cat((x_ch0, x_ch1, x_ch2), 1)
-        return x
+        return imagenet_to_inception_input(x) if self.transform_input else x
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         aux: list[Tensor] = []

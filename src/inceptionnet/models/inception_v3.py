@@ -31,7 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import ConvBNAct, ConvLayer, InceptionBase, make_cfg, make_classifier
+from ..layers import (
+    ConvBNAct,
+    ConvLayer,
+    InceptionBase,
+    imagenet_to_inception_input,
+    make_cfg,
+    make_classifier,
+)
 from ..registry import register_model
 
 __all__ = [
@@ -312,12 +319,7 @@ class InceptionV3(InceptionBase):
         return self.aux_logits
 
     def _transform_input(self, x: Tensor) -> Tensor:
-        if self.transform_input:
-            x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
-            x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
-            x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
-            x = torch.cat((x_ch0, x_ch1, x_ch2), 1)
-        return x
+        return imagenet_to_inception_input(x) if self.transform_input else x
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         aux: list[Tensor] = []
