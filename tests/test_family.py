@@ -447,3 +447,16 @@ def test_offline_without_cached_file_says_where_to_put_it(tmp_path, monkeypatch)
     expected = tmp_path / "checkpoints" / "timm-inception_v4.tf_in1k.safetensors"
     with pytest.raises(FileNotFoundError, match=rf"put the file at {expected}"):
         create_model("inception_v4", weights="tf_in1k")
+
+
+def test_bgr_0_255_input_config_is_honoured_by_the_transforms():
+    from inceptionnet.data import InputConfig, eval_transform
+
+    cfg = InputConfig(4, 3, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0), input_space="BGR", input_range=(0.0, 255.0))
+    img = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    img[0] = 200  # red
+    x = eval_transform(cfg, 3, 4)(img)
+    # BGR order, 0-255 scale, Caffe means subtracted: channel 2 is the red one
+    torch.testing.assert_close(x[:, 0, 0], torch.tensor([0 - 104.0, 0 - 117.0, 200 - 128.0]))
+    rt = InputConfig.from_dict(cfg.to_dict())
+    assert rt.input_space == "BGR" and rt.input_range == (0.0, 255.0)

@@ -18,6 +18,7 @@ import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -261,11 +262,14 @@ class InputConfig:
     crop_pct: float = 1.0
     interpolation: str = "bilinear"
     dataset: str | None = None  # the data set it was trained on, when known
+    input_space: str = "RGB"  # "BGR": channels reversed, as Caffe models (BN-Inception) expect
+    input_range: tuple[float, float] = (0.0, 1.0)  # (0, 255): pixel values not scaled to [0, 1]
 
     def to_dict(self) -> dict[str, Any]:
         return dict(
             input_size=self.input_size, in_chans=self.in_chans, mean=list(self.mean), std=list(self.std),
             crop_pct=self.crop_pct, interpolation=self.interpolation, dataset=self.dataset,
+            input_space=self.input_space, input_range=list(self.input_range),
         )  # fmt: skip
 
     @classmethod
@@ -273,6 +277,7 @@ class InputConfig:
         return cls(
             int(d["input_size"]), int(d["in_chans"]), tuple(d["mean"]), tuple(d["std"]),
             float(d.get("crop_pct", 1.0)), str(d.get("interpolation", "bilinear")), d.get("dataset"),
+            str(d.get("input_space") or "RGB"), tuple(d.get("input_range") or (0.0, 1.0)),
         )  # fmt: skip
 
 
@@ -282,13 +287,30 @@ def _interp(name: str) -> v2.InterpolationMode:
     )
 
 
+def _repeat_channels(x: Tensor, target: int) -> Tensor:
+    return x.expand(target, *x.shape[1:])
+
+
+def _reverse_channels(x: Tensor) -> Tensor:
+    return x.flip(-3)
+
+
+def to_model_input(cfg: InputConfig) -> list[Callable[[Tensor], Tensor]]:
+    """uint8 image -> what the weights expect: float in [0, 1] or [0, 255], RGB or BGR, normalized."""
+    t: list[Callable[[Tensor], Tensor]] = [v2.ToDtype(torch.float32, scale=cfg.input_range[1] <= 1.0)]
+    if cfg.input_space == "BGR":
+        t.append(v2.Lambda(_reverse_channels))
+    t.append(v2.Normalize(cfg.mean, cfg.std))
+    return t
+
+
 def _channels(in_chans: int, target: int) -> list[Callable[[Tensor], Tensor]]:
     if in_chans == target:
         return []
     if target == 1:
         return [v2.Grayscale(1)]
     if in_chans == 1:
-        return [v2.Lambda(lambda x: x.expand(target, *x.shape[1:]))]
+        return [v2.Lambda(partial(_repeat_channels, target=target))]
     raise ValueError(f"cannot convert {in_chans}-channel images to {target} channels")
 
 
@@ -323,7 +345,7 @@ def train_transform(
     elif auto_augment not in (None, "none"):
         raise ValueError(f"unknown --auto-augment {auto_augment!r}; choose trivial, autoaugment or none")
     t += _channels(data_chans, cfg.in_chans)
-    t += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(cfg.mean, cfg.std)]
+    t += to_model_input(cfg)
     if random_erase > 0:
         t.append(v2.RandomErasing(p=random_erase, value=0))
     return v2.Compose(t)
@@ -337,7 +359,7 @@ def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v
         t.append(v2.Resize(resize, interpolation=_interp(cfg.interpolation), antialias=True))
         t.append(v2.CenterCrop(cfg.input_size))
     t += _channels(data_chans, cfg.in_chans)
-    t += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(cfg.mean, cfg.std)]
+    t += to_model_input(cfg)
     return v2.Compose(t)
 
 

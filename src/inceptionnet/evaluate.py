@@ -115,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         # views are cut from the whole image at its own size, so only channels and statistics here
         transform = v2.Compose([v2.ToImage(), *D._channels(info.in_chans, icfg.in_chans),
-                                v2.ToDtype(torch.float32, scale=True), v2.Normalize(icfg.mean, icfg.std)])  # fmt: skip
+                                *D.to_model_input(icfg)])  # fmt: skip
         if dataset == "imagefolder":  # mixed sizes cannot batch: make them square at the largest scale
             transform = v2.Compose(
                 [v2.Resize((icfg.input_size * 352 // 224,) * 2, antialias=True), transform]

@@ -104,6 +104,7 @@ def _cfg_from_model(model: InceptionBase) -> D.InputConfig:
     return D.InputConfig(
         int(cfg["input_size"][2]), model.in_chans, tuple(cfg["mean"]), tuple(cfg["std"]),  # type: ignore[index, call-overload]
         float(cfg.get("crop_pct", 1.0)), str(cfg.get("interpolation", "bilinear")),  # type: ignore[arg-type]
+        None, str(cfg.get("input_space", "RGB")), tuple(cfg.get("input_range", (0.0, 1.0))),
     )  # fmt: skip
 
 

@@ -443,9 +443,14 @@ def input_config(args: argparse.Namespace, model: InceptionBase, info: D.DataInf
         if model.in_chans != info.in_chans:
             mean = (sum(mean) / len(mean),) * model.in_chans
             std = (sum(std) / len(std),) * model.in_chans
+    # pretrained Caffe weights (BN-Inception) want BGR 0-255 input on the user's images too
+    space, value_range = ("RGB", (0.0, 1.0))
+    if info.name == "imagefolder":
+        space, value_range = str(cfg.get("input_space", "RGB")), tuple(cfg.get("input_range", (0.0, 1.0)))
     return D.InputConfig(
-        size, model.in_chans, mean, std, crop_pct, str(cfg.get("interpolation", "bilinear")), info.name
-    )
+        size, model.in_chans, mean, std, crop_pct, str(cfg.get("interpolation", "bilinear")), info.name,
+        space, value_range,
+    )  # fmt: skip
 
 
 def build_datasets(args: argparse.Namespace, info: D.DataInfo, icfg: D.InputConfig) -> tuple[Any, Any, Any]:
