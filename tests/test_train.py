@@ -269,3 +269,12 @@ def test_one_step_of_fashion_mnist_recipe_on_digits(tmp_path):
               "--val-split", "100", "--output-dir", str(tmp_path), "--no-progress", "--no-plots", "--no-tensorboard",
               "--model-kwargs", "width=0.125"])  # fmt: skip
     assert rc == 0 and (tmp_path / "results.json").exists()
+
+
+def test_model_and_weights_file_uses_the_checkpoint_data_config(trained, capsys):
+    args = ["eval", "--json", "--no-progress", "--dataset", "digits"]
+    assert cli([*args, "--checkpoint", str(trained / "best.pt")]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert cli([*args, "--model", "googlenet_small", "--weights", str(trained / "best.pt")]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert a["acc1"] == b["acc1"] and a["loss"] == pytest.approx(b["loss"])

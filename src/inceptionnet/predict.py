@@ -87,7 +87,10 @@ def load_for_inference(
         if entry is not None:
             num_classes, in_chans = entry.num_classes, entry.input_size[0]
         else:
-            sd = extract_state_dict(load_file(weights), f"weights {weights}")
+            obj = load_file(weights)
+            if isinstance(obj, dict) and "model_name" in obj:  # a training checkpoint: use its data config
+                return load_for_inference(weights, model_name, None, device)
+            sd = extract_state_dict(obj, f"weights {weights}")
             num_classes, in_chans = _classifier_size(sd), _first_conv_chans(sd)
         model = create_model(model_name, num_classes=num_classes, in_chans=in_chans, weights=weights)
         classes = list(model.default_cfg.get("classes") or [])  # type: ignore[call-overload]
