@@ -19,3 +19,7 @@ class DataNotFoundError(InceptionNetError, FileNotFoundError):
 
 class ImageReadError(InceptionNetError, ValueError):
     """A file that is not a readable image."""
+
+
+class OutputWriteError(InceptionNetError, OSError):
+    """An output that could not be written (disk full, read-only folder); the previous file is kept."""

@@ -83,9 +83,14 @@ def load_for_inference(
     elif model_name:
         if not weights:
             raise ValueError("--model needs --weights (an entry name or a file), or use --checkpoint")
+        get_model_builder(model_name)  # an unknown name is the error to report, not the file
         entry = get_weight_entry(model_name, weights)
         if entry is not None:
             num_classes, in_chans = entry.num_classes, entry.input_size[0]
+        elif not Path(weights).exists():
+            raise FileNotFoundError(
+                f"weights {weights!r} is neither a file nor a weight entry of {model_name}"
+            )
         else:
             obj = load_file(weights)
             if isinstance(obj, dict) and "model_name" in obj:  # a training checkpoint: use its data config

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from .errors import InceptionNetError, OutputWriteError
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync it, then rename over ``path``; on any error ``path`` is untouched."""
@@ -27,9 +29,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, InceptionNetError):
+            kept = f"the previous {path.name} is kept" if path.exists() else "nothing was written"
+            err = OutputWriteError(f"cannot write {path}: {e.strerror or _first_line(e)}; {kept}")
+            err.errno = e.errno
+            raise err from e
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -53,3 +60,8 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
 
 def _write_text(path: str, text: str) -> None:
     Path(path).write_text(text)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -195,6 +195,11 @@ def load_file(path: str | os.PathLike[str]) -> Any:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
+        if _bad_opcode(msg):  # bytes that are no pickle opcode: damaged or random data, not code
+            raise CheckpointError(
+                f"cannot read checkpoint {p}: the file is damaged or not a PyTorch checkpoint "
+                f"({_unsafe_detail(msg)})"
+            ) from None
         if "Weights only load failed" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
             raise CheckpointError(
                 f"refusing unsafe checkpoint {p}: it contains pickled code or objects that are not "
@@ -218,9 +223,22 @@ def _first_line(e: BaseException) -> str:
 
 def _unsafe_detail(msg: str) -> str:
     for ln in msg.splitlines():
-        if "Unsupported global" in ln or "Unsupported operand" in ln:
+        low = ln.lower()
+        if "unsupported global" in low or "unsupported operand" in low:
             return ln.replace("WeightsUnpickler error:", "").strip()[:160]
     return "weights_only load refused it"
+
+
+def _bad_opcode(msg: str) -> bool:
+    """Does torch's refusal name a byte that is no pickle opcode at all (a damaged or random file)?
+    Opcodes that exist but the safe unpickler does not run (e.g. INST, OBJ) stay 'unsafe'."""
+    import pickletools
+
+    m = re.search(r"Unsupported operand (\d+)", msg)
+    if m is None:
+        return False
+    codes = {op.code.encode("latin-1")[0] for op in pickletools.opcodes}
+    return int(m.group(1)) not in codes
 
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:
