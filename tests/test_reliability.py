@@ -237,6 +237,23 @@ def test_debug_flag_shows_the_traceback(trained, tmp_path, digit_png):
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "CheckpointError" in proc.stderr
 
 
+def test_checkpoint_of_another_model_name(trained, tmp_path, digit_png, capsys):
+    ckpt = torch.load(trained / "best.pt", weights_only=True)
+    path = tmp_path / "v3.pt"
+    torch.save({**ckpt, "model_name": "inception_v3"}, path)
+    with pytest.raises(CheckpointError, match="is a inception_v3 checkpoint, not googlenet_small"):
+        create_model("googlenet_small", **SMALL, weights=str(path))
+    rc, err = run_cli(
+        ["predict", "--model", "googlenet_small", "--checkpoint", str(path), str(digit_png)], capsys
+    )
+    assert rc == 2
+    assert_one_error_line(err, "is a inception_v3 checkpoint, not googlenet_small")
+    rc, err = run_cli(["train", *TINY, "--epochs", "2", "--resume", str(path), "--output-dir", str(tmp_path / "o")],
+                      capsys)  # fmt: skip
+    assert rc == 2
+    assert_one_error_line(err, "is a inception_v3 checkpoint, not googlenet_small")
+
+
 # --------------------------------------------------------------------------------------------------
 # 3. Images
 
@@ -675,3 +692,15 @@ def test_nan_in_input_images_through_the_data_path(tmp_path, monkeypatch, capsys
     )
     assert rc == 2 and "Traceback" not in err
     assert "error: non-finite values in the input batch at epoch 0, step 0 (batch index 0)" in err
+
+
+def test_reliability_doc_names_existing_tests():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "RELIABILITY.md").read_text()
+    files = {"R": Path(__file__).read_text(), "T": (root / "tests" / "test_train.py").read_text()}
+    refs = set(re.findall(r"`([RT])::(test_\w+)`", doc))
+    assert len(refs) > 20
+    missing = [f"{f}::{n}" for f, n in sorted(refs) if f"def {n}(" not in files[f]]
+    assert not missing, missing
