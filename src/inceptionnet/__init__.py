@@ -5,6 +5,7 @@
 """
 
 from .errors import CheckpointError, DataNotFoundError, ImageReadError, InceptionNetError, InputShapeError
+from .fast import optimize_for_inference
 from .layers import ModelOutput
 from .registry import create_model, list_models, register_model
 from .weights import list_weights
@@ -22,5 +23,6 @@ __all__ = [
     "create_model",
     "list_models",
     "list_weights",
+    "optimize_for_inference",
     "register_model",
 ]

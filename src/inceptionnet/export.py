@@ -306,9 +306,10 @@ def _quiet(enabled: bool = True) -> Iterator[None]:
         yield
 
 
-def ort_session(path: str | Path, device: str = "cpu") -> Any:
+def ort_session(path: str | Path, device: str = "cpu", *, config: Mapping[str, str] | None = None) -> Any:
     """An ONNX Runtime session on ``path`` (CPU provider unless ``device="cuda"``), quiet and polite on
-    shared machines: threads as torch uses, no spinning."""
+    shared machines: threads as torch uses, no spinning. ``config``: extra session config entries
+    (e.g. ``{"session.set_denormal_as_zero": "1"}``)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -316,6 +317,8 @@ def ort_session(path: str | Path, device: str = "cpu") -> Any:
     so.inter_op_num_threads = 1
     so.log_severity_level = 3  # errors only: ORT warns about unused initializers etc.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, value)
     if device == "cpu":
         providers = ["CPUExecutionProvider"]
     elif device == "cuda":
