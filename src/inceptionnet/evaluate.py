@@ -105,6 +105,10 @@ def make_tta(mode: str, size: int) -> Callable[[nn.Module, Tensor], Tensor] | No
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.workers < 0 or args.limit < 0:
+        raise ValueError("--workers and --limit must not be negative")
     model, icfg, classes = load_for_inference(args.checkpoint, args.model, args.weights, args.device)
     dataset = args.dataset or icfg.dataset or "fashion_mnist"
     info = D.dataset_info(dataset, args.data)
