@@ -1,0 +1,468 @@
+"""``inceptionnet bench``: images/s of this project's fast paths vs torchvision, ONNX Runtime and
+torch.compile, in one process, with the same weights, the same input and the same threads.
+
+    inceptionnet bench                                   # googlenet 224 + inception_v3 299, batch 1 and 32
+    inceptionnet bench --models googlenet --batch-sizes 32 --backends tv-eager eager onnxruntime compile
+    inceptionnet bench --mode train --models googlenet --batch-sizes 16
+    inceptionnet bench --json > bench.json
+
+Inference backends (``--backends``; default: all but the torch.compile ones, which take a minute or
+more each to compile, and the bf16 ones where the CPU has no native bf16):
+
+* ``tv-eager``: torchvision's model (``torchvision.models.googlenet`` / ``inception_v3`` with this
+  project's random-init weights loaded), eager fp32 NCHW: the baseline of every ratio. Models torchvision
+  does not have use this project's model unchanged instead (``"source": "inceptionnet"``).
+* ``tv-channels-last``, ``tv-compile`` (``torch.compile``), ``tv-onnxruntime`` (ONNX Runtime on the
+  plain export) of the same model.
+* ``eager``, ``eager-bf16``, ``compile``, ``compile-bf16``, ``onnxruntime``: ``optimize_for_inference``
+  (BN folded, parallel 1x1 convs merged, channels_last; see ``inceptionnet.fast``).
+
+Training (``--mode train``): ``tv-train-fp32`` (torchvision's model, fp32 NCHW, plain SGD loop) and
+``train-fast`` (this project's model, channels_last, bf16 autocast where the CPU has native bf16,
+fused/foreach SGD). Steps are forward + cross-entropy + backward + optimizer step.
+
+Each backend: ``--warmup`` untimed calls, then ``--repeats`` timed repeats (each of enough calls to
+last ~0.1 s); median and min seconds per call. ``pct_of_peak`` compares the achieved FLOP/s (model
+FLOPs = 2 x ``analysis.summarize`` MACs, x3 for a training step) to a plain 2048x2048 GEMM of the same
+dtype timed in the same process (bf16 only where the CPU has native bf16; null otherwise). Every inference backend's output on the benchmark input is compared
+with ``tv-eager``'s (``max_abs_diff``).
+
+``--json`` prints one object::
+
+    {
+      "schema": 1,
+      "mode": "infer" | "train",
+      "env": {"torch": str, "onnxruntime": str | null, "threads": int, "cpu": str, "bf16_native": bool},
+      "config": {"models": [str], "batch_sizes": [int], "input_size": int | null, "repeats": int,
+                 "warmup": int, "backends": [str]},
+      "peak_gflops": {"float32": float, "bfloat16": float | null},
+      "results": [{
+          "model": str, "source": "torchvision" | "inceptionnet", "backend": str,
+          "dtype": "float32" | "bfloat16", "batch_size": int, "input_size": int,
+          "status": "ok" | "error",
+          "median_s": float | null, "min_s": float | null,      # seconds per call (per step)
+          "img_per_s": float | null,                             # batch_size / median_s
+          "ratio_vs_tv_eager": float | null,                     # img_per_s / the baseline's img_per_s
+          "gflops": float | null, "pct_of_peak": float | null,   # achieved GFLOP/s, % of the GEMM peak
+          "setup_s": float | null,                               # building (export, compile, checks)
+          "max_abs_diff": float | null,                          # vs tv-eager on the same input
+          "note": str                                            # the error, or what was run
+      }]
+    }
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import json
+import math
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SCHEMA = 1
+INFER_BACKENDS = (
+    "tv-eager",
+    "tv-channels-last",
+    "tv-compile",
+    "tv-onnxruntime",
+    "eager",
+    "eager-bf16",
+    "compile",
+    "compile-bf16",
+    "onnxruntime",
+)
+TRAIN_BACKENDS = ("tv-train-fp32", "train-fast")
+SLOW_BACKENDS = ("tv-compile", "compile", "compile-bf16")
+BF16_BACKENDS = ("eager-bf16", "compile-bf16")
+TORCHVISION = {"googlenet": "googlenet", "inception_v3": "inception_v3"}
+MIN_REPEAT_S = 0.1
+GEMM_N = 2048
+
+
+def default_backends(mode: str) -> list[str]:
+    from .fast import bf16_supported
+
+    if mode == "train":
+        return list(TRAIN_BACKENDS)
+    return [
+        b for b in INFER_BACKENDS if b not in SLOW_BACKENDS and (b not in BF16_BACKENDS or bf16_supported())
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+
+
+def time_fn(
+    fn: Callable[[], Any], warmup: int, repeats: int, min_repeat_s: float = MIN_REPEAT_S
+) -> list[float]:
+    """Seconds per call of ``fn`` in each of ``repeats`` repeats, after ``warmup`` untimed calls; a
+    repeat runs ``fn`` as many times as needed to last about ``min_repeat_s``."""
+    t0 = time.perf_counter()
+    for _ in range(max(1, warmup)):
+        fn()
+    one = (time.perf_counter() - t0) / max(1, warmup)
+    inner = max(1, math.ceil(min_repeat_s / max(one, 1e-9)))
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        out.append((time.perf_counter() - t) / inner)
+    return out
+
+
+def gemm_peak_gflops(dtype: torch.dtype, n: int = GEMM_N, repeats: int = 3) -> float:
+    """GFLOP/s of a plain n x n x n matmul (2 n^3 FLOPs), best of ``repeats``."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    times = time_fn(lambda: torch.mm(a, b), warmup=1, repeats=repeats, min_repeat_s=0.0)
+    return 2 * n**3 / min(times) / 1e9
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+
+
+def build_models(name: str, num_classes: int, seed: int = 0) -> tuple[nn.Module, nn.Module, str]:
+    """(this project's model, the baseline model with the same weights, the baseline's source)."""
+    from .registry import create_model
+
+    torch.manual_seed(seed)
+    ours = create_model(name, num_classes=num_classes).eval()
+    if name in TORCHVISION:
+        import torchvision
+
+        ctor = getattr(torchvision.models, TORCHVISION[name])
+        tv = ctor(weights=None, aux_logits=False, init_weights=False, num_classes=num_classes)
+        tv.load_state_dict(ours.state_dict())
+        return ours, tv.eval(), "torchvision"
+    return ours, copy.deepcopy(ours), "inceptionnet"
+
+
+def model_gflops(model: nn.Module, size: int) -> float:
+    """GFLOPs of one image (2 x MACs)."""
+    from .analysis import summarize
+
+    return 2 * summarize(copy.deepcopy(model).eval(), input_size=(size, size))["total_macs"] / 1e9
+
+
+def _default_size(model: nn.Module) -> int:
+    cfg = getattr(model, "default_cfg", None) or {}
+    return int(cfg.get("input_size", (3, 224, 224))[-1])
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool) -> Iterator[None]:
+    from .export import _quiet as q
+
+    with q(enabled):
+        yield
+
+
+def _infer_fn(
+    backend: str, ours: nn.Module, base: nn.Module, x: Tensor, quiet: bool
+) -> tuple[Callable[[Tensor], Tensor], str]:
+    """The callable of one inference backend and a note of what it runs."""
+    from .engine import flush_denormal
+    from .fast import optimize_for_inference
+
+    if backend in ("tv-eager", "tv-channels-last", "tv-compile"):
+        cl = backend != "tv-eager"
+        base = copy.deepcopy(base).eval()
+        mod: Callable[..., Any] = base
+        if cl:
+            mod = base.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if backend == "tv-compile":
+            mod = torch.compile(mod)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+
+        def run(inp: Tensor) -> Tensor:
+            with torch.inference_mode(), flush_denormal():
+                out = mod(inp.contiguous(memory_format=fmt))
+            assert isinstance(out, Tensor)
+            return out
+
+        return run, "fp32 " + ("channels_last" if cl else "NCHW") + (
+            ", torch.compile" if backend == "tv-compile" else ""
+        )
+    if backend == "tv-onnxruntime":
+        from .export import export_model, ort_session
+
+        with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
+            path = Path(tmp) / "plain.onnx"
+            export_model(
+                copy.deepcopy(base).eval(), path, input_size=(int(x.shape[2]), int(x.shape[3])),
+                in_chans=int(x.shape[1]), quiet=quiet,
+            )  # fmt: skip
+            sess = ort_session(path)
+        in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+
+        def run_ort(inp: Tensor) -> Tensor:
+            return torch.from_numpy(sess.run([out_name], {in_name: inp.numpy()})[0])
+
+        return run_ort, "ONNX Runtime on the plain export (fp32, NCHW)"
+    name, _, suffix = backend.partition("-")
+    dtype = torch.bfloat16 if suffix == "bf16" else torch.float32
+    with _quiet(quiet):
+        fast = optimize_for_inference(ours, x, backend=name, dtype=dtype, quiet=quiet)
+    note = f"merged {fast.merged_convs} 1x1 convs"
+    if dtype == torch.bfloat16:
+        note += f", top-1 agreement {fast.top1_agreement:.3f}"
+    return fast, note
+
+
+def _train_step_fn(
+    backend: str, ours: nn.Module, base: nn.Module, x: Tensor, num_classes: int
+) -> tuple[Callable[[], None], str]:
+    from .fast import bf16_supported
+
+    target = torch.randint(0, num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0))
+    if backend == "tv-train-fp32":
+        model = copy.deepcopy(base).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=False)
+        inp = x
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            out = model(inp)
+            F.cross_entropy(out, target).backward()
+            opt.step()
+
+        return step, "fp32 NCHW, SGD for-loop"
+    model = copy.deepcopy(ours).train().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    inp = x.contiguous(memory_format=torch.channels_last)
+    amp = bf16_supported(x.device)
+    try:
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=True)
+        kind = "fused"
+    except (RuntimeError, ValueError):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
+        kind = "foreach"
+    ctx: Callable[[], contextlib.AbstractContextManager[Any]] = (
+        (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    )
+
+    def step_fast() -> None:
+        opt.zero_grad(set_to_none=True)
+        with ctx():
+            out = model(inp)
+        F.cross_entropy(out.float(), target).backward()
+        opt.step()
+
+    return step_fast, f"{'bf16 autocast' if amp else 'fp32 (no native bf16)'}, channels_last, {kind} SGD"
+
+
+# --------------------------------------------------------------------------------------------------
+# Running
+
+
+def _row(**kw: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(
+        (
+            "median_s",
+            "min_s",
+            "img_per_s",
+            "ratio_vs_tv_eager",
+            "gflops",
+            "pct_of_peak",
+            "setup_s",
+            "max_abs_diff",
+        )
+    )
+    row.update(status="ok", note="")
+    row.update(kw)
+    return row
+
+
+def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The benchmark as a dict (the ``--json`` schema of the module docstring)."""
+    from .fast import bf16_supported
+
+    say = log or (lambda _: None)
+    mode = args.mode
+    allowed = TRAIN_BACKENDS if mode == "train" else INFER_BACKENDS
+    backends = list(args.backends or default_backends(mode))
+    bad = [b for b in backends if b not in allowed]
+    if bad:
+        raise ValueError(f"unknown {mode} backend(s) {', '.join(bad)}; choose from {', '.join(allowed)}")
+    baseline = "tv-train-fp32" if mode == "train" else "tv-eager"
+    if baseline in backends:
+        backends.remove(baseline)
+    backends.insert(0, baseline)  # always measured first: every ratio needs it
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    if any(b < 1 for b in args.batch_sizes):
+        raise ValueError("--batch-sizes must be positive")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        import onnxruntime
+
+        ort_version: str | None = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    native_bf16 = bf16_supported()
+    say("timing a 2048x2048 GEMM for the peak reference")
+    peak = {
+        "float32": gemm_peak_gflops(torch.float32),
+        "bfloat16": gemm_peak_gflops(torch.bfloat16) if native_bf16 else None,  # emulated bf16: no peak
+    }
+    results: list[dict[str, Any]] = []
+    for name in args.models:
+        ours, base, source = build_models(name, args.num_classes)
+        size = args.input_size or _default_size(ours)
+        gflop = model_gflops(ours, size) * (3 if mode == "train" else 1)
+        fns: dict[str, Any] = {}
+        for bs in args.batch_sizes:
+            x = torch.randn(
+                bs, int(getattr(ours, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(bs)
+            )
+            ref: Tensor | None = None
+            base_ips: float | None = None
+            for backend in backends:
+                dtype = (
+                    "bfloat16"
+                    if ("bf16" in backend or (backend == "train-fast" and native_bf16))
+                    else "float32"
+                )
+                common = dict(
+                    model=name, source=source, backend=backend, dtype=dtype, batch_size=bs, input_size=size
+                )
+                say(f"{name} {size}x{size} batch {bs}: {backend}")
+                try:
+                    t0 = time.perf_counter()
+                    if mode == "train":
+                        step, note = _train_step_fn(backend, ours, base, x, args.num_classes)
+                        call: Callable[[], Any] = step
+                        diff = None
+                    else:
+                        if (
+                            backend not in fns
+                        ):  # built once per model: dynamic batch, checked on the first input
+                            fns[backend] = _infer_fn(backend, ours, base, x, quiet=not args.debug)
+                        fn, note = fns[backend]
+                        out = fn(x)
+                        if ref is None:
+                            ref = out.float()
+                        diff = float((out.float() - ref).abs().max())
+                        call = functools.partial(fn, x)
+                    setup = time.perf_counter() - t0
+                    times = time_fn(call, args.warmup, args.repeats)
+                except Exception as e:
+                    if args.debug:
+                        raise
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    results.append(_row(**common, status="error", note=msg[:300]))
+                    say(f"  error: {msg[:200]}")
+                    continue
+                med, best = statistics.median(times), min(times)
+                ips = bs / med
+                if backend == baseline:
+                    base_ips = ips
+                achieved = gflop * bs / med
+                pk = peak.get(dtype)
+                row = _row(
+                    **common, median_s=med, min_s=best, img_per_s=ips,
+                    ratio_vs_tv_eager=ips / base_ips if base_ips else None, gflops=achieved,
+                    pct_of_peak=100 * achieved / pk if pk else None, setup_s=setup, max_abs_diff=diff, note=note,
+                )  # fmt: skip
+                results.append(row)
+                say(f"  {ips:.1f} img/s (median {med * 1e3:.1f} ms, min {best * 1e3:.1f} ms)")
+    return {
+        "schema": SCHEMA,
+        "mode": mode,
+        "env": {
+            "torch": torch.__version__,
+            "onnxruntime": ort_version,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "bf16_native": native_bf16,
+        },
+        "config": {
+            "models": list(args.models),
+            "batch_sizes": list(args.batch_sizes),
+            "input_size": args.input_size,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "backends": backends,
+        },
+        "peak_gflops": peak,
+        "results": results,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    def f(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    head = f"{'model':<14} {'size':>4} {'batch':>5} {'backend':<17} {'dtype':<8} {'img/s':>8} {'median ms':>10} {'min ms':>8} {'x tv':>6} {'% peak':>6}  note"
+    lines = [head, "-" * len(head)]
+    for r in report["results"]:
+        if r["status"] != "ok":
+            lines.append(
+                f"{r['model']:<14} {r['input_size']:>4} {r['batch_size']:>5} {r['backend']:<17} {r['dtype']:<8} error: {r['note']}"
+            )
+            continue
+        lines.append(
+            f"{r['model']:<14} {r['input_size']:>4} {r['batch_size']:>5} {r['backend']:<17} {r['dtype']:<8} "
+            f"{f(r['img_per_s'], '8.1f')} {f(r['median_s'] * 1e3, '10.1f')} {f(r['min_s'] * 1e3, '8.1f')} "
+            f"{f(r['ratio_vs_tv_eager'], '6.2f')} {f(r['pct_of_peak'], '6.1f')}  {r['note']}"
+        )
+    pk = report["peak_gflops"]
+    env = report["env"]
+    lines.append(
+        f"GEMM peak: fp32 {pk['float32']:.0f} GFLOP/s" + (f", bf16 {pk['bfloat16']:.0f}" if pk["bfloat16"] else "")
+        + f"; torch {env['torch']}, onnxruntime {env['onnxruntime']}, {env['threads']} threads, "
+        + f"native bf16: {env['bf16_native']}; 'x tv' = img/s / the tv-eager (or tv-train-fp32) row"
+    )  # fmt: skip
+    return "\n".join(lines)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Throughput (images/s) of this project's fast paths vs torchvision, ONNX Runtime and "
+        "torch.compile, in one process with the same weights, input and threads.",
+        add_help=add_help,
+    )
+    p.add_argument("--models", nargs="+", default=["googlenet", "inception_v3"], help="models to measure")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32], help="batch sizes (default: 1 32)")
+    p.add_argument("--input-size", type=int, default=None, help="square input size (default: each model's)")
+    p.add_argument("--mode", choices=("infer", "train"), default="infer", help="inference or training steps")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per backend (median and min)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    p.add_argument(
+        "--backends", nargs="+", default=None, metavar="BACKEND",
+        help=f"inference: {', '.join(INFER_BACKENDS)}; train: {', '.join(TRAIN_BACKENDS)} "
+        "(default: all but torch.compile, and bf16 only with native bf16)",
+    )  # fmt: skip
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
+    p.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: torch's)")
+    p.add_argument(
+        "--json", action="store_true", help="print the results as JSON (schema in the module docstring)"
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks and the exporters' warnings")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
+    report = run_bench(args, log)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+    return 1 if any(r["status"] != "ok" for r in report["results"]) else 0
