@@ -1,0 +1,139 @@
+"""optimize_for_inference backends vs eager, BN folding + 1x1 merging, and ``bench --json``'s schema.
+No timing assertions."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import inceptionnet
+from inceptionnet import bench
+from inceptionnet.export import fold_bn
+from inceptionnet.fast import FastInferenceError, merge_parallel_convs, optimize_for_inference
+
+
+def _trained_stats(name: str, size: int, **kw: object) -> nn.Module:
+    """A model whose BNs have non-trivial running statistics and affine parameters."""
+    m = inceptionnet.create_model(name, num_classes=10, **kw)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+        m.train()
+        for _ in range(3):
+            m(torch.randn(4, 3, size, size) * 2 + 0.5)
+    return m.eval()
+
+
+def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    tol = 1e-4 + 1e-5 * float(ref.abs().max())
+    assert float((got.float() - ref).abs().max()) <= tol
+
+
+@pytest.mark.parametrize(("name", "size"), [("googlenet", 64), ("inception_v3", 75)])
+def test_fold_and_merge_preserve_outputs(name: str, size: int) -> None:
+    m = _trained_stats(name, size)
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        ref = m(x)
+        folded = fold_bn(m)
+        _close(folded(x), ref)
+        merged, n = merge_parallel_convs(folded)
+        assert n >= (27 if name == "googlenet" else 20)  # 9 blocks x 3 in googlenet
+        _close(merged(x), ref)
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in merged.modules())
+
+
+def test_merge_googlenet_block_structure() -> None:
+    m = fold_bn(_trained_stats("googlenet", 64))
+    merged, _ = merge_parallel_convs(m)
+    block = merged.inception3a
+    convs = [mod for mod in block.modules() if isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1)]
+    # branch1 (64) + 3x3-reduce (96) + 5x5-reduce (16) -> one conv of 176; the pool projection stays
+    assert sorted(c.out_channels for c in convs) == [32, 176]
+
+
+@pytest.mark.parametrize(("name", "size"), [("googlenet", 64), ("inception_resnet_v2", 75)])
+@pytest.mark.parametrize("backend", ["eager", "onnxruntime", "auto"])
+def test_backends_match_eager(name: str, size: int, backend: str) -> None:
+    m = _trained_stats(name, size)
+    x = torch.randn(2, 3, size, size)
+    fast = optimize_for_inference(m, x, backend=backend)
+    assert fast.max_abs_diff <= fast.tolerance
+    assert fast.top1_agreement == 1.0
+    if backend == "auto":
+        assert fast.backend in ("eager", "onnxruntime") and set(fast.timings) == {"eager", "onnxruntime"}
+    x2 = torch.randn(3, 3, size, size)  # another batch size: dynamic batch
+    with torch.no_grad():
+        _close(fast(x2), m(x2))
+    assert any(isinstance(mod, nn.BatchNorm2d) for mod in m.modules())  # the original is untouched
+
+
+def test_bf16_reports_top1_agreement() -> None:
+    m = _trained_stats("googlenet", 64)
+    fast = optimize_for_inference(m, torch.randn(4, 3, 64, 64), backend="eager", dtype=torch.bfloat16)
+    assert fast.dtype == torch.bfloat16 and 0.0 <= fast.top1_agreement <= 1.0
+    with pytest.raises(FastInferenceError, match="top-1 agreement"):
+        optimize_for_inference(
+            m, torch.randn(4, 3, 64, 64), backend="eager", dtype=torch.bfloat16, min_top1_agreement=1.01
+        )
+
+
+def test_bad_arguments() -> None:
+    m = inceptionnet.create_model("googlenet_small", num_classes=10)
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="unknown backend"):
+        optimize_for_inference(m, x, backend="tensorrt")
+    with pytest.raises(ValueError, match="fp32 only"):
+        optimize_for_inference(m, x, backend="onnxruntime", dtype=torch.bfloat16)
+
+
+@pytest.mark.slow
+def test_compile_matches_eager() -> None:
+    # torch.compile takes ~1 min on 2 busy cores even for googlenet_small: one small model only
+    m = _trained_stats("googlenet_small", 32)
+    fast = optimize_for_inference(m, torch.randn(2, 3, 32, 32), backend="compile")
+    assert fast.backend == "compile" and fast.max_abs_diff <= fast.tolerance
+
+
+def test_bench_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    args = bench.get_args_parser().parse_args(
+        ["--models", "googlenet_small", "--input-size", "32", "--batch-sizes", "2", "--repeats", "2",
+         "--warmup", "1", "--num-classes", "10", "--backends", "eager", "onnxruntime", "--json"]
+    )  # fmt: skip
+    assert bench.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == 1 and report["mode"] == "infer"
+    assert set(report["env"]) == {"torch", "onnxruntime", "threads", "cpu", "bf16_native"}
+    assert report["config"]["backends"] == ["tv-eager", "eager", "onnxruntime"]
+    assert report["peak_gflops"]["float32"] > 0
+    keys = {
+        "model", "source", "backend", "dtype", "batch_size", "input_size", "status", "median_s", "min_s",
+        "img_per_s", "ratio_vs_tv_eager", "gflops", "pct_of_peak", "setup_s", "max_abs_diff", "note",
+    }  # fmt: skip
+    rows = report["results"]
+    assert [r["backend"] for r in rows] == ["tv-eager", "eager", "onnxruntime"]
+    for r in rows:
+        assert set(r) == keys and r["status"] == "ok" and r["source"] == "inceptionnet"
+        assert r["min_s"] <= r["median_s"] and r["img_per_s"] > 0 and r["ratio_vs_tv_eager"] > 0
+        assert r["max_abs_diff"] <= 1e-3
+    assert rows[0]["ratio_vs_tv_eager"] == 1.0
+
+
+def test_bench_train_json(capsys: pytest.CaptureFixture[str]) -> None:
+    args = bench.get_args_parser().parse_args(
+        ["--models", "googlenet_small", "--input-size", "32", "--batch-sizes", "2", "--repeats", "2",
+         "--warmup", "1", "--num-classes", "10", "--mode", "train", "--json"]
+    )  # fmt: skip
+    assert bench.main(args) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [r["backend"] for r in rows] == ["tv-train-fp32", "train-fast"]
+    assert all(r["status"] == "ok" and r["img_per_s"] > 0 for r in rows)
+
+
+def test_bench_rejects_unknown_backend() -> None:
+    args = bench.get_args_parser().parse_args(["--backends", "tensorrt", "--json"])
+    with pytest.raises(ValueError, match="unknown infer backend"):
+        bench.run_bench(args)
