@@ -431,7 +431,7 @@ def test_imagefolder_bad_image_stops_with_its_name(image_folder, tmp_path, capsy
      (["train", "--dataset", "digits", "--model-kwargs", "norm=gn"], "unknown norm 'gn'"),
      (["eval", "--model", "googlenett", "--weights", "x"], "unknown model 'googlenett'"),
      (["eval", "--checkpoint", "CKPT", "--dataset", "mnist2"], "unknown dataset 'mnist2'"),
-     (["eval", "--checkpoint", "CKPT", "--batch-size", "0"], "batch_size"),
+     (["eval", "--checkpoint", "CKPT", "--batch-size", "0"], "--batch-size must be positive"),
      (["eval", "--checkpoint", "CKPT", "--dataset", "cifar10", "--data", "OUT"], "CIFAR-10 not found"),
      (["eval", "--model", "googlenet_small", "--weights", "nope"], "weights 'nope' is neither a file nor a weight"),
      (["eval", "--checkpoint", "/nonexistent/x.pt"], "checkpoint /nonexistent/x.pt does not exist"),
