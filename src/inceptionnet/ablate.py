@@ -528,6 +528,7 @@ def plot_study(path: Path, study: Study, rows: list[dict[str, Any]]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for variant in study.variants:
@@ -548,6 +549,7 @@ def plot_study(path: Path, study: Study, rows: list[dict[str, Any]]) -> None:
         ylabel="val top-1",
         title=f"ablation {study.name}: {study.title} (mean, min–max over seeds)",
     )
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
