@@ -105,3 +105,23 @@ def test_baseline_is_reused_by_other_studies(study, monkeypatch):
         ).read_bytes()
         assert "bn/bn/seed" in (d / "reused_from.txt").read_text()
     assert len(list(csv.DictReader((study / "pool" / "results.csv").open()))) == 2
+
+
+def test_interrupted_run_continues(tmp_path, capsys):
+    argv = ["ablate", "--study", "kernel", "--variants", "3x3x2", *TINY, "--output-dir", str(tmp_path)]
+    argv[argv.index("--epochs") + 1] = "2"
+    argv[argv.index("--seeds") + 1] = "1"
+    args = ablate.get_args_parser().parse_args(argv[1:])
+    d = ablate.run_dir(tmp_path, ablate.STUDIES["kernel"], ablate.STUDIES["kernel"].baseline, 0)
+    assert (
+        ablate.train_run(
+            [*ablate.run_argv(args, ablate.STUDIES["kernel"].baseline, 0), "--stop-after", "1"], d
+        )
+        == 0
+    )
+    assert not (d / "results.json").exists() and (d / "checkpoint.pt").exists()
+    capsys.readouterr()
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 runs (0 finished)" in out and "resumed from" in out and "at epoch 1" in out
+    assert [r["epoch"] for r in csv.DictReader((d / "metrics.csv").open())] == ["0", "1"]

@@ -169,13 +169,13 @@ def run_argv(args: argparse.Namespace, variant: Variant, seed: int) -> list[str]
 
 
 def _fingerprint(argv: Sequence[str]) -> list[str]:
-    """The argv that decides a run's result (progress and thread flags do not)."""
+    """The argv that decides a run's result (progress, threads and --stop-after do not: resuming is exact)."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
             continue
-        if a in ("--threads",):
+        if a in ("--threads", "--stop-after"):
             skip = True
             continue
         if a in ("--no-progress",):
