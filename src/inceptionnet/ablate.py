@@ -115,7 +115,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="*", default=None, metavar="NAME",
                    help="only these variants of the study (default: all; the baseline is always run)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every variant")
-    p.add_argument("--epochs", type=int, default=10, help="epochs per run (the fixed budget)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per run (the fixed budget)")
     p.add_argument("--width", type=float, default=0.25, help="googlenet_small channel multiplier")
     p.add_argument("--stem-stride", type=int, default=2, help="googlenet_small conv1 stride (1 or 2)")
     p.add_argument("--dataset", default="fashion_mnist", help="data set (fashion_mnist, cifar10, digits)")
