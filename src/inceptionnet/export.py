@@ -631,18 +631,6 @@ def _parse_batch(value: str) -> int | None:
     return n
 
 
-def _parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)  # numbers, bools, lists as in the training command
-    return out
-
-
 def _infer_format(args: argparse.Namespace) -> str:
     if args.format:
         return str(args.format)
@@ -696,11 +684,11 @@ def load_model(
         return model, name, icfg, list(classes), source
     if not args.name:
         raise ValueError("give a model NAME or --checkpoint FILE")
-    from .registry import create_model
+    from .registry import create_model, parse_model_kwargs
 
     num_classes = 1000 if args.num_classes is None else args.num_classes
     in_chans = 3 if args.in_chans is None else args.in_chans
-    kwargs = _parse_kwargs(args.model_kwargs)
+    kwargs = parse_model_kwargs(args.model_kwargs)
     try:
         model = create_model(args.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as e:  # an unknown builder flag

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from torch import nn
@@ -70,6 +70,21 @@ def create_model(
     from .weights import build_with_weights
 
     return build_with_weights(name, builder, weights, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
+    """``--model-kwargs KEY=VALUE ...`` (values parsed as YAML) or a recipe's mapping -> constructor kwargs."""
+    import yaml
+
+    if isinstance(items, dict):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)  # numbers, bools, lists
+    return out
 
 
 def _import_models() -> None:

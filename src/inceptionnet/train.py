@@ -32,7 +32,7 @@ from . import data as D
 from .engine import EpochState, NonFiniteError, StopFlag, TrainConfig, evaluate, lr_factor, train_one_epoch
 from .errors import CheckpointError
 from .layers import InceptionBase
-from .registry import create_model, get_model_builder
+from .registry import create_model, get_model_builder, parse_model_kwargs
 from .utils import atomic_save_figure, atomic_torch_save, atomic_write_text
 from .weights import load_file
 
@@ -187,18 +187,6 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = None) -> ar
         args = parser.parse_args(argv)
     args._recipe_applied = True
     return args
-
-
-def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(items, dict):
-        return dict(items)
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
 
 
 def validate_args(args: argparse.Namespace) -> None:
