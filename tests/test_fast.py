@@ -2,6 +2,7 @@
 No timing assertions."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,13 +99,19 @@ def test_compile_matches_eager() -> None:
     assert fast.backend == "compile" and fast.max_abs_diff <= fast.tolerance
 
 
-def test_bench_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_json_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     args = bench.get_args_parser().parse_args(
         ["--models", "googlenet_small", "--input-size", "32", "--batch-sizes", "2", "--repeats", "2",
-         "--warmup", "1", "--num-classes", "10", "--backends", "eager", "onnxruntime", "--json"]
+         "--warmup", "1", "--num-classes", "10", "--backends", "eager", "onnxruntime", "--json",
+         "--output-dir", str(tmp_path)]
     )  # fmt: skip
     assert bench.main(args) == 0
     report = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "bench.json").read_text()) == report
+    md = (tmp_path / "bench.md").read_text().splitlines()
+    assert md[0].startswith("| model (input) |") and len(md) == 2 + len(report["results"])
+    assert md[2].startswith("| googlenet_small (32) | 2 | tv-eager | float32 |") and "| 1.00 |" in md[2]
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["schema"] == 1 and report["mode"] == "infer"
     assert set(report["env"]) == {"torch", "onnxruntime", "threads", "cpu", "bf16_native"}
     assert report["config"]["backends"] == ["tv-eager", "eager", "onnxruntime"]

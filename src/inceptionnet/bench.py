@@ -432,6 +432,65 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown table (docs/BENCHMARKS.md is made of these)."""
+
+    def f(v: Any, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    lines = [
+        "| model (input) | batch | backend | dtype | img/s | median ms | min ms | x tv eager | % peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        name = f"{r['model']} ({r['input_size']})"
+        if r["status"] != "ok":
+            lines.append(
+                f"| {name} | {r['batch_size']} | {r['backend']} | {r['dtype']} | error: {r['note']} | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {name} | {r['batch_size']} | {r['backend']} | {r['dtype']} | {f(r['img_per_s'], '.1f')} | "
+            f"{f(r['median_s'] * 1e3, '.1f')} | {f(r['min_s'] * 1e3, '.1f')} | "
+            f"{f(r['ratio_vs_tv_eager'], '.2f')} | {f(r['pct_of_peak'], '.0f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: dict[str, Any], path: Path) -> None:
+    """Bar chart: img/s per backend, one panel per (model, batch size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .utils import atomic_save_figure
+
+    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for r in report["results"]:
+        if r["status"] == "ok":
+            groups.setdefault((r["model"], r["input_size"], r["batch_size"]), []).append(r)
+    n = max(len(groups), 1)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, ((model, size, batch), rows) in zip(axes[0], groups.items()):
+        labels = [r["backend"] for r in rows]
+        vals = [r["img_per_s"] for r in rows]
+        colors = ["tab:gray" if r["source"] != "inceptionnet" and r["backend"].startswith("tv") else "tab:blue"
+                  for r in rows]  # fmt: skip
+        ax.barh(labels, vals, color=colors)
+        for i, r in enumerate(rows):
+            ax.text(
+                vals[i], i, f" {vals[i]:.0f} ({r['ratio_vs_tv_eager'] or 0:.1f}x)", va="center", fontsize=8
+            )
+        ax.invert_yaxis()
+        ax.set(xlabel="img/s", title=f"{model} {size}px, batch {batch} ({report['mode']})")
+        ax.set_xlim(0, max(vals) * 1.35)
+    fig.suptitle(f"torch {report['env']['torch']}, {report['env']['threads']} threads; gray: torchvision")
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Throughput (images/s) of this project's fast paths vs torchvision, ONNX Runtime and "
@@ -454,6 +513,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="print the results as JSON (schema in the module docstring)"
     )
+    p.add_argument(
+        "--output-dir", default=None,
+        help="also write bench.json, bench.md (Markdown table) and bench.png (img/s per backend) there",
+    )  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks and the exporters' warnings")
     return p
 
@@ -465,4 +528,12 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_table(report))
+    if args.output_dir:
+        from .utils import atomic_write_text
+
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "bench.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out / "bench.md", format_markdown(report))
+        plot_report(report, out / "bench.png")
     return 1 if any(r["status"] != "ok" for r in report["results"]) else 0

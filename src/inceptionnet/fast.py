@@ -13,7 +13,8 @@ What the backends do, each on a copy (the model passed in is untouched):
   its activation, followed by a channel split (``merge_parallel_convs``); channels_last memory
   format; denormals flushed to zero during calls (``engine.flush_denormal``).
 * ``"compile"``: ``torch.compile`` of the eager-optimized model (slow to create: a minute on 2 cores).
-* ``"onnxruntime"``: the eager-optimized graph exported with the project's verified exporter
+* ``"onnxruntime"``: the BN-folded graph (not the 1x1 merge: ORT runs the merged graph's splits
+  slower than separate convs) exported with the project's verified exporter
   (``export.export_model``), run in an ONNX Runtime session with ``torch.get_num_threads()`` intra-op
   threads and denormals flushed. CPU only.
 * ``dtype=torch.bfloat16``: ``"eager"`` / ``"compile"`` under bf16 autocast. ``bf16_supported()`` says
@@ -374,7 +375,9 @@ def optimize_for_inference(
         elif name == "compile":
             fn = _torch_fn(torch.compile(copy.deepcopy(opt)), dtype, device)
         else:
-            fn = _ort_fn(opt, reference, example_input, quiet)
+            # ORT fuses conv+relu itself and runs the merged-1x1 graph slower (its Split copies):
+            # export the BN-folded graph without the merge
+            fn = _ort_fn(fold_bn(model).eval(), reference, example_input, quiet)
         fast = FastModel(fn, name, dtype, merged)
         try:
             got = fast(example_input)

@@ -47,18 +47,29 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
 def create_model(
     name: str,
     *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
     weights: str | None = None,
     **kwargs: Any,
 ) -> InceptionBase:
     """Build a registered model; ``weights`` is a weight entry name (see ``weights.py``) or a local file.
 
-    With ``weights``, the model is built with the entry's architecture flags; a different
-    ``num_classes`` re-initializes the classifier (with a warning) and ``in_chans`` different from
-    the weights' sums or repeats the first conv over input channels.
+    ``num_classes`` and ``in_chans`` default to the weight entry's (e.g. 10 classes and 1 channel for
+    ``googlenet_small`` ``weights="fashion_mnist"``), else to 1000 and 3. With ``weights``, the model
+    is built with the entry's architecture flags; a different ``num_classes`` re-initializes the
+    classifier (with a warning) and ``in_chans`` different from the weights' sums or repeats the
+    first conv over input channels.
     """
     builder = get_model_builder(name)
+    if weights is not None and (num_classes is None or in_chans is None):
+        from .weights import get_weight_entry
+
+        entry = get_weight_entry(name, weights)
+        if entry is not None:
+            num_classes = entry.num_classes if num_classes is None else num_classes
+            in_chans = entry.input_size[0] if in_chans is None else in_chans
+    num_classes = 1000 if num_classes is None else num_classes
+    in_chans = 3 if in_chans is None else in_chans
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
         raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
