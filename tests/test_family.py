@@ -452,7 +452,9 @@ def test_offline_without_cached_file_says_where_to_put_it(tmp_path, monkeypatch)
 def test_bgr_0_255_input_config_is_honoured_by_the_transforms():
     from inceptionnet.data import InputConfig, eval_transform
 
-    cfg = InputConfig(4, 3, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0), input_space="BGR", input_range=(0.0, 255.0))
+    cfg = InputConfig(
+        4, 3, (104.0, 117.0, 128.0), (1.0, 1.0, 1.0), input_space="BGR", input_range=(0.0, 255.0)
+    )
     img = torch.zeros(3, 4, 4, dtype=torch.uint8)
     img[0] = 200  # red
     x = eval_transform(cfg, 3, 4)(img)

@@ -209,6 +209,17 @@ def train_one_epoch(
 
 
 @contextmanager
+def bf16_supported(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 matmuls/convs run natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def flush_denormal() -> Iterator[None]:
     """Flush denormal floats to zero on CPU, for inference only.
 

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from .engine import flush_denormal
+from .engine import bf16_supported, flush_denormal
 from .errors import InceptionNetError
 from .export import fold_bn
 
@@ -66,17 +66,6 @@ _FN_ACTS = (F.relu, torch.relu)
 
 class FastInferenceError(InceptionNetError, RuntimeError):
     """An optimized backend whose outputs do not match the eager model, or that cannot be built."""
-
-
-def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 matmuls/convs run natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,16 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import data as D
-from .engine import EpochState, NonFiniteError, StopFlag, TrainConfig, evaluate, lr_factor, train_one_epoch
+from .engine import (
+    EpochState,
+    NonFiniteError,
+    StopFlag,
+    TrainConfig,
+    bf16_supported,
+    evaluate,
+    lr_factor,
+    train_one_epoch,
+)
 from .errors import CheckpointError
 from .layers import InceptionBase
 from .registry import create_model, get_model_builder, parse_model_kwargs
@@ -110,7 +119,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
     g = p.add_argument_group("speed")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    g.add_argument("--amp", default="off", help="off | bf16 | fp16 (torch.autocast; GradScaler for fp16)")
+    g.add_argument("--amp", default="off",
+                   help="off | bf16 | fp16 (torch.autocast; GradScaler for fp16) | auto (bf16 where the device "
+                   "computes it natively: CUDA, or a CPU with AVX512-BF16/AMX; else off)")  # fmt: skip
     g.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
@@ -202,8 +213,8 @@ def validate_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if args.opt not in ("sgd", "adamw"):
         raise ValueError(f"unknown --opt {args.opt!r}; choose sgd or adamw")
-    if args.amp not in ("off", "bf16", "fp16"):
-        raise ValueError(f"unknown --amp {args.amp!r}; choose off, bf16 or fp16")
+    if args.amp not in ("off", "bf16", "fp16", "auto"):
+        raise ValueError(f"unknown --amp {args.amp!r}; choose off, bf16, fp16 or auto")
     if args.lr_scheduler not in ("cosine", "step", "onecycle", "paper", "constant"):
         raise ValueError(
             f"unknown --lr-scheduler {args.lr_scheduler!r}; choose cosine, step, onecycle, paper or constant"
@@ -545,6 +556,8 @@ def main(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
     is_main = rank == 0
     device = pick_device(args, local_rank)
+    if args.amp == "auto":  # emulated bf16 (CPUs without AVX512-BF16/AMX) is several times slower than fp32
+        args.amp = "bf16" if bf16_supported(device) else "off"
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.output_dir or f"runs/{args.model}-{args.dataset}")

@@ -1,0 +1,46 @@
+"""Turn a training run's best.pt into the weight file shipped inside the package.
+
+    python scripts/ship_weights.py runs/fashion_mnist/best.pt fashion_mnist
+
+Writes src/inceptionnet/weights/<model>-<tag>-<sha256[:8]>.safetensors (fp32 state_dict plus the
+run's model name, model kwargs, classes and data config as safetensors metadata) and prints the
+file name and full sha256 to put in the weight entry (src/inceptionnet/weights.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from inceptionnet.train import load_checkpoint
+from inceptionnet.utils import atomic_write
+
+
+def main(ckpt_path: str, tag: str) -> None:
+    ckpt = load_checkpoint(ckpt_path)
+    sd = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+          for k, v in ckpt["model"].items()}  # fmt: skip
+    meta = {
+        "model_name": ckpt["model_name"],
+        "model_kwargs": json.dumps(ckpt.get("model_kwargs") or {}),
+        "classes": json.dumps(list(ckpt.get("classes") or [])),
+        "data_cfg": json.dumps(ckpt.get("data_cfg") or {}),
+        "epoch": str(ckpt["epoch"]),
+        "weights_from": str(ckpt.get("weights_from", "model")),
+    }
+    out_dir = Path(__file__).resolve().parents[1] / "src" / "inceptionnet" / "weights"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{tag}.tmp.safetensors"
+    atomic_write(tmp, lambda p: save_file(sd, p, metadata=meta))
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    final = out_dir / f"{ckpt['model_name']}-{tag}-{digest[:8]}.safetensors"
+    tmp.replace(final)
+    print(f"{final.name}\n{digest}\n{final.stat().st_size / 1e6:.2f} MB, metadata {meta}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
