@@ -278,3 +278,28 @@ def test_model_and_weights_file_uses_the_checkpoint_data_config(trained, capsys)
     assert cli([*args, "--model", "googlenet_small", "--weights", str(trained / "best.pt")]) == 0
     b = json.loads(capsys.readouterr().out)
     assert a["acc1"] == b["acc1"] and a["loss"] == pytest.approx(b["loss"])
+
+
+def test_ema_decay_warms_up_and_int_buffers_follow() -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    from inceptionnet.engine import ema_multi_avg_fn
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = AveragedModel(net, multi_avg_fn=ema_multi_avg_fn(0.999), use_buffers=True)
+    ema.update_parameters(net)  # the first update copies
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+        net[1].num_batches_tracked.fill_(7)
+    w0 = ema.module[0].weight.detach().clone()
+    ema.update_parameters(net)  # n = 1: decay (1 + 1) / (10 + 1), not 0.999
+    d = 2 / 11
+    torch.testing.assert_close(ema.module[0].weight, d * w0 + (1 - d) * torch.ones_like(w0))
+    assert int(ema.module[1].num_batches_tracked) == 7
+    ema.n_averaged.fill_(20_000)  # the warmup is over: decay capped at 0.999
+    before = ema.module[0].bias.detach().clone()
+    with torch.no_grad():
+        net[0].bias.fill_(2.0)
+    ema.update_parameters(net)
+    torch.testing.assert_close(ema.module[0].bias, 0.999 * before + 0.001 * 2.0)

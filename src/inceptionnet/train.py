@@ -35,6 +35,7 @@ from .engine import (
     StopFlag,
     TrainConfig,
     bf16_supported,
+    ema_multi_avg_fn,
     evaluate,
     lr_factor,
     train_one_epoch,
@@ -114,7 +115,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     g.add_argument("--clip-grad-norm", type=float, default=0.0, help="max gradient norm (0: off)")
     g.add_argument("--model-ema", action="store_true", help="keep an EMA of the weights (evaluated too)")
-    g.add_argument("--model-ema-decay", type=float, default=0.999)
+    g.add_argument("--model-ema-decay", type=float, default=0.999,
+                   help="EMA decay per update, warmed up as min(decay, (1+n)/(10+n)) over the first updates")  # fmt: skip
     g.add_argument("--model-ema-steps", type=int, default=1, help="update the EMA every N steps")
 
     g = p.add_argument_group("speed")
@@ -584,9 +586,9 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
         model = model.to(memory_format=torch.channels_last)
     ema = None
     if args.model_ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.model_ema_decay), use_buffers=True)
+        ema = AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(args.model_ema_decay), use_buffers=True)
     train_model: nn.Module = model
     if args.sync_bn and device.type != "cuda":
         raise ValueError(
