@@ -39,6 +39,7 @@ def main(ckpt_path: str, tag: str) -> None:
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     final = out_dir / f"{ckpt['model_name']}-{tag}-{digest[:8]}.safetensors"
     tmp.replace(final)
+    final.chmod(0o644)
     print(f"{final.name}\n{digest}\n{final.stat().st_size / 1e6:.2f} MB, metadata {meta}")
 
 

@@ -24,7 +24,7 @@ MIN_TOP1 = 0.95
 def test_slice() -> tuple[torch.Tensor, torch.Tensor]:
     x, y, classes = D.load_arrays("fashion_mnist", "test", None, 0)
     assert len(y) == 10_000 and classes == D.FASHION_MNIST_CLASSES
-    return x[:SLICE], y[:SLICE]
+    return x[:SLICE].reshape(SLICE, 1, 28, 28), y[:SLICE]
 
 
 def test_entry_is_shipped_small_and_intact() -> None:
