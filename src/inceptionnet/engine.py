@@ -219,7 +219,9 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
         return False
 
 
-def ema_multi_avg_fn(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor | int], None]:
+def ema_multi_avg_fn(
+    decay: float,
+) -> Callable[[tuple[Tensor, ...] | list[Tensor], tuple[Tensor, ...] | list[Tensor], Tensor | int], None]:
     """``AveragedModel(multi_avg_fn=...)``: EMA of parameters and buffers whose decay warms up as
     ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (timm's warmup).
 
@@ -229,11 +231,15 @@ def ema_multi_avg_fn(decay: float) -> Callable[[list[Tensor], list[Tensor], Tens
     top-1) after 9 epochs of Fashion-MNIST at decay 0.9995, while the trained model had 0.89.
     """
 
-    def update(ema: list[Tensor], cur: list[Tensor], n_averaged: Tensor | int) -> None:
+    def update(
+        ema: tuple[Tensor, ...] | list[Tensor],
+        cur: tuple[Tensor, ...] | list[Tensor],
+        n_averaged: Tensor | int,
+    ) -> None:
         n = float(n_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
         if ema[0].is_floating_point() or ema[0].is_complex():
-            torch._foreach_lerp_(ema, cur, 1.0 - d)
+            torch._foreach_lerp_(list(ema), list(cur), 1.0 - d)
         else:  # integer buffers (BN's num_batches_tracked): follow the model
             for e, c in zip(ema, cur, strict=True):
                 e.copy_(c)
