@@ -219,7 +219,7 @@ def _infer_fn(
     dtype = torch.bfloat16 if suffix == "bf16" else torch.float32
     with _quiet(quiet):
         fast = optimize_for_inference(ours, x, backend=name, dtype=dtype, quiet=quiet)
-    note = f"merged {fast.merged_convs} 1x1 convs"
+    note = f"merged {fast.merged_convs} 1x1 convs" if fast.merged_convs else "BN folded, no 1x1 merge"
     if dtype == torch.bfloat16:
         note += f", top-1 agreement {fast.top1_agreement:.3f}"
     return fast, note

@@ -367,7 +367,7 @@ def optimize_for_inference(
             # ORT fuses conv+relu itself and runs the merged-1x1 graph slower (its Split copies):
             # export the BN-folded graph without the merge
             fn = _ort_fn(fold_bn(model).eval(), reference, example_input, quiet)
-        fast = FastModel(fn, name, dtype, merged)
+        fast = FastModel(fn, name, dtype, 0 if name == "onnxruntime" else merged)
         try:
             got = fast(example_input)
         except InceptionNetError:
