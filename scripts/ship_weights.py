@@ -9,7 +9,6 @@ file name and full sha256 to put in the weight entry (src/inceptionnet/weights.p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors.torch import save_file
 
 from inceptionnet.train import load_checkpoint
 from inceptionnet.utils import atomic_write
+from inceptionnet.weights import sha256_of
 
 
 def main(ckpt_path: str, tag: str) -> None:
@@ -36,7 +36,7 @@ def main(ckpt_path: str, tag: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{tag}.tmp.safetensors"
     atomic_write(tmp, lambda p: save_file(sd, p, metadata=meta))
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    digest = sha256_of(tmp)
     final = out_dir / f"{ckpt['model_name']}-{tag}-{digest[:8]}.safetensors"
     tmp.replace(final)
     final.chmod(0o644)

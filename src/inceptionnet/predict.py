@@ -84,20 +84,20 @@ def load_for_inference(
         if not weights:
             raise ValueError("--model needs --weights (an entry name or a file), or use --checkpoint")
         get_model_builder(model_name)  # an unknown name is the error to report, not the file
-        entry = get_weight_entry(model_name, weights)
-        if entry is not None:
-            num_classes, in_chans = entry.num_classes, entry.input_size[0]
-        elif not Path(weights).exists():
-            raise FileNotFoundError(
-                f"weights {weights!r} is neither a file nor a weight entry of {model_name}"
-            )
+        if get_weight_entry(model_name, weights) is not None:
+            model = create_model(model_name, weights=weights)  # classes and channels from the entry
         else:
+            if not Path(weights).exists():
+                raise FileNotFoundError(
+                    f"weights {weights!r} is neither a file nor a weight entry of {model_name}"
+                )
             obj = load_file(weights)
             if isinstance(obj, dict) and "model_name" in obj:  # a training checkpoint: use its data config
                 return load_for_inference(weights, model_name, None, device)
             sd = extract_state_dict(obj, f"weights {weights}")
-            num_classes, in_chans = _classifier_size(sd), _first_conv_chans(sd)
-        model = create_model(model_name, num_classes=num_classes, in_chans=in_chans, weights=weights)
+            model = create_model(
+                model_name, num_classes=_classifier_size(sd), in_chans=_first_conv_chans(sd), weights=weights
+            )
         classes = list(model.default_cfg.get("classes") or [])  # type: ignore[call-overload]
         icfg = _cfg_from_model(model)
     else:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .data import INFO as DATA_INFO
 from .errors import CheckpointError
 from .layers import InceptionBase
 
@@ -154,15 +155,14 @@ register_weights(WeightEntry(
 ))  # fmt: skip
 
 
+_FM = DATA_INFO["fashion_mnist"]  # the training data's normalization and class names
+
 register_weights(WeightEntry(
     model="googlenet_small", tag="fashion_mnist",
     url=None, filename="googlenet_small-fashion_mnist-610b0425.safetensors", sha256="610b0425b1b8fc7f24034d6ea9929dcc0e05df0f30fa1aa2bdda907e26217053",
-    num_classes=10, input_size=(1, 28, 28), mean=(0.2860,), std=(0.3530,), crop_pct=1.0,
+    num_classes=10, input_size=(1, 28, 28), mean=_FM.mean, std=_FM.std, crop_pct=1.0,
     accuracy={"fashion_mnist_test_top1": 94.50, "fashion_mnist_test_top5": 99.91},
-    params=1573898, model_kwargs={"width": 0.5, "stem_stride": 2},
-    classes=(
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ),
+    params=1573898, model_kwargs={"width": 0.5, "stem_stride": 2}, classes=_FM.classes,
     source="trained by this project: inceptionnet train --recipe fashion_mnist (docs/RESULTS.md); "
     "shipped inside the package",
 ))  # fmt: skip
