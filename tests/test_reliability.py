@@ -508,7 +508,9 @@ def test_googlenet_small_any_kwargs_and_input(
             y = model.eval()(x)
     except ValueError:
         return
-    assert y.shape == (batch, num_classes if num_classes else model.num_features)
+    expected = 1000 if num_classes is None else num_classes
+    assert x_chans == (3 if in_chans is None else in_chans)
+    assert y.shape == (batch, expected if expected else model.num_features)
     assert torch.isfinite(y).all()
 
 
@@ -541,8 +543,9 @@ def test_big_models_any_kwargs_and_input_on_meta(name, num_classes, in_chans, x_
         y = model.eval()(torch.empty(1, x_chans, side, side, device="meta"))
     except ValueError:
         return
-    assert x_chans == in_chans
-    assert y.shape == (1, num_classes if num_classes else model.num_features)
+    assert x_chans == (3 if in_chans is None else in_chans)  # None means the default, 3 channels
+    expected = 1000 if num_classes is None else num_classes  # None means the default, 1000 classes
+    assert y.shape == (1, expected if expected else model.num_features)
 
 
 # --------------------------------------------------------------------------------------------------
