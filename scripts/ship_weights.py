@@ -1,10 +1,12 @@
 """Turn a training run's best.pt into the weight file shipped inside the package.
 
-    python scripts/ship_weights.py runs/fashion_mnist/best.pt fashion_mnist
+    python scripts/ship_weights.py runs/fashion_mnist/best.pt fashion_mnist [--half]
 
-Writes src/inceptionnet/weights/<model>-<tag>-<sha256[:8]>.safetensors (fp32 state_dict plus the
+Writes src/inceptionnet/weights/<model>-<tag>-<sha256[:8]>.safetensors (the state_dict plus the
 run's model name, model kwargs, classes and data config as safetensors metadata) and prints the
 file name and full sha256 to put in the weight entry (src/inceptionnet/weights.py).
+``--half`` stores the floating tensors as float16 (half the size, for the package's 10 MB limit);
+loading casts them back into the model's float32 parameters. Check the accuracy after shipping.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from safetensors.torch import save_file
 
 from inceptionnet.train import load_checkpoint
@@ -20,9 +23,10 @@ from inceptionnet.utils import atomic_write
 from inceptionnet.weights import sha256_of
 
 
-def main(ckpt_path: str, tag: str) -> None:
+def main(ckpt_path: str, tag: str, half: bool = False) -> None:
     ckpt = load_checkpoint(ckpt_path)
-    sd = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+    dtype = torch.float16 if half else torch.float32
+    sd = {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
           for k, v in ckpt["model"].items()}  # fmt: skip
     meta = {
         "model_name": ckpt["model_name"],
@@ -31,6 +35,7 @@ def main(ckpt_path: str, tag: str) -> None:
         "data_cfg": json.dumps(ckpt.get("data_cfg") or {}),
         "epoch": str(ckpt["epoch"]),
         "weights_from": str(ckpt.get("weights_from", "model")),
+        "dtype": str(dtype).removeprefix("torch."),
     }
     out_dir = Path(__file__).resolve().parents[1] / "src" / "inceptionnet" / "weights"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,4 +49,4 @@ def main(ckpt_path: str, tag: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(sys.argv[1], sys.argv[2], half="--half" in sys.argv[3:])

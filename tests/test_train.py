@@ -303,3 +303,17 @@ def test_ema_decay_warms_up_and_int_buffers_follow() -> None:
         net[0].bias.fill_(2.0)
     ema.update_parameters(net)
     torch.testing.assert_close(ema.module[0].bias, 0.999 * before + 0.001 * 2.0)
+
+
+@pytest.mark.parametrize("avx512_bf16,amx,expected", [(True, False, True), (False, True, True), (False, False, False)])
+def test_bf16_supported_asks_for_the_instructions(monkeypatch, avx512_bf16, amx, expected):
+    """`--amp auto` must not pick bf16 on an AVX-512 CPU without AVX512-BF16/AMX (emulated: slow),
+    even though oneDNN's own check says yes there."""
+    import torch.cpu as tcpu
+
+    from inceptionnet.engine import bf16_supported
+
+    monkeypatch.setattr(tcpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(tcpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert bf16_supported("cpu") is expected

@@ -213,6 +213,14 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # oneDNN's own check says yes on any AVX-512 CPU, where bf16 is emulated and several times
+    # slower than fp32; ask for the instructions themselves (torch.cpu reads cpuinfo)
+    try:
+        import torch.cpu as tcpu
+
+        return bool(tcpu._is_avx512_bf16_supported() or tcpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        pass
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
