@@ -305,7 +305,9 @@ def test_ema_decay_warms_up_and_int_buffers_follow() -> None:
     torch.testing.assert_close(ema.module[0].bias, 0.999 * before + 0.001 * 2.0)
 
 
-@pytest.mark.parametrize("avx512_bf16,amx,expected", [(True, False, True), (False, True, True), (False, False, False)])
+@pytest.mark.parametrize(
+    "avx512_bf16,amx,expected", [(True, False, True), (False, True, True), (False, False, False)]
+)
 def test_bf16_supported_asks_for_the_instructions(monkeypatch, avx512_bf16, amx, expected):
     """`--amp auto` must not pick bf16 on an AVX-512 CPU without AVX512-BF16/AMX (emulated: slow),
     even though oneDNN's own check says yes there."""
