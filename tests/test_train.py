@@ -319,3 +319,82 @@ def test_bf16_supported_asks_for_the_instructions(monkeypatch, avx512_bf16, amx,
     monkeypatch.setattr(tcpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
     assert bf16_supported("cpu") is expected
+
+
+# --------------------------------------------------------------------------------------------------
+# --batch-augment: the per-image augmentation, done on the whole batch
+
+
+def _batch_aug(pad=0, hflip=False, erase=0.0, in_chans=1):
+    from inceptionnet import data as D
+
+    info = D.INFO["fashion_mnist"]
+    mean, std = (info.mean * in_chans, info.std * in_chans)
+    cfg = D.InputConfig(28, in_chans, mean, std, 1.0, "bilinear", "fashion_mnist", "RGB", (0.0, 1.0))
+    return D, cfg, D.BatchAugment(cfg, 1, hflip=hflip, random_crop_pad=pad, random_erase=erase)
+
+
+def _images(n=64):
+    return torch.randint(
+        1, 256, (n, 1, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
+
+
+def test_batch_augment_without_augmentation_equals_the_eval_transform():
+    D, cfg, aug = _batch_aug()
+    x = _images(8)
+    ev = D.eval_transform(cfg, 1, 28)
+    got, y = aug([(img, i) for i, img in enumerate(x)])
+    assert y.tolist() == list(range(8)) and got.dtype == torch.float32
+    torch.testing.assert_close(got, torch.stack([ev(img) for img in x]))
+
+
+def test_batch_augment_crop_is_a_zero_filled_shift_and_flip_a_mirror():
+    D, cfg, aug = _batch_aug(pad=2, hflip=True)
+    plain = _batch_aug()[2]
+    x = _images()
+    torch.manual_seed(1)
+    got = aug.augment(x)
+    base = plain.augment(x)
+    zero = float(plain.augment(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))[0, 0, 0, 0])
+    shifts, flips = set(), set()
+    for i in range(len(x)):
+        found = False
+        for flip in (False, True):
+            src = base[i].flip(-1) if flip else base[i]
+            padded = torch.nn.functional.pad(src, (2, 2, 2, 2), value=zero)
+            for dy in range(5):
+                for dx in range(5):
+                    if torch.equal(padded[:, dy : dy + 28, dx : dx + 28], got[i]):
+                        found = True
+                        shifts.add((dy, dx))
+                        flips.add(flip)
+        assert found, i
+    assert flips == {False, True} and len(shifts) > 5  # random per image, not one draw per batch
+
+
+def test_batch_augment_erases_one_rectangle_with_torchvision_sizes():
+    D, cfg, aug = _batch_aug(erase=1.0, in_chans=3)
+    torch.manual_seed(2)
+    got = aug.augment(torch.full((64, 1, 28, 28), 255, dtype=torch.uint8))
+    assert got.shape == (64, 3, 28, 28)
+    for img in got:
+        m = img[0] == 0
+        assert torch.equal(m, img[1] == 0) and torch.equal(m, img[2] == 0)  # all channels
+        rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+        h, w = len(rows), len(cols)
+        assert 0 < h < 28 and 0 < w < 28 and int(m.sum()) == h * w  # one filled rectangle
+        assert rows[-1] - rows[0] + 1 == h and cols[-1] - cols[0] + 1 == w
+        assert 0.02 * 784 * 0.5 <= h * w <= 0.33 * 784 * 1.5  # scale (0.02, 0.33), up to rounding
+
+
+def test_batch_augment_training_resumes_bit_exact(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--epochs", "3", "--subset", "128", "--batch-augment", "--random-crop-pad", "1", "--random-erase",
+              "0.5", "--hflip"]  # fmt: skip
+    assert train(a, *common) == 0
+    assert train(b, *common, "--stop-after", "1") == 0
+    assert train(b, *common, "--resume", "auto") == 0
+    wa, wb = _weights(a / "checkpoint.pt"), _weights(b / "checkpoint.pt")
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k

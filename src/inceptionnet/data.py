@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import warnings
@@ -349,6 +350,86 @@ def train_transform(
     if random_erase > 0:
         t.append(v2.RandomErasing(p=random_erase, value=0))
     return v2.Compose(t)
+
+
+class BatchAugment:
+    """``collate_fn`` that augments a whole batch of in-memory uint8 images at once.
+
+    The same augmentation as ``train_transform`` with ``random_crop_pad`` / ``hflip`` /
+    ``random_erase`` (zero-filled pad-and-crop, horizontal flip, normalize, RandomErasing with
+    torchvision's defaults: scale 0.02-0.33, ratio 0.3-3.3, value 0, 10 tries), drawn per image
+    from the global torch RNG like the per-image transforms, but as a few tensor ops per batch
+    instead of ~6 transform calls per image: on 28x28 images those calls cost ~0.2 ms/image, a
+    fifth of a small model's training step on 2 cores. Only for images already at the input size
+    with no resize, RandomResizedCrop or auto-augment policy (``applies`` says whether it does).
+    """
+
+    def __init__(
+        self, cfg: InputConfig, data_chans: int, *, hflip: bool, random_crop_pad: int, random_erase: float
+    ) -> None:
+        if not self.applies(cfg, data_chans, cfg.input_size):
+            raise ValueError(
+                "BatchAugment needs RGB-ordered images at the input size with 1->1, 1->3 or 3->3 channels"
+            )
+        self.cfg, self.data_chans = cfg, data_chans
+        self.hflip, self.pad, self.erase = hflip, random_crop_pad, random_erase
+        self.mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(cfg.std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    @staticmethod
+    def applies(cfg: InputConfig, data_chans: int, native_size: int) -> bool:
+        same_chans = data_chans == cfg.in_chans or (data_chans == 1 and cfg.in_chans == 3)
+        return (
+            native_size == cfg.input_size and same_chans and cfg.input_space == "RGB"
+            and cfg.input_range[1] <= 1.0
+        )  # fmt: skip
+
+    def __call__(self, batch: Sequence[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+        x = torch.stack([b[0] for b in batch])
+        y = torch.tensor([int(b[1]) for b in batch], dtype=torch.int64)
+        return self.augment(x), y
+
+    def augment(self, x: Tensor) -> Tensor:
+        """uint8 N x C x H x W -> normalized float32 N x in_chans x H x W."""
+        n, _, h, w = x.shape
+        p = self.pad
+        if p > 0:  # v2.RandomCrop(size, padding=p): zero pad, then a crop at a random offset in [0, 2p]
+            xp = torch.nn.functional.pad(x, (p, p, p, p))
+            top = torch.randint(0, 2 * p + 1, (n,))
+            left = torch.randint(0, 2 * p + 1, (n,))
+            rows = (top[:, None] + torch.arange(h))[:, :, None]  # N x H x 1
+            cols = (left[:, None] + torch.arange(w))[:, None, :]  # N x 1 x W
+            x = xp[torch.arange(n)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # N x C x H x W
+        if self.hflip:
+            x = torch.where((torch.rand(n) < 0.5).view(n, 1, 1, 1), x.flip(-1), x)
+        xf = x.float().div_(255)
+        if self.data_chans == 1 and self.cfg.in_chans == 3:
+            xf = xf.expand(n, 3, h, w)
+        xf = (xf - self.mean) / self.std
+        if self.erase > 0:
+            xf = self._erase(xf)
+        return xf.contiguous()
+
+    def _erase(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        tries = 10
+        area = torch.empty(n, tries).uniform_(0.02, 0.33) * (h * w)
+        log_r = torch.empty(n, tries).uniform_(math.log(0.3), math.log(3.3))
+        eh = torch.sqrt(area * log_r.exp()).round().long()
+        ew = torch.sqrt(area / log_r.exp()).round().long()
+        ok = (eh < h) & (ew < w)
+        first = ok.float().argmax(1)  # the first try that fits, as torchvision's loop
+        pick = torch.arange(n)
+        eh, ew = eh[pick, first], ew[pick, first]
+        on = (torch.rand(n) < self.erase) & ok.any(1)
+        y0 = (torch.rand(n) * (h - eh + 1)).long()
+        x0 = (torch.rand(n) * (w - ew + 1)).long()
+        r = torch.arange(h)[None, :]
+        c = torch.arange(w)[None, :]
+        in_r = (r >= y0[:, None]) & (r < (y0 + eh)[:, None])  # N x H
+        in_c = (c >= x0[:, None]) & (c < (x0 + ew)[:, None])  # N x W
+        mask = on[:, None, None] & in_r[:, :, None] & in_c[:, None, :]
+        return x.masked_fill(mask[:, None], 0.0)
 
 
 def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v2.Compose:

@@ -89,6 +89,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="random horizontal flips (default: where label-preserving for the data set)")  # fmt: skip
     g.add_argument("--auto-augment", default="none", help="none | trivial | autoaugment")
     g.add_argument("--random-erase", type=float, default=0.0, help="RandomErasing probability")
+    g.add_argument("--batch-augment", action="store_true",
+                   help="in-memory data sets (fashion_mnist, cifar10, digits): crop/flip/normalize/erase each "
+                   "batch in a few tensor ops instead of per-image transforms (same augmentation, other random "
+                   "draws; faster on small images)")  # fmt: skip
     g.add_argument("--mixup-alpha", type=float, default=0.0, help="Mixup alpha (0: off)")
     g.add_argument("--cutmix-alpha", type=float, default=0.0, help="CutMix alpha (0: off)")
     g.add_argument(
@@ -454,7 +458,10 @@ def input_config(args: argparse.Namespace, model: InceptionBase, info: D.DataInf
     )  # fmt: skip
 
 
-def build_datasets(args: argparse.Namespace, info: D.DataInfo, icfg: D.InputConfig) -> tuple[Any, Any, Any]:
+def build_datasets(
+    args: argparse.Namespace, info: D.DataInfo, icfg: D.InputConfig
+) -> tuple[Any, Any, Any, D.BatchAugment | None]:
+    """train / val / test data sets and, with --batch-augment, the train loader's collate_fn."""
     train: Any
     val: Any
     test: Any
@@ -486,7 +493,21 @@ def build_datasets(args: argparse.Namespace, info: D.DataInfo, icfg: D.InputConf
                 .values
             )
             x, y = x[keep], y[keep]
-        train = D.TensorImages(x, y, classes, tr_t)
+        batch_aug = None
+        if args.batch_augment:
+            if (
+                D.BatchAugment.applies(icfg, info.in_chans, native)
+                and not args.random_resized_crop
+                and args.auto_augment in (None, "none")
+            ):
+                batch_aug = D.BatchAugment(
+                    icfg, info.in_chans, hflip=hflip, random_crop_pad=args.random_crop_pad,
+                    random_erase=args.random_erase,
+                )  # fmt: skip
+            else:
+                print("note: --batch-augment does not cover resizing, --random-resized-crop or --auto-augment; "
+                      "using per-image transforms", file=sys.stderr)  # fmt: skip
+        train = D.TensorImages(x, y, classes, None if batch_aug else tr_t)
         xv, yv, _ = D.load_arrays(info.name, "val", args.data, args.val_split)
         val = D.TensorImages(xv, yv, classes, ev_t)
         if args.val_split > 0:
@@ -494,7 +515,8 @@ def build_datasets(args: argparse.Namespace, info: D.DataInfo, icfg: D.InputConf
             test = D.TensorImages(xt, yt, classes, ev_t)
         else:
             test = val
-    return train, val, test
+        return train, val, test, batch_aug
+    return train, val, test, None
 
 
 def param_groups(
@@ -578,7 +600,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
     if args.freeze_backbone:
         freeze_backbone(model)
     icfg = input_config(args, model, info)
-    train_set, val_set, test_set = build_datasets(args, info, icfg)
+    train_set, val_set, test_set, collate = build_datasets(args, info, icfg)
     classes = list(train_set.classes)
 
     model.to(device)
@@ -610,7 +632,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
     train_loader = DataLoader(
         train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, generator=loader_gen,
         drop_last=len(train_set) >= args.batch_size * world * 2, persistent_workers=False,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda", collate_fn=collate,
     )  # fmt: skip
     val_sampler: Any = (
         DistributedSampler(val_set, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
