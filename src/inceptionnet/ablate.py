@@ -115,13 +115,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="*", default=None, metavar="NAME",
                    help="only these variants of the study (default: all; the baseline is always run)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every variant")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per run (the fixed budget)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per run (the fixed budget)")
     p.add_argument("--width", type=float, default=0.25, help="googlenet_small channel multiplier")
     p.add_argument("--stem-stride", type=int, default=2, help="googlenet_small conv1 stride (1 or 2)")
     p.add_argument("--dataset", default="fashion_mnist", help="data set (fashion_mnist, cifar10, digits)")
     p.add_argument("--data", default=None, help="data root (default: the usual search path)")
     p.add_argument(
-        "--subset", type=int, default=0, help="train on the first N images of a fixed shuffle (0: all)"
+        "--subset", type=int, default=30000, help="train on the first N images of a fixed shuffle (0: all)"
     )
     p.add_argument("--val-split", type=int, default=0,
                    help="hold out N training images for model selection (0: validate on the test split)")  # fmt: skip
@@ -130,6 +130,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--amp", default="auto",
+                   help="autocast: off | bf16 | auto (bf16 where the CPU has native bf16); every run uses "
+                   "channels_last and the trainer's --batch-augment")  # fmt: skip
     p.add_argument("--output-dir", required=True, help="study root: OUTPUT_DIR/STUDY/VARIANT/seedS")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing; rewrite results.csv, summary.md, curves.png from finished runs")  # fmt: skip
@@ -150,6 +153,7 @@ def recipe_argv(args: argparse.Namespace) -> list[str]:
         "--weight-decay", repr(args.weight_decay), "--lr-scheduler", "cosine", "--lr-warmup-epochs", "1",
         "--random-crop-pad", "2", "--val-split", str(args.val_split), "--subset", str(args.subset),
         "--threads", str(args.threads), "--device", args.device, "--no-tensorboard", "--no-plots",
+        "--amp", args.amp, "--channels-last", "--batch-augment",
     ]  # fmt: skip
     if args.data:
         argv += ["--data", str(args.data)]
@@ -452,7 +456,8 @@ def summary_markdown(args: argparse.Namespace, study: Study, rows: list[dict[str
         f"googlenet_small width {args.width} stem_stride {args.stem_stride} on {args.dataset}"
         + (f" (subset {args.subset})" if args.subset else "")
         + f"; {args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr} wd {args.weight_decay}, "
-        "cosine with 1 warmup epoch, pad-2 random crop (+ flips where label-preserving).",
+        f"cosine with 1 warmup epoch, pad-2 random crop (+ flips where label-preserving), amp {args.amp}, "
+        "channels_last, batch augmentation.",
         f"Final / best top-1: last epoch / best epoch on {split}; test top-1: the test split with the "
         "best epoch's weights. Mean ± sample std over seeds; Δ: difference of the mean final top-1 to "
         f"the baseline `{study.baseline.name}`.",
@@ -508,8 +513,10 @@ def summary_markdown(args: argparse.Namespace, study: Study, rows: list[dict[str
 def command_flags(args: argparse.Namespace, study: Study) -> str:
     parts = [f"--study {study.name}", f"--seeds {args.seeds}", f"--epochs {args.epochs}", f"--width {args.width}",
              f"--stem-stride {args.stem_stride}", f"--dataset {args.dataset}"]  # fmt: skip
-    if args.subset:
+    if args.subset != 30000:
         parts.append(f"--subset {args.subset}")
+    if args.amp != "auto":
+        parts.append(f"--amp {args.amp}")
     if args.val_split:
         parts.append(f"--val-split {args.val_split}")
     if args.batch_size != 128:
