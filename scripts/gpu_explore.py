@@ -7,8 +7,10 @@ Each configuration runs in its own process (the GPU is launch-bound for a model 
 several run side by side). It follows `inceptionnet train --recipe fashion_mnist` - same model,
 same 55,000/5,000 train/val split, SGD nesterov, per-iteration warmup + cosine/onecycle from
 `engine.lr_factor`, label smoothing, EMA via `engine.ema_multi_avg_fn`, bf16 autocast - but does
-the augmentation (zero-pad random crop, horizontal flip, RandomErasing) batched on the GPU instead
-of torchvision's per-image transforms, so numbers are close to, not identical with, the CPU run.
+the augmentation (zero-pad random crop, horizontal flip, RandomErasing) with `data.BatchAugment` on
+the GPU (the trainer's `--batch-augment`, drawn from the GPU's RNG), so numbers are close to, not
+identical with, the CPU run. (docs/results/gpu_explore_{1,2}.jsonl came from an earlier copy of these
+ops whose RandomErasing clamped an oversized rectangle instead of redrawing it.)
 One JSON line per epoch: val top-1 (and EMA val), test top-1 (for the record; choose on val).
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import os
 import sys
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
 from inceptionnet import create_model
-from inceptionnet.data import INFO, load_arrays
+from inceptionnet.data import INFO, BatchAugment, InputConfig, load_arrays
 from inceptionnet.engine import ema_multi_avg_fn, lr_factor
 
 DEFAULTS: dict[str, Any] = dict(
@@ -47,39 +48,6 @@ def parse(spec: str) -> tuple[str, dict[str, Any]]:
             raise SystemExit(f"error: unknown key {k!r} in {spec!r}; known: {', '.join(cfg)}")
         cfg[k] = type(cfg[k])(v) if not isinstance(cfg[k], str) else v
     return name, cfg
-
-
-def augment(x: torch.Tensor, cfg: dict[str, Any], mean: float, std: float) -> torch.Tensor:
-    """uint8 N x 28 x 28 on the GPU -> normalized N x 1 x 28 x 28 float, augmented per image."""
-    n, h, w = x.shape
-    dev = x.device
-    xf = x.float().div_(255)
-    p = cfg["pad"]
-    if p:
-        xp = F.pad(xf, (p, p, p, p))  # zero fill, as v2.RandomCrop(padding=p)
-        oy = torch.randint(0, 2 * p + 1, (n,), device=dev)
-        ox = torch.randint(0, 2 * p + 1, (n,), device=dev)
-        rows = (oy[:, None] + torch.arange(h, device=dev))[:, :, None]
-        cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, :]
-        xf = xp[torch.arange(n, device=dev)[:, None, None], rows, cols]
-    if cfg["hflip"]:
-        flip = torch.rand(n, device=dev) < 0.5
-        xf = torch.where(flip[:, None, None], xf.flip(-1), xf)
-    xf = (xf - mean) / std
-    if cfg["random_erase"] > 0:  # v2.RandomErasing(p, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0)
-        area = torch.empty(n, device=dev).uniform_(0.02, 0.33) * h * w
-        r = torch.exp(torch.empty(n, device=dev).uniform_(math.log(0.3), math.log(3.3)))
-        eh = torch.sqrt(area * r).round().clamp(1, h - 1)
-        ew = torch.sqrt(area / r).round().clamp(1, w - 1)
-        y0 = (torch.rand(n, device=dev) * (h - eh + 1)).floor()
-        x0 = (torch.rand(n, device=dev) * (w - ew + 1)).floor()
-        ar_h = torch.arange(h, device=dev)[None, :]
-        ar_w = torch.arange(w, device=dev)[None, :]
-        mh = (ar_h >= y0[:, None]) & (ar_h < (y0 + eh)[:, None])
-        mw = (ar_w >= x0[:, None]) & (ar_w < (x0 + ew)[:, None])
-        on = (torch.rand(n, device=dev) < cfg["random_erase"])[:, None, None]
-        xf = xf.masked_fill(on & mh[:, :, None] & mw[:, None, :], 0.0)
-    return xf[:, None].contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -114,6 +82,8 @@ def run(name: str, cfg: dict[str, Any], data: str, out: str, device: str) -> Non
             yte[:500],
         )
     xtr, ytr, xva, yva, xte, yte = (t.to(dev) for t in (xtr, ytr, xva, yva, xte, yte))
+    aug = BatchAugment(InputConfig(28, 1, (mean,), (std,)), 1, hflip=bool(cfg["hflip"]),
+                       random_crop_pad=cfg["pad"], random_erase=cfg["random_erase"])  # fmt: skip
     kw: dict[str, Any] = dict(width=cfg["width"], stem_stride=cfg["stem_stride"])
     if cfg["dropout"] >= 0:
         kw["dropout"] = cfg["dropout"]
@@ -139,7 +109,8 @@ def run(name: str, cfg: dict[str, Any], data: str, out: str, device: str) -> Non
         loss_sum = torch.zeros((), device=dev)
         for b in range(ipe):
             idx = perm[b * bs : (b + 1) * bs]
-            xb, yb = augment(xtr[idx], cfg, mean, std), ytr[idx]
+            xb = aug.augment(xtr[idx][:, None]).contiguous(memory_format=torch.channels_last)
+            yb = ytr[idx]
             f = lr_factor(it, schedule=cfg["sched"], total_iters=total, iters_per_epoch=ipe,
                           warmup_iters=int(cfg["warmup"] * ipe))  # fmt: skip
             for g in opt.param_groups:

@@ -398,3 +398,31 @@ def test_batch_augment_training_resumes_bit_exact(tmp_path):
     wa, wb = _weights(a / "checkpoint.pt"), _weights(b / "checkpoint.pt")
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+@pytest.mark.parametrize(
+    "flags, applies",
+    [({}, True), ({"random_resized_crop": True}, False), ({"auto_augment": "trivial"}, False),
+     ({"auto_augment": "none"}, True)],
+)  # fmt: skip
+def test_batch_augment_applies_only_where_it_reproduces_the_per_image_transform(flags, applies):
+    D, cfg, _ = _batch_aug()
+    assert D.BatchAugment.applies(cfg, 1, 28, **flags) is applies
+    assert D.BatchAugment.applies(cfg, 1, 32) is False  # needs a resize
+    assert D.BatchAugment.applies(cfg, 3, 28) is False  # 3 -> 1 channels: per-image conversion
+
+
+def test_batch_augment_with_auto_augment_falls_back_to_per_image_transforms(capsys):
+    from inceptionnet import data as D
+    from inceptionnet import train as T
+
+    args = T.parse_args(
+        ["--dataset", "digits", "--subset", "64", "--batch-augment", "--auto-augment", "trivial"]
+    )
+    info = D.dataset_info("digits", None)
+    icfg = D.InputConfig(info.image_size, info.in_chans, info.mean, info.std)
+    train_set, _, _, collate = T.build_datasets(args, info, icfg, is_main=False)
+    assert collate is None and train_set.transform is not None
+    assert "does not cover" not in capsys.readouterr().err  # not rank 0: silent
+    T.build_datasets(args, info, icfg)
+    assert "does not cover" in capsys.readouterr().err

@@ -459,9 +459,12 @@ def input_config(args: argparse.Namespace, model: InceptionBase, info: D.DataInf
 
 
 def build_datasets(
-    args: argparse.Namespace, info: D.DataInfo, icfg: D.InputConfig
+    args: argparse.Namespace, info: D.DataInfo, icfg: D.InputConfig, *, is_main: bool = True
 ) -> tuple[Any, Any, Any, D.BatchAugment | None]:
-    """train / val / test data sets and, with --batch-augment, the train loader's collate_fn."""
+    """train / val / test data sets and, with --batch-augment, the train loader's collate_fn.
+
+    ``is_main``: this process prints notes (rank 0 under DDP).
+    """
     train: Any
     val: Any
     test: Any
@@ -495,16 +498,15 @@ def build_datasets(
             x, y = x[keep], y[keep]
         batch_aug = None
         if args.batch_augment:
-            if (
-                D.BatchAugment.applies(icfg, info.in_chans, native)
-                and not args.random_resized_crop
-                and args.auto_augment in (None, "none")
-            ):
+            if D.BatchAugment.applies(
+                icfg, info.in_chans, native, random_resized_crop=args.random_resized_crop,
+                auto_augment=args.auto_augment,
+            ):  # fmt: skip
                 batch_aug = D.BatchAugment(
                     icfg, info.in_chans, hflip=hflip, random_crop_pad=args.random_crop_pad,
                     random_erase=args.random_erase,
                 )  # fmt: skip
-            else:
+            elif is_main:
                 print("note: --batch-augment does not cover resizing, --random-resized-crop or --auto-augment; "
                       "using per-image transforms", file=sys.stderr)  # fmt: skip
         train = D.TensorImages(x, y, classes, None if batch_aug else tr_t)
@@ -600,7 +602,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> 
     if args.freeze_backbone:
         freeze_backbone(model)
     icfg = input_config(args, model, info)
-    train_set, val_set, test_set, collate = build_datasets(args, info, icfg)
+    train_set, val_set, test_set, collate = build_datasets(args, info, icfg, is_main=is_main)
     classes = list(train_set.classes)
 
     model.to(device)
