@@ -12,12 +12,16 @@ What the backends do, each on a copy (the model passed in is untouched):
   ``branch1x1`` / ``*_1`` reduces; the same pattern in the other families) merged into one conv and
   its activation, followed by a channel split (``merge_parallel_convs``); channels_last memory
   format; denormals flushed to zero during calls (``engine.flush_denormal``).
-* ``"compile"``: ``torch.compile`` of the eager-optimized model (slow to create: a minute on 2 cores).
+* ``"compile"``: ``torch.compile`` of the eager-optimized model with Inductor's ``freezing`` (weights
+  become constants: conv weights prepacked for oneDNN, constant folding); slow to create (a minute
+  or more on 2 cores).
 * ``"onnxruntime"``: the BN-folded graph (not the 1x1 merge: ORT runs the merged graph's splits
   slower than separate convs) exported with the project's verified exporter
   (``export.export_model``), run in an ONNX Runtime session with ``torch.get_num_threads()`` intra-op
   threads and denormals flushed. CPU only.
-* ``dtype=torch.bfloat16``: ``"eager"`` / ``"compile"`` under bf16 autocast. ``bf16_supported()`` says
+* ``dtype=torch.bfloat16``: ``"eager"`` / ``"compile"`` on a bf16 copy of the optimized model (weights
+  stored in bf16 once, instead of autocast casting every weight on every call; with BN folded there
+  is no fp32-only layer left), input cast to bf16, logits returned as fp32. ``bf16_supported()`` says
   whether the CPU computes bf16 natively (AVX512-BF16/AMX); without it bf16 is emulated and slow.
 * ``"auto"``: builds the candidates (default: eager and onnxruntime for fp32, eager for bf16;
   ``candidates=`` to add ``"compile"``), times each on the example input and keeps the fastest.
@@ -246,19 +250,13 @@ class FastModel:
         )
 
 
-def _torch_fn(
-    module: Callable[..., Any], dtype: torch.dtype, device: torch.device
-) -> Callable[[Tensor], Tensor]:
-    use_autocast = dtype != torch.float32
+def _torch_fn(module: Callable[..., Any], dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """``module`` holds its weights in ``dtype`` already; the input is cast to match."""
 
     def run(x: Tensor) -> Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), flush_denormal():
-            if use_autocast:
-                with torch.autocast(device_type=device.type, dtype=dtype):
-                    out = module(x)
-            else:
-                out = module(x)
+            out = module(x)
         assert isinstance(out, Tensor)
         return out.float()
 
@@ -355,14 +353,17 @@ def optimize_for_inference(
     if not isinstance(ref, Tensor):
         raise FastInferenceError(f"the model returned {type(ref).__name__}, not a logits Tensor")
     opt, merged = optimize_module(model)
+    opt = opt.to(dtype)
     device = example_input.device
 
     def build(name: str) -> FastModel:
         start = time.perf_counter()
         if name == "eager":
-            fn = _torch_fn(opt, dtype, device)
+            fn = _torch_fn(opt, dtype)
         elif name == "compile":
-            fn = _torch_fn(torch.compile(copy.deepcopy(opt)), dtype, device)
+            # freezing: parameters become graph constants, so Inductor folds them and prepacks the
+            # conv weights for oneDNN once (it applies under inference_mode, as _torch_fn calls it)
+            fn = _torch_fn(torch.compile(copy.deepcopy(opt), options={"freezing": True}), dtype)
         else:
             # ORT fuses conv+relu itself and runs the merged-1x1 graph slower (its Split copies):
             # export the BN-folded graph without the merge
