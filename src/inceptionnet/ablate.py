@@ -104,6 +104,10 @@ RESULT_FIELDS = [
 ]  # fmt: skip
 
 
+DEFAULT_SUBSET = 30000  # the documented budget (docs/ABLATIONS.md); command lines leave it out
+DEFAULT_AMP = "auto"
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Ablation studies of googlenet_small (seeds/003 section 8): one fixed recipe per study, "
@@ -121,7 +125,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="fashion_mnist", help="data set (fashion_mnist, cifar10, digits)")
     p.add_argument("--data", default=None, help="data root (default: the usual search path)")
     p.add_argument(
-        "--subset", type=int, default=30000, help="train on the first N images of a fixed shuffle (0: all)"
+        "--subset",
+        type=int,
+        default=DEFAULT_SUBSET,
+        help="train on the first N images of a fixed shuffle (0: all)",
     )
     p.add_argument("--val-split", type=int, default=0,
                    help="hold out N training images for model selection (0: validate on the test split)")  # fmt: skip
@@ -130,7 +137,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--amp", default="auto",
+    p.add_argument("--amp", default=DEFAULT_AMP,
                    help="autocast: off | bf16 | auto (bf16 where the CPU has native bf16); every run uses "
                    "channels_last and the trainer's --batch-augment")  # fmt: skip
     p.add_argument("--output-dir", required=True, help="study root: OUTPUT_DIR/STUDY/VARIANT/seedS")
@@ -513,9 +520,9 @@ def summary_markdown(args: argparse.Namespace, study: Study, rows: list[dict[str
 def command_flags(args: argparse.Namespace, study: Study) -> str:
     parts = [f"--study {study.name}", f"--seeds {args.seeds}", f"--epochs {args.epochs}", f"--width {args.width}",
              f"--stem-stride {args.stem_stride}", f"--dataset {args.dataset}"]  # fmt: skip
-    if args.subset != 30000:
+    if args.subset != DEFAULT_SUBSET:
         parts.append(f"--subset {args.subset}")
-    if args.amp != "auto":
+    if args.amp != DEFAULT_AMP:
         parts.append(f"--amp {args.amp}")
     if args.val_split:
         parts.append(f"--val-split {args.val_split}")
