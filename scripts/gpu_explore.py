@@ -1,7 +1,7 @@
 """Screen Fashion-MNIST recipes on a GPU before spending 2 CPU hours on one (docs/RESULTS.md).
 
     python scripts/gpu_explore.py --data DIR --out results.jsonl NAME:key=value,key=value ...
-    e.g.  base:width=0.5,stem_stride=2,epochs=44,random_erase=0.25,ema=0.9995
+    e.g.  base:width=0.25,stem_stride=1,epochs=27,random_erase=0.25,ema=0.9995
 
 Each configuration runs in its own process (the GPU is launch-bound for a model this small, so
 several run side by side). It follows `inceptionnet train --recipe fashion_mnist` - same model,
@@ -33,7 +33,7 @@ from inceptionnet.data import INFO, BatchAugment, InputConfig, load_arrays
 from inceptionnet.engine import ema_multi_avg_fn, lr_factor
 
 DEFAULTS: dict[str, Any] = dict(
-    train_limit=0, width=0.5, stem_stride=2, epochs=44, batch=128, lr=0.1, wd=5e-4, ls=0.1, warmup=1.0,
+    train_limit=0, width=0.25, stem_stride=1, epochs=27, batch=128, lr=0.1, wd=5e-4, ls=0.1, warmup=1.0,
     sched="cosine", pad=2, hflip=1, random_erase=0.25, ema=0.0, seed=0, val_split=5000,
     mixup=0.0, dropout=-1.0,
 )  # fmt: skip
