@@ -1,7 +1,7 @@
 """Screen Fashion-MNIST recipes on a GPU before spending 2 CPU hours on one (docs/RESULTS.md).
 
     python scripts/gpu_explore.py --data DIR --out results.jsonl NAME:key=value,key=value ...
-    e.g.  base:width=0.25,stem_stride=1,epochs=27,random_erase=0.25,ema=0.9995
+    e.g.  base:  re0:random_erase=0  long:epochs=30   (defaults: recipes/fashion_mnist.yaml)
 
 Each configuration runs in its own process (the GPU is launch-bound for a model this small, so
 several run side by side). It follows `inceptionnet train --recipe fashion_mnist` - same model,
@@ -26,17 +26,34 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.optim.swa_utils import AveragedModel
 
 from inceptionnet import create_model
 from inceptionnet.data import INFO, BatchAugment, InputConfig, load_arrays
 from inceptionnet.engine import ema_multi_avg_fn, lr_factor
+from inceptionnet.train import recipe_path
 
-DEFAULTS: dict[str, Any] = dict(
-    train_limit=0, width=0.25, stem_stride=1, epochs=27, batch=128, lr=0.1, wd=5e-4, ls=0.1, warmup=1.0,
-    sched="cosine", pad=2, hflip=1, random_erase=0.25, ema=0.0, seed=0, val_split=5000,
-    mixup=0.0, dropout=-1.0,
-)  # fmt: skip
+
+def recipe_defaults(name: str = "fashion_mnist") -> dict[str, Any]:
+    """The screening defaults are the CPU recipe's own values, read from its YAML, so the two
+    cannot drift apart; keys that the recipe does not set get the trainer's defaults."""
+    r = yaml.safe_load(recipe_path(name).read_text())
+    kw = r.get("model_kwargs", {})
+    return dict(
+        train_limit=0, width=float(kw.get("width", 1.0)), stem_stride=int(kw.get("stem_stride", 2)),
+        epochs=int(r["epochs"]), batch=int(r["batch_size"]), lr=float(r["lr"]),
+        wd=float(r.get("weight_decay", 0.0)), ls=float(r.get("label_smoothing", 0.0)),
+        warmup=float(r.get("lr_warmup_epochs", 0.0)), sched=str(r.get("lr_scheduler", "cosine")),
+        pad=int(r.get("random_crop_pad", 0)), hflip=int(bool(r.get("hflip", False))),
+        random_erase=float(r.get("random_erase", 0.0)),
+        ema=float(r["model_ema_decay"]) if r.get("model_ema") else 0.0,
+        seed=0, val_split=int(r.get("val_split", 5000)), mixup=float(r.get("mixup_alpha", 0.0)),
+        dropout=-1.0,
+    )  # fmt: skip
+
+
+DEFAULTS = recipe_defaults()
 
 
 def parse(spec: str) -> tuple[str, dict[str, Any]]:
