@@ -363,7 +363,8 @@ def optimize_for_inference(
         elif name == "compile":
             # freezing: parameters become graph constants, so Inductor folds them and prepacks the
             # conv weights for oneDNN once (it applies under inference_mode, as _torch_fn calls it)
-            fn = _torch_fn(torch.compile(copy.deepcopy(opt), options={"freezing": True}), dtype)
+            # (compiling does not modify ``opt``, so eager and compile candidates share its weights)
+            fn = _torch_fn(torch.compile(opt, options={"freezing": True}), dtype)
         else:
             # ORT fuses conv+relu itself and runs the merged-1x1 graph slower (its Split copies):
             # export the BN-folded graph without the merge
@@ -393,7 +394,8 @@ def optimize_for_inference(
         names = [n for n in names if n != "onnxruntime"]
     if device.type != "cpu":
         names = [n for n in names if n != "onnxruntime"]
-    built: list[tuple[float, FastModel]] = []
+    best: FastModel | None = None  # slower candidates are dropped as soon as they lose
+    best_t = float("inf")
     timings: dict[str, float | str] = {}
     errors = []
     for name in names:
@@ -407,10 +409,11 @@ def optimize_for_inference(
             continue
         t = _median_time(fast, example_input, max(1, auto_iters))
         timings[name] = t
-        built.append((t, fast))
-    if not built:
+        if t < best_t:
+            best, best_t = fast, t
+        del fast
+    if best is None:
         raise FastInferenceError("no backend passed its check: " + "; ".join(errors))
-    best = min(built, key=lambda p: p[0])[1]
     best.timings = timings
     best.setup_s = time.perf_counter() - t0
     return best
