@@ -26,30 +26,27 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.optim.swa_utils import AveragedModel
 
 from inceptionnet import create_model
 from inceptionnet.data import INFO, BatchAugment, InputConfig, load_arrays
 from inceptionnet.engine import ema_multi_avg_fn, lr_factor
-from inceptionnet.train import recipe_path
+from inceptionnet.registry import parse_model_kwargs
+from inceptionnet.train import parse_args
 
 
 def recipe_defaults(name: str = "fashion_mnist") -> dict[str, Any]:
-    """The screening defaults are the CPU recipe's own values, read from its YAML, so the two
-    cannot drift apart; keys that the recipe does not set get the trainer's defaults."""
-    r = yaml.safe_load(recipe_path(name).read_text())
-    kw = r.get("model_kwargs", {})
+    """The screening defaults are the CPU recipe's values as the trainer resolves them (its flag
+    defaults under the recipe), so the two cannot drift apart."""
+    a = parse_args(["--recipe", name])
+    kw = parse_model_kwargs(a.model_kwargs)
     return dict(
-        train_limit=0, width=float(kw.get("width", 1.0)), stem_stride=int(kw.get("stem_stride", 2)),
-        epochs=int(r["epochs"]), batch=int(r["batch_size"]), lr=float(r["lr"]),
-        wd=float(r.get("weight_decay", 0.0)), ls=float(r.get("label_smoothing", 0.0)),
-        warmup=float(r.get("lr_warmup_epochs", 0.0)), sched=str(r.get("lr_scheduler", "cosine")),
-        pad=int(r.get("random_crop_pad", 0)), hflip=int(bool(r.get("hflip", False))),
-        random_erase=float(r.get("random_erase", 0.0)),
-        ema=float(r["model_ema_decay"]) if r.get("model_ema") else 0.0,
-        seed=0, val_split=int(r.get("val_split", 5000)), mixup=float(r.get("mixup_alpha", 0.0)),
-        dropout=-1.0,
+        train_limit=0, width=float(kw["width"]), stem_stride=int(kw["stem_stride"]), epochs=a.epochs,
+        batch=a.batch_size, lr=a.lr, wd=a.weight_decay, ls=a.label_smoothing,
+        warmup=float(a.lr_warmup_epochs), sched=a.lr_scheduler, pad=a.random_crop_pad,
+        hflip=int(a.hflip), random_erase=float(a.random_erase),
+        ema=a.model_ema_decay if a.model_ema else 0.0, seed=a.seed, val_split=a.val_split,
+        mixup=a.mixup_alpha, dropout=-1.0,
     )  # fmt: skip
 
 
