@@ -92,7 +92,7 @@ def test_paper_variant_flags():
 @pytest.mark.parametrize("name", ["googlenet_small", "googlenet_paper"])
 @pytest.mark.parametrize(
     "flags",
-    [{"norm": "none"}, {"act": "leaky_relu"}, {"act": "elu"}, {"act": "tanh"}, {"pool": "avg"},
+    [{"norm": "none"}, {"act": "leaky_relu"}, {"act": "elu"}, {"act": "tanh"}, {"act": "silu"}, {"pool": "avg"},
      {"branch5x5": "5x5"}, {"branch5x5": "3x3x2"}],
 )  # fmt: skip
 def test_ablation_flags(name, flags):

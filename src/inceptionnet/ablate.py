@@ -7,7 +7,7 @@ Each study trains ``googlenet_small`` variants that differ in one thing only, wi
 study    variants                                     baseline
 =======  ===========================================  ==========
 bn       bn, none (``norm``)                          bn
-act      relu, leaky_relu, elu, tanh (``act``)        relu
+act      relu, leaky_relu, elu, tanh, silu (``act``)  relu
 pool     max, avg (in-block pooling branch, ``pool``)  max
 kernel   3x3x2, 5x5 (the "5x5" branch, ``branch5x5``)  3x3x2
 aug      none, random_erase, mixup, cutmix            none
@@ -70,7 +70,7 @@ STUDIES: dict[str, Study] = {
         Study(
             "act",
             "activation function",
-            tuple(Variant(a, {"act": a}) for a in ("relu", "leaky_relu", "elu", "tanh")),
+            tuple(Variant(a, {"act": a}) for a in ("relu", "leaky_relu", "elu", "tanh", "silu")),
         ),  # fmt: skip
         Study(
             "pool",

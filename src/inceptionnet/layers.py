@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .errors import InputShapeError
 
 NORMS = ("bn", "none")
-ACTS = ("relu", "leaky_relu", "elu", "tanh")
+ACTS = ("relu", "leaky_relu", "elu", "tanh", "silu")
 POOLS = ("max", "avg")
 
 
@@ -36,6 +36,8 @@ def make_act(act: str) -> nn.Module:
         return nn.ELU(inplace=True)
     if act == "tanh":
         return nn.Tanh()
+    if act == "silu":
+        return nn.SiLU(inplace=True)
     raise ValueError(f"unknown act {act!r}; choose one of {', '.join(ACTS)}")
 
 

@@ -171,7 +171,7 @@ class GoogLeNet(InceptionBase):
         aux_logits: build the two aux heads (paper: yes; they run only with ``return_aux=True``).
         transform_input: torchvision's re-normalization from ImageNet mean/std to (0.5, 0.5).
         norm: "bn" (torchvision, v2 onwards) or "none" (paper: conv with bias).
-        act: "relu" (paper), "leaky_relu", "elu", "tanh".
+        act: "relu" (paper), "leaky_relu", "elu", "tanh", "silu".
         pool: in-block pooling branch, "max" (paper) or "avg".
         branch5x5: "5x5" (paper), "3x3" (torchvision) or "3x3x2" (v2 factorization).
         maxpool4_kernel: 3 (paper, 3x3/2) or 2 (torchvision's 2x2/2).
