@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .layers import ACTS
 from .utils import atomic_save_figure, atomic_write_text
 
 
@@ -70,7 +71,7 @@ STUDIES: dict[str, Study] = {
         Study(
             "act",
             "activation function",
-            tuple(Variant(a, {"act": a}) for a in ("relu", "leaky_relu", "elu", "tanh", "silu")),
+            tuple(Variant(a, {"act": a}) for a in ACTS),
         ),  # fmt: skip
         Study(
             "pool",
