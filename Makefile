@@ -24,7 +24,7 @@ $(FMNIST):
 	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
 
 demo: setup
-	$(BIN)/python -m inceptionnet.demo
+	$(BIN)/inceptionnet demo
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 tests

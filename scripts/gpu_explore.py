@@ -30,9 +30,9 @@ from torch.optim.swa_utils import AveragedModel
 
 from inceptionnet import create_model
 from inceptionnet.data import INFO, BatchAugment, InputConfig, load_arrays
-from inceptionnet.engine import ema_multi_avg_fn, lr_factor
-from inceptionnet.registry import parse_model_kwargs
+from inceptionnet.models import parse_model_kwargs
 from inceptionnet.train import parse_args
+from inceptionnet.train.engine import ema_multi_avg_fn, lr_factor
 
 
 def recipe_defaults(name: str = "fashion_mnist") -> dict[str, Any]:

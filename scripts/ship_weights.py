@@ -4,7 +4,7 @@
 
 Writes src/inceptionnet/weights/<model>-<tag>-<sha256[:8]>.safetensors (the state_dict plus the
 run's model name, model kwargs, classes and data config as safetensors metadata) and prints the
-file name and full sha256 to put in the weight entry (src/inceptionnet/weights.py).
+file name and full sha256 to put in the weight entry (src/inceptionnet/models/googlenet.py, its weights section).
 ``--half`` stores the floating tensors as float16 (half the size, for the package's 10 MB limit);
 loading casts them back into the model's float32 parameters. Check the accuracy after shipping.
 """
@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from inceptionnet.train import load_checkpoint
-from inceptionnet.utils import atomic_write
-from inceptionnet.weights import sha256_of
+from inceptionnet.fileio import atomic_write, sha256_of
+from inceptionnet.train.state import load_checkpoint
 
 
 def main(ckpt_path: str, tag: str, half: bool = False) -> None:

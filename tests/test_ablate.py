@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from inceptionnet import ablate
 from inceptionnet.cli import main as cli
+from inceptionnet.commands import ablate
 
 TINY = ["--dataset", "digits", "--width", "0.125", "--subset", "128", "--epochs", "1", "--seeds", "2",
         "--batch-size", "32", "--threads", "1"]  # fmt: skip

@@ -12,7 +12,8 @@ import torch
 import torchvision
 
 from inceptionnet import InputShapeError, create_model, list_models
-from inceptionnet.analysis import (
+from inceptionnet.cli import main as cli_main
+from inceptionnet.commands.summary import (
     PAPER_TABLE1,
     bottleneck,
     bottleneck_example,
@@ -22,7 +23,6 @@ from inceptionnet.analysis import (
     summarize,
     table1,
 )
-from inceptionnet.cli import main as cli_main
 
 GOOGLENET_ROWS = [
     "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",

@@ -13,9 +13,10 @@ import torch
 
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
-from inceptionnet.engine import TrainConfig, train_one_epoch
-from inceptionnet.evaluate import tta_views
-from inceptionnet.train import build_mixup, get_args_parser
+from inceptionnet.commands.evaluate import tta_views
+from inceptionnet.train.args import get_args_parser
+from inceptionnet.train.build import build_mixup
+from inceptionnet.train.engine import TrainConfig, train_one_epoch
 
 # no BN and no dropout: a 2-process run on half batches is then the same computation as one process
 # on the whole batch, up to float rounding
@@ -160,7 +161,7 @@ def test_finetune_freeze_backbone_new_classifier(tmp_path):
 
 
 def test_paper_lr_schedule():
-    from inceptionnet.engine import lr_factor
+    from inceptionnet.train.engine import lr_factor
 
     kw = dict(schedule="paper", total_iters=1000, iters_per_epoch=10)
     assert lr_factor(79, **kw) == 1.0

@@ -20,7 +20,9 @@ from torch import nn
 
 import inceptionnet
 from inceptionnet import cli
-from inceptionnet import export as E
+from inceptionnet.deploy import export as E
+from inceptionnet.deploy import verify
+from inceptionnet.deploy.fold import count_batchnorm, fold_bn
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -89,8 +91,8 @@ def test_torchscript_roundtrip_with_folded_batchnorm(name, tmp_path):
     """Scripted (not traced) for every model; exported from the BN-folded copy and compared with the
     unfolded eager model, so the folding is checked too."""
     model, size = conditioned(name)
-    folded = E.fold_bn(model)
-    assert (E.count_batchnorm(model) > 0) == (name != "googlenet_paper")  # the paper's has no BN
+    folded = fold_bn(model)
+    assert (count_batchnorm(model) > 0) == (name != "googlenet_paper")  # the paper's has no BN
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     path = tmp_path / f"{name}.pt"
     res = E.export_model(
@@ -109,11 +111,13 @@ def test_torchscript_roundtrip_with_folded_batchnorm(name, tmp_path):
 def test_fold_bn_returns_a_copy_and_keeps_the_original():
     model, size = conditioned("googlenet_small", width=0.125)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    folded = E.fold_bn(model)
-    assert folded is not model and E.count_batchnorm(model) == 66 and E.count_batchnorm(folded) == 0
+    folded = fold_bn(model)
+    assert folded is not model and count_batchnorm(model) == 66 and count_batchnorm(folded) == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(
-        m.conv.bias is not None for m in folded.modules() if isinstance(m, inceptionnet.layers.ConvBNAct)
+        m.conv.bias is not None
+        for m in folded.modules()
+        if isinstance(m, inceptionnet.models.layers.ConvBNAct)
     )
     x = torch.randn(3, 3, size, size)
     with torch.no_grad():
@@ -148,7 +152,7 @@ def test_dynamo_exporter_and_fixed_batch(tmp_path):
 def test_failed_verification_keeps_the_existing_file(tmp_path, monkeypatch, capsys):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"the previous, good export")
-    monkeypatch.setattr(E, "_max_abs_diff", lambda a, b: 0.5)
+    monkeypatch.setattr(verify, "max_abs_diff", lambda a, b: 0.5)
     argv = [
         "export",
         "googlenet_small",

@@ -14,8 +14,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from inceptionnet import CheckpointError, create_model, list_models
+from inceptionnet.models import get_weight_entry, list_weights
 from inceptionnet.models.bn_inception import _pass_through_pool
-from inceptionnet.weights import get_weight_entry, list_weights
 
 FAMILY = ["bn_inception", "inception_resnet_v1", "inception_resnet_v2", "inception_v3", "inception_v4"]
 

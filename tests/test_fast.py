@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import inceptionnet
-from inceptionnet import bench
-from inceptionnet.export import fold_bn
-from inceptionnet.fast import FastInferenceError, merge_parallel_convs, optimize_for_inference
+from inceptionnet.commands import bench
+from inceptionnet.deploy.fast import FastInferenceError, optimize_for_inference
+from inceptionnet.deploy.fold import fold_bn, merge_parallel_convs
 
 
 def _trained_stats(name: str, size: int, **kw: object) -> nn.Module:

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from inceptionnet import create_model
-from inceptionnet.layers import ACTS
+from inceptionnet.models.layers import ACTS
 
 
 def n_params(m: torch.nn.Module) -> int:

@@ -115,3 +115,26 @@ def test_public_api_exports():
     assert inceptionnet.__version__
     for sym in ("create_model", "list_models", "ModelOutput", "InceptionNetError"):
         assert hasattr(inceptionnet, sym)
+
+
+def _configs() -> list[tuple[str, bool]]:
+    return [(n, aux) for n in MODELS for aux in (False, True) if not aux or "aux_logits" in _params(n)]
+
+
+@pytest.mark.parametrize(("name", "aux"), _configs())
+def test_declared_min_input_size_is_exact(name, aux):
+    """On the meta device (shapes only, no compute): the declared minimum works, one pixel less
+    is refused with our error, and the network itself could not have taken it (the check bypassed)."""
+    with torch.device("meta"):
+        m = create_model(name, num_classes=5, **({"aux_logits": True} if aux else {})).eval()
+    h = m.min_aux_input_size if aux else m.min_input_size
+    assert h > 1
+    out = m(torch.empty(1, 3, h, h, device="meta"), return_aux=aux)
+    logits = out.logits if aux else out
+    assert logits.shape == (1, 5)
+    small = torch.empty(1, 3, h - 1, h - 1, device="meta")
+    with pytest.raises(InputShapeError, match=f"minimum is {h}x{h}"):
+        m(small, return_aux=aux)
+    with pytest.raises(RuntimeError):
+        feats, aux_out = m._features(small, aux)
+        m.forward_head(feats)

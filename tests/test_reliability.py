@@ -556,7 +556,7 @@ def test_big_models_any_kwargs_and_input_on_meta(name, num_classes, in_chans, x_
 WRAPPER = """
 import os, sys, time
 import torch
-import inceptionnet.engine as engine
+import inceptionnet.train.engine as engine
 
 mode, at, ready = os.environ["KILL_MODE"], int(os.environ["KILL_AT"]), os.environ["READY"]
 calls = [0]

@@ -14,7 +14,8 @@ from PIL import Image
 from inceptionnet import create_model
 from inceptionnet import data as D
 from inceptionnet.cli import main as cli
-from inceptionnet.weights import entry_path, get_weight_entry, sha256_of
+from inceptionnet.fileio import sha256_of
+from inceptionnet.models._weights import entry_path, get_weight_entry
 
 SLICE = 1000  # the first 1,000 images of the 10,000-image test set
 MIN_TOP1 = 0.95

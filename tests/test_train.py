@@ -16,8 +16,9 @@ from PIL import Image
 
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
-from inceptionnet.engine import NonFiniteError, TrainConfig, evaluate, train_one_epoch
-from inceptionnet.utils import atomic_torch_save
+from inceptionnet.errors import NonFiniteError
+from inceptionnet.fileio import atomic_torch_save
+from inceptionnet.train.engine import TrainConfig, evaluate, train_one_epoch
 
 TINY = ["--dataset", "digits", "--model", "googlenet_small", "--model-kwargs", "width=0.125",
         "--batch-size", "32", "--opt", "adamw", "--lr", "0.003", "--weight-decay", "0.0001",
@@ -158,7 +159,7 @@ def test_nan_loss_stops_with_clear_message():
 
 
 def test_nan_during_training_keeps_last_good_checkpoint(tmp_path, capsys, monkeypatch):
-    import inceptionnet.engine as engine
+    import inceptionnet.train.engine as engine
 
     assert train(tmp_path, "--epochs", "2", "--subset", "64", "--stop-after", "1") == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()
@@ -255,7 +256,7 @@ def test_recipe_unknown_key_and_override(tmp_path, capsys):
 
 
 def test_recipes_parse():
-    from inceptionnet.train import RECIPES_DIR, parse_args, validate_args
+    from inceptionnet.train.args import RECIPES_DIR, parse_args, validate_args
 
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
     assert {"fashion_mnist", "fashion_mnist_fast", "fashion_mnist_demo"} <= set(names)
@@ -283,7 +284,7 @@ def test_model_and_weights_file_uses_the_checkpoint_data_config(trained, capsys)
 def test_ema_decay_warms_up_and_int_buffers_follow() -> None:
     from torch.optim.swa_utils import AveragedModel
 
-    from inceptionnet.engine import ema_multi_avg_fn
+    from inceptionnet.train.engine import ema_multi_avg_fn
 
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
     ema = AveragedModel(net, multi_avg_fn=ema_multi_avg_fn(0.999), use_buffers=True)
@@ -313,7 +314,7 @@ def test_bf16_supported_asks_for_the_instructions(monkeypatch, avx512_bf16, amx,
     even though oneDNN's own check says yes there."""
     import torch.cpu as tcpu
 
-    from inceptionnet.engine import bf16_supported
+    from inceptionnet.runtime import bf16_supported
 
     monkeypatch.setattr(tcpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(tcpu, "_is_amx_tile_supported", lambda: amx)
@@ -414,15 +415,16 @@ def test_batch_augment_applies_only_where_it_reproduces_the_per_image_transform(
 
 def test_batch_augment_with_auto_augment_falls_back_to_per_image_transforms(capsys):
     from inceptionnet import data as D
-    from inceptionnet import train as T
+    from inceptionnet.train.args import parse_args
+    from inceptionnet.train.build import build_datasets
 
-    args = T.parse_args(
+    args = parse_args(
         ["--dataset", "digits", "--subset", "64", "--batch-augment", "--auto-augment", "trivial"]
     )
     info = D.dataset_info("digits", None)
     icfg = D.InputConfig(info.image_size, info.in_chans, info.mean, info.std)
-    train_set, _, _, collate = T.build_datasets(args, info, icfg, is_main=False)
+    train_set, _, _, collate = build_datasets(args, info, icfg, is_main=False)
     assert collate is None and train_set.transform is not None
     assert "does not cover" not in capsys.readouterr().err  # not rank 0: silent
-    T.build_datasets(args, info, icfg)
+    build_datasets(args, info, icfg)
     assert "does not cover" in capsys.readouterr().err

@@ -21,16 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
-from .errors import DataNotFoundError, ImageReadError
+from .errors import DataNotFoundError, ImageReadError, first_line
+
+if TYPE_CHECKING:  # torchvision and PIL load on first use: `import inceptionnet` stays light
+    from torchvision.transforms import v2
 
 DATASETS = ("fashion_mnist", "digits", "cifar10", "imagefolder")
 SPLITS = ("train", "val", "test")
@@ -281,8 +282,32 @@ class InputConfig:
             str(d.get("input_space") or "RGB"), tuple(d.get("input_range") or (0.0, 1.0)),
         )  # fmt: skip
 
+    @classmethod
+    def from_model(cls, model: Any, dataset: str | None = None) -> InputConfig:
+        """What the model's ``default_cfg`` asks for (its weights' statistics, resize policy and input
+        space: BGR / 0-255 for Caffe ports) at its default input size and its ``in_chans``."""
+        cfg = model.default_cfg
+        in_chans = int(model.in_chans)
+        return cls(
+            int(cfg["input_size"][2]), in_chans,
+            channel_stats(cfg["mean"], in_chans), channel_stats(cfg["std"], in_chans),
+            float(cfg.get("crop_pct", 1.0)), str(cfg.get("interpolation", "bilinear")), dataset,
+            str(cfg.get("input_space") or "RGB"), tuple(cfg.get("input_range") or (0.0, 1.0)),
+        )  # fmt: skip
+
+
+def channel_stats(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
+    """Per-channel mean or std for ``in_chans`` channels: as given when the count matches, else the
+    channel average repeated (RGB statistics for a 1-channel model, a 1-channel data set's for RGB)."""
+    values = tuple(float(v) for v in values)
+    if len(values) == in_chans:
+        return values
+    return (sum(values) / len(values),) * in_chans
+
 
 def _interp(name: str) -> v2.InterpolationMode:
+    from torchvision.transforms import v2
+
     return {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}.get(
         name, v2.InterpolationMode.BILINEAR
     )
@@ -298,6 +323,8 @@ def _reverse_channels(x: Tensor) -> Tensor:
 
 def to_model_input(cfg: InputConfig) -> list[Callable[[Tensor], Tensor]]:
     """uint8 image -> what the weights expect: float in [0, 1] or [0, 255], RGB or BGR, normalized."""
+    from torchvision.transforms import v2
+
     t: list[Callable[[Tensor], Tensor]] = [v2.ToDtype(torch.float32, scale=cfg.input_range[1] <= 1.0)]
     if cfg.input_space == "BGR":
         t.append(v2.Lambda(_reverse_channels))
@@ -306,6 +333,8 @@ def to_model_input(cfg: InputConfig) -> list[Callable[[Tensor], Tensor]]:
 
 
 def _channels(in_chans: int, target: int) -> list[Callable[[Tensor], Tensor]]:
+    from torchvision.transforms import v2
+
     if in_chans == target:
         return []
     if target == 1:
@@ -327,6 +356,8 @@ def train_transform(
     random_erase: float = 0.0,
 ) -> v2.Compose:
     """Training transform for uint8 CHW tensors: crop/resize, flips, policies, normalize, erasing."""
+    from torchvision.transforms import v2
+
     t: list[Any] = [v2.ToImage()]
     if random_resized_crop:
         t.append(
@@ -442,6 +473,8 @@ class BatchAugment:
 
 def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v2.Compose:
     """Resize (to input/crop_pct) + center crop, channel conversion, normalize."""
+    from torchvision.transforms import v2
+
     t: list[Any] = [v2.ToImage()]
     if native_size != cfg.input_size:
         resize = int(round(cfg.input_size / cfg.crop_pct)) if cfg.crop_pct < 1 else cfg.input_size
@@ -456,7 +489,8 @@ def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v
 # Images from files
 
 
-Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: PIL raises beyond 2x this
+MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: PIL raises beyond 2x this
+_PIL_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3  # PIL's own default
 
 
 def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
@@ -465,6 +499,10 @@ def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
     16-bit, palette, CMYK, alpha and grayscale images are converted; anything unreadable raises
     ``ImageReadError`` naming the file.
     """
+    from PIL import Image, UnidentifiedImageError
+
+    if Image.MAX_IMAGE_PIXELS == _PIL_MAX_IMAGE_PIXELS:  # ours, unless the user set their own
+        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -485,7 +523,7 @@ def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
         raise ImageReadError(f"cannot read image {p}: not an image file PIL recognizes") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(
-            f"cannot read image {p}: not a valid image ({str(e).splitlines()[0][:120]})"
+            f"cannot read image {p}: not a valid image ({first_line(e, limit=120)})"
         ) from None
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)

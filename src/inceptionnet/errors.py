@@ -1,4 +1,14 @@
-"""Project exceptions. Each is also a ValueError/FileNotFoundError so plain `except` clauses work."""
+"""Every exception of the project, and ``first_line(e)``: the one-line form the CLI prints.
+
+Each class is also a ValueError / FileNotFoundError / OSError / RuntimeError, so plain ``except``
+clauses of library users keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
 
 
 class InceptionNetError(Exception):
@@ -23,3 +33,72 @@ class ImageReadError(InceptionNetError, ValueError):
 
 class OutputWriteError(InceptionNetError, OSError):
     """An output that could not be written (disk full, read-only folder); the previous file is kept."""
+
+
+class NonFiniteError(InceptionNetError, ValueError):
+    """A NaN/inf in the inputs or the loss: training stops, the last good checkpoint is kept."""
+
+
+class ExportError(InceptionNetError, ValueError):
+    """An export that failed, or whose file does not reproduce the eager model's outputs."""
+
+
+class FastInferenceError(InceptionNetError, RuntimeError):
+    """An optimized backend whose outputs do not match the eager model, or that cannot be built."""
+
+
+FIRST_LINE_MAX = 300  # long enough for a path and a reason; third-party messages can be pages long
+
+
+def first_line(e: BaseException, limit: int = FIRST_LINE_MAX) -> str:
+    """The first non-empty line of ``str(e)`` (at most ``limit`` characters), else the class name.
+
+    An OSError with a file name reads ``FILE: reason``, as the shell prints it.
+    """
+    if isinstance(e, OSError) and not isinstance(e, InceptionNetError) and e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}"[:limit]
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0][:limit] if lines else type(e).__name__
+
+
+# What a command may raise for bad input: printed as one ``error:`` line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    InceptionNetError,
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def run_main(main_fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command's main, turning user errors into one ``error:`` line and exit code 2
+    (``args.debug`` re-raises them, with the traceback)."""
+    try:
+        rc = main_fn(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {first_line(e, limit=1000)}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+def run_cli(
+    parse: Callable[[list[str]], argparse.Namespace],
+    main_fn: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str],
+) -> int:
+    """Parse ``argv`` (a bad recipe is a user error too) and ``run_main``."""
+    argv = list(argv)
+    try:
+        args = parse(argv)
+    except USER_ERRORS as e:
+        if "--debug" in argv:
+            raise
+        print(f"error: {first_line(e, limit=1000)}", file=sys.stderr)
+        return 2
+    return run_main(main_fn, args)

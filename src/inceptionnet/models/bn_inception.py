@@ -22,7 +22,7 @@ What follows which source:
 
 Key names: torchvision-style blocks (conv1, maxpool1, conv2, conv3, maxpool2, inception3a ... inception5b,
 avgpool, dropout, fc) with torchvision Inception-v3 branch names (branch1x1, branch3x3_1/_2,
-branch3x3dbl_1/_2/_3, branch_pool). ``weights.py`` maps the pretrainedmodels/Caffe names
+branch3x3dbl_1/_2/_3, branch_pool). its weights section below maps the pretrainedmodels/Caffe names
 (``inception_3a_double_3x3_1_bn`` -> ``inception3a.branch3x3dbl_2.bn``) and is applied automatically.
 
 The pretrainedmodels weights expect **BGR** images in the **0-255** range minus the mean
@@ -32,14 +32,26 @@ The pretrainedmodels weights expect **BGR** images in the **0-255** range minus 
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..layers import ConvBNAct, ConvLayer, InceptionBase, check_choice, make_cfg, make_classifier
-from ..registry import register_model
+from ._registry import register_model
+from ._weights import StateDict, WeightEntry, register_key_map, register_weights
+from .layers import (
+    ConvBNAct,
+    ConvLayer,
+    InceptionBase,
+    check_choice,
+    init_weights,
+    make_cfg,
+    make_classifier,
+    min_input_size,
+    spatial_out,
+)
 
 __all__ = ["BNInception", "InceptionBN", "bn_inception"]
 
@@ -126,16 +138,10 @@ class SeparableStem(nn.Sequential):
         self.act = nn.ReLU(inplace=True)
 
 
-def _min_size() -> int:
-    """Smallest square input: conv1 (7x7/2, pad 3) must leave 4 pixels for two 3x3/2 ceil-mode pools."""
-
-    def ceil_pool(n: int) -> int:
-        return (n - 2) // 2 + 1 if n >= 2 else 0
-
-    for h in range(1, 256):
-        if ceil_pool(ceil_pool((h - 1) // 2 + 1)) >= 1:
-            return h
-    raise AssertionError("unreachable")
+def _min_side(h: int) -> int:
+    """The side after conv1 (7x7/2, pad 3) and the two 3x3/2 ceil-mode pools of the stem."""
+    n = spatial_out(h, 7, 2, 3)  # conv1
+    return spatial_out(spatial_out(n, 3, 2, ceil_mode=True), 3, 2, ceil_mode=True)  # pool1, pool2
 
 
 class BNInception(InceptionBase):
@@ -207,16 +213,8 @@ class BNInception(InceptionBase):
         self.dropout = nn.Dropout(p=drop_rate)
         self.fc = make_classifier(self.num_features, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
-
-        self.min_input_size = _min_size()
+        init_weights(self, "kaiming", fan="fan_out")
+        self.min_input_size = min_input_size(_min_side)
         self.min_aux_input_size = self.min_input_size
         self.default_cfg = make_cfg(
             in_chans, num_classes, 224, min_input_size=self.min_input_size,
@@ -255,3 +253,74 @@ class BNInception(InceptionBase):
 def bn_inception(**kwargs: Any) -> BNInception:
     """BN-Inception / Inception v2 (11,295,240 params at 1000 classes; the Caffe/pretrainedmodels layout)."""
     return BNInception(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights
+
+# BGR, 0-255 input minus a per-channel mean in BGR order (Caffe): x = 255 * rgb[::-1] - mean, std 1.
+register_weights(WeightEntry(
+    model="bn_inception", tag="imagenet_caffe",
+    url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
+    filename="bn_inception-52deb4733.pth",
+    input_size=(3, 224, 224), mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0),
+    interpolation="bilinear", crop_pct=0.875, input_space="BGR", input_range=(0.0, 255.0),
+    accuracy={"imagenet1k_top1": 73.524, "imagenet1k_top5": 91.562},
+    params=11295240, gmacs=2.033, key_map="pretrainedmodels_bninception",
+    source="pretrainedmodels bninception 'imagenet' (Caffe BN-Inception of Yuanjun Xiong, ported to "
+    "PyTorch by Cadene); accuracy as measured by pretrainedmodels",
+))  # fmt: skip
+
+
+# pretrainedmodels' ``bninception`` (the Caffe BN-Inception port) -> ``bn_inception``. Its keys are
+# flat Caffe layer names: ``conv1_7x7_s2`` (conv) + ``conv1_7x7_s2_bn`` (BN) ->
+# ``conv1.conv`` + ``conv1.bn``; ``conv2_3x3_reduce`` -> ``conv2``; ``conv2_3x3`` -> ``conv3``;
+# ``inception_<block>_<part>[_bn]`` -> ``inception<block>.<branch>.{conv,bn}`` with the parts below;
+# ``last_linear`` -> ``fc``. BN tensors stored as 1 x C (tsn-pytorch's copy of the port) become C.
+_BNINCEPTION_STEM = {"conv1_7x7_s2": "conv1", "conv2_3x3_reduce": "conv2", "conv2_3x3": "conv3"}
+
+
+_BNINCEPTION_PARTS = {
+    "1x1": "branch1x1",
+    "3x3_reduce": "branch3x3_1",
+    "3x3": "branch3x3_2",
+    "double_3x3_reduce": "branch3x3dbl_1",
+    "double_3x3_1": "branch3x3dbl_2",
+    "double_3x3_2": "branch3x3dbl_3",
+    "pool_proj": "branch_pool",
+}
+
+
+_BNINCEPTION_BLOCK = re.compile(r"inception_(\d[a-e])_(\w+)")
+
+
+def _is_pretrainedmodels_bninception(sd: StateDict) -> bool:
+    return "conv1_7x7_s2.weight" in sd and "inception_3a_1x1.weight" in sd
+
+
+def remap_pretrainedmodels_bninception(sd: StateDict) -> StateDict:
+    out: StateDict = {}
+    for key, v in sd.items():
+        layer, _, param = key.rpartition(".")
+        is_bn = layer.endswith("_bn")
+        base = layer[: -len("_bn")] if is_bn else layer
+        sub = "bn" if is_bn else "conv"
+        m = _BNINCEPTION_BLOCK.fullmatch(base)
+        if base == "last_linear":
+            new = f"fc.{param}"
+        elif base in _BNINCEPTION_STEM:
+            new = f"{_BNINCEPTION_STEM[base]}.{sub}.{param}"
+        elif m is not None and m.group(2) in _BNINCEPTION_PARTS:
+            new = f"inception{m.group(1)}.{_BNINCEPTION_PARTS[m.group(2)]}.{sub}.{param}"
+        else:
+            new = key  # unknown: left as is, so fit_state_dict names it
+        if is_bn and v.dim() == 2 and v.shape[0] == 1:
+            v = v.reshape(-1)
+        out[new] = v
+    return out
+
+
+register_key_map(
+    "pretrainedmodels_bninception", "bn_inception", _is_pretrainedmodels_bninception,
+    remap_pretrainedmodels_bninception, entry="imagenet_caffe",
+)  # fmt: skip

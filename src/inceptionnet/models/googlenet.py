@@ -27,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import (
+from ..data import INFO as DATA_INFO
+from ._registry import register_model
+from ._weights import WeightEntry, register_weights
+from .layers import (
     ACTS,
     POOLS,
     ConvBNAct,
@@ -35,11 +38,12 @@ from ..layers import (
     InceptionBase,
     check_choice,
     imagenet_to_inception_input,
-    init_weights_trunc_normal,
+    init_weights,
     make_cfg,
     make_classifier,
+    min_input_size,
+    spatial_out,
 )
-from ..registry import register_model
 
 __all__ = ["GoogLeNet", "Inception", "InceptionAux", "googlenet", "googlenet_paper", "googlenet_small"]
 
@@ -143,19 +147,21 @@ class InceptionAux(nn.Module):
 
 
 def _min_size(stem: str, stem_stride: int, maxpool4_kernel: int, aux_pool: int) -> int:
-    """Smallest square input every pooling layer can take (stride-2 ceil-mode pools: n >= k - 1)."""
+    """Smallest square input every pooling layer can take (stride-2 ceil-mode pools), and with
+    ``aux_pool`` the aux heads' pool at the 14x14 stage."""
 
     def pool(n: int, k: int = 3) -> int:
-        return (n - k + 1) // 2 + 1 if n >= k - 1 else 0
+        return spatial_out(n, k, 2, ceil_mode=True)
 
-    for h in range(1, 1024):
-        s = h if stem == "small" and stem_stride == 1 else (h - 1) // 2 + 1
-        if stem != "small":
-            s = pool(pool(s))  # maxpool1, maxpool2
+    def side(h: int) -> int:
+        if stem == "small":
+            s = spatial_out(h, 3, stem_stride, 1)  # conv1; no stem pools
+        else:
+            s = pool(pool(spatial_out(h, 7, 2, 3)))  # conv1, maxpool1, maxpool2
         s4 = pool(s)  # maxpool3 -> the 14x14 stage
-        if s4 >= max(1, aux_pool) and pool(s4, maxpool4_kernel) >= 1:
-            return h
-    raise AssertionError("unreachable")
+        return min(s4 - max(1, aux_pool) + 1, pool(s4, maxpool4_kernel))
+
+    return min_input_size(side)
 
 
 class GoogLeNet(InceptionBase):
@@ -299,14 +305,8 @@ class GoogLeNet(InceptionBase):
         self.dropout = nn.Dropout(p=dropout)
         self.fc = make_classifier(self.num_features, num_classes)
 
-        if init == "trunc_normal":
-            init_weights_trunc_normal(self)
-        else:
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+        check_choice("init", init, ("trunc_normal", "kaiming"))
+        init_weights(self, init, std=0.01, linear=False)  # kaiming: convs only, linears keep PyTorch's
 
         self.min_input_size = _min_size(stem, stem_stride, maxpool4_kernel, aux_pool=0)
         # the paper's aux pooling (5x5/3) needs 5 pixels at the 14x14 stage
@@ -401,3 +401,29 @@ def googlenet_small(**kwargs: Any) -> GoogLeNet:
     )  # fmt: skip
     cfg.update(kwargs)
     return GoogLeNet(**cfg)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights
+
+register_weights(WeightEntry(
+    model="googlenet", tag="imagenet1k_v1",
+    url="https://download.pytorch.org/models/googlenet-1378be20.pth", filename="googlenet-1378be20.pth",
+    sha256="1378be20", accuracy={"imagenet1k_top1": 69.778, "imagenet1k_top5": 89.530},
+    params=6624904, gmacs=1.498, model_kwargs={"transform_input": True},
+    source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 (ported from TensorFlow)",
+))  # fmt: skip
+
+
+_FM = DATA_INFO["fashion_mnist"]  # the training data's normalization and class names
+
+
+register_weights(WeightEntry(
+    model="googlenet_small", tag="fashion_mnist",
+    url=None, filename="googlenet_small-fashion_mnist-9c8a2da6.safetensors", sha256="9c8a2da61c53d2379019ab713fb798d319f0269330a6ffa134de1bfe2532d4e0",
+    num_classes=10, input_size=(1, 28, 28), mean=_FM.mean, std=_FM.std, crop_pct=1.0,
+    accuracy={"fashion_mnist_test_top1": 94.99, "fashion_mnist_test_top5": 99.97},
+    params=399346, model_kwargs={"width": 0.25, "stem_stride": 1}, classes=_FM.classes,
+    source="trained by this project: inceptionnet train --recipe fashion_mnist (docs/RESULTS.md); "
+    "shipped inside the package",
+))  # fmt: skip

@@ -27,7 +27,7 @@ after every block.
   pooling, dropout (keep 0.8). facenet-pytorch's ``InceptionResnetV1`` (David Sandberg's FaceNet,
   TF-slim) is this network with ``num_blocks=(5, 10, 6)``, ``slim_final_block=True`` and a 512-d
   embedding head (``embed_dim=512``: bias-free linear ``last_linear`` + ``last_bn``, then the
-  classifier, or an L2 normalization with ``num_classes=0``); ``weights.py`` maps its state_dict
+  classifier, or an L2 normalization with ``num_classes=0``); its weights section below maps its state_dict
   (the ``vggface2`` entry) and ``num_classes=0`` returns its L2-normalized 512-d embeddings.
 
 Convs are conv + BN (eps 1e-3, TensorFlow's) + ReLU; in-block average pools do not count padding.
@@ -42,17 +42,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import (
+from ._registry import register_model
+from ._weights import StateDict, WeightEntry, register_key_map, register_weights
+from .inception_v4 import ReductionA
+from .layers import (
     INCEPTION_MEAN,
     INCEPTION_STD,
     ConvBNAct,
     ConvLayer,
     InceptionBase,
+    init_weights,
     make_cfg,
     make_classifier,
+    min_input_size,
+    spatial_out,
 )
-from ..registry import register_model
-from .inception_v4 import ReductionA
 
 __all__ = [
     "Block17",
@@ -229,19 +233,12 @@ class L2Norm(nn.Module):
         return F.normalize(x, p=2.0, dim=1)
 
 
-def _min_size() -> int:
-    """Smallest square input: Reduction-B needs 3x3 at the 17x17 stage (75 px, both stems)."""
-
-    def valid(n: int, k: int = 3, s: int = 1) -> int:
-        return (n - k) // s + 1 if n >= k else 0
-
-    def out(h: int) -> int:
-        n = valid(valid(h, 3, 2))  # conv2d_1a, conv2d_2a (conv2d_2b is padded)
-        n = valid(valid(n, 3, 2))  # maxpool_3a, conv2d_4a (conv2d_3b is 1x1)
-        n = valid(n, 3, 2)  # maxpool_5a (v2) / conv2d_4b (v1)
-        return valid(valid(n, 3, 2), 3, 2)  # mixed_6a, mixed_7a
-
-    return next(h for h in range(1, 1024) if out(h) >= 1)
+def _min_side(h: int) -> int:
+    """The side after mixed_7a: Reduction-B needs 3x3 at the 17x17 stage (75 px, both stems)."""
+    n = spatial_out(spatial_out(h, 3, 2), 3)  # conv2d_1a, conv2d_2a (conv2d_2b is padded)
+    n = spatial_out(spatial_out(n, 3, 2), 3)  # maxpool_3a, conv2d_4a (conv2d_3b is 1x1)
+    n = spatial_out(n, 3, 2)  # maxpool_5a (v2) / conv2d_4b (v1)
+    return spatial_out(spatial_out(n, 3, 2), 3, 2)  # mixed_6a, mixed_7a
 
 
 def _check_blocks(num_blocks: tuple[int, int, int], residual_scales: tuple[float, float, float]) -> None:
@@ -249,18 +246,6 @@ def _check_blocks(num_blocks: tuple[int, int, int], residual_scales: tuple[float
         raise ValueError(f"num_blocks must be three positive counts (A, B, C blocks), got {num_blocks!r}")
     if len(residual_scales) != 3:
         raise ValueError(f"residual_scales must be three factors (A, B, C blocks), got {residual_scales!r}")
-
-
-def _init(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class InceptionResNetV2(InceptionBase):
@@ -339,8 +324,8 @@ class InceptionResNetV2(InceptionBase):
         self.head_drop = nn.Dropout(p=drop_rate)
         self.classif = make_classifier(self.num_features, num_classes)
 
-        _init(self)
-        self.min_input_size = _min_size()
+        init_weights(self, "kaiming")
+        self.min_input_size = min_input_size(_min_side)
         self.min_aux_input_size = self.min_input_size
         self.default_cfg = make_cfg(
             in_chans, num_classes, 299, mean=INCEPTION_MEAN, std=INCEPTION_STD,
@@ -466,8 +451,8 @@ class InceptionResNetV1(InceptionBase):
         self.head_hidden_size = embed_dim or self.num_features
         self.classif = self._make_classifier(num_classes)
 
-        _init(self)
-        self.min_input_size = _min_size()
+        init_weights(self, "kaiming")
+        self.min_input_size = min_input_size(_min_side)
         self.min_aux_input_size = self.min_input_size
         self.default_cfg = make_cfg(
             in_chans, num_classes, 299, mean=INCEPTION_MEAN, std=INCEPTION_STD,
@@ -516,7 +501,7 @@ class InceptionResNetV1(InceptionBase):
 
 @register_model
 def inception_resnet_v1(**kwargs: Any) -> InceptionResNetV1:
-    """Inception-ResNet-v1 as in the paper (5/10/5 blocks); facenet-pytorch's weights load (see weights.py)."""
+    """Inception-ResNet-v1 as in the paper (5/10/5 blocks); facenet-pytorch's weights load (key map below)."""
     return InceptionResNetV1(**kwargs)
 
 
@@ -524,3 +509,84 @@ def inception_resnet_v1(**kwargs: Any) -> InceptionResNetV1:
 def inception_resnet_v2(**kwargs: Any) -> InceptionResNetV2:
     """timm-compatible Inception-ResNet-v2 (55,843,464 params at 1000 classes)."""
     return InceptionResNetV2(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights
+
+register_weights(WeightEntry(
+    model="inception_resnet_v2", tag="tf_in1k",
+    url="https://huggingface.co/timm/inception_resnet_v2.tf_in1k/resolve/main/model.safetensors",
+    filename="timm-inception_resnet_v2.tf_in1k.safetensors",
+    input_size=(3, 299, 299), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    interpolation="bicubic", crop_pct=0.8975,
+    accuracy={"imagenet1k_top1": 80.170, "imagenet1k_top5": 95.234},
+    params=55843464, gmacs=13.156,
+    source="timm hub id timm/inception_resnet_v2.tf_in1k (TF-slim weights); accuracy of this port as "
+    "measured by pretrainedmodels (TF-slim reports 80.4 / 95.3)",
+))  # fmt: skip
+
+
+# facenet-pytorch: faces cropped by MTCNN to 160x160, fixed_image_standardization (x - 127.5) / 128.
+_FACENET_KWARGS = {"embed_dim": 512, "num_blocks": (5, 10, 6), "slim_final_block": True, "drop_rate": 0.6}
+
+
+register_weights(WeightEntry(
+    model="inception_resnet_v1", tag="vggface2",
+    url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    filename="20180402-114759-vggface2.pt", num_classes=8631,
+    input_size=(3, 160, 160), mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3,
+    interpolation="bilinear", crop_pct=1.0,
+    accuracy={"lfw_accuracy": 99.65}, params=27910327, gmacs=1.418,
+    model_kwargs=_FACENET_KWARGS, key_map="facenet_inception_resnet_v1",
+    source="facenet-pytorch InceptionResnetV1(pretrained='vggface2') (David Sandberg's FaceNet "
+    "20180402-114759); use num_classes=0 for its L2-normalized 512-d face embeddings",
+))  # fmt: skip
+
+
+register_weights(WeightEntry(
+    model="inception_resnet_v1", tag="casia_webface",
+    url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
+    filename="20180408-102900-casia-webface.pt", num_classes=10575,
+    input_size=(3, 160, 160), mean=(127.5 / 255,) * 3, std=(128 / 255,) * 3,
+    interpolation="bilinear", crop_pct=1.0,
+    accuracy={"lfw_accuracy": 99.05}, params=28907599, gmacs=1.418,
+    model_kwargs=_FACENET_KWARGS, key_map="facenet_inception_resnet_v1",
+    source="facenet-pytorch InceptionResnetV1(pretrained='casia-webface') (David Sandberg's FaceNet "
+    "20180408-102900); use num_classes=0 for its L2-normalized 512-d face embeddings",
+))  # fmt: skip
+
+
+# facenet-pytorch's ``InceptionResnetV1`` (FaceNet, David Sandberg's TF-slim model) ->
+# ``inception_resnet_v1`` built with the flags of the ``vggface2`` entry (embed_dim=512,
+# num_blocks=(5, 10, 6), slim_final_block=True). The stem, mixed_6a/7a, block8, last_linear and last_bn
+# keep their names; the three block stacks are renumbered as in timm's Inception-ResNet-v2
+# (repeat_1/2/3 -> repeat/repeat_1/repeat_2) and the classifier ``logits`` becomes ``classif``.
+# With num_classes=0 the model returns facenet's L2-normalized 512-d embeddings.
+_FACENET_PREFIXES = {
+    "repeat_1.": "repeat.",
+    "repeat_2.": "repeat_1.",
+    "repeat_3.": "repeat_2.",
+    "logits.": "classif.",
+}
+
+
+def _is_facenet_inception_resnet_v1(sd: StateDict) -> bool:
+    return "repeat_3.0.conv2d.weight" in sd and "last_bn.running_var" in sd
+
+
+def remap_facenet_inception_resnet_v1(sd: StateDict) -> StateDict:
+    out: StateDict = {}
+    for key, v in sd.items():
+        for old, new in _FACENET_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = v
+    return out
+
+
+register_key_map(
+    "facenet_inception_resnet_v1", "inception_resnet_v1", _is_facenet_inception_resnet_v1,
+    remap_facenet_inception_resnet_v1, entry="vggface2",
+)  # fmt: skip

@@ -31,15 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import (
+from ._registry import register_model
+from ._weights import WeightEntry, register_weights
+from .layers import (
     ConvBNAct,
     ConvLayer,
     InceptionBase,
     imagenet_to_inception_input,
+    init_weights,
     make_cfg,
     make_classifier,
+    min_input_size,
+    spatial_out,
 )
-from ..registry import register_model
 
 __all__ = [
     "InceptionA",
@@ -197,20 +201,20 @@ class InceptionAux(nn.Module):
         return self.fc(x)
 
 
+def _stage6_side(h: int) -> int:
+    """The side at the 17x17 stage (Mixed_6a to 6e)."""
+    n = spatial_out(spatial_out(h, 3, 2), 3)  # Conv2d_1a_3x3, Conv2d_2a_3x3
+    n = spatial_out(
+        spatial_out(n, 3, 2), 3
+    )  # maxpool1, Conv2d_4a_3x3 (Conv2d_2b and Conv2d_3b keep the size)
+    return spatial_out(spatial_out(n, 3, 2), 3, 2)  # maxpool2, Mixed_6a
+
+
 def _min_sizes() -> tuple[int, int]:
     """Smallest square inputs for the main network (Mixed_7a needs 3x3) and for the aux head
     (its 5x5/3 pool then 5x5 conv need 17x17 at Mixed_6e)."""
-
-    def valid(n: int, k: int = 3, s: int = 1) -> int:
-        return (n - k) // s + 1 if n >= k else 0
-
-    def stage6(h: int) -> int:
-        n = valid(valid(h, 3, 2))  # Conv2d_1a_3x3, Conv2d_2a_3x3
-        n = valid(valid(n, 3, 2))  # maxpool1, Conv2d_4a_3x3 (Conv2d_2b and Conv2d_3b keep the size)
-        return valid(valid(n, 3, 2), 3, 2)  # maxpool2, Mixed_6a
-
-    main = next(h for h in range(1, 1024) if valid(stage6(h), 3, 2) >= 1)
-    aux = next(h for h in range(1, 1024) if valid(valid(stage6(h), 5, 3), 5) >= 1)
+    main = min_input_size(lambda h: spatial_out(_stage6_side(h), 3, 2))
+    aux = min_input_size(lambda h: spatial_out(spatial_out(_stage6_side(h), 5, 3), 5))
     return main, aux
 
 
@@ -305,14 +309,7 @@ class InceptionV3(InceptionBase):
         stds: dict[nn.Module, float] = {}
         if self.AuxLogits is not None and isinstance(self.AuxLogits.fc, nn.Linear):
             stds[self.AuxLogits.fc] = 0.001
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.trunc_normal_(m.weight, mean=0.0, std=stds.get(m, 0.1), a=-2, b=2)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self, "trunc_normal", std=0.1, bound=2.0, stds=stds)
 
     @property
     def has_aux(self) -> bool:
@@ -365,3 +362,18 @@ class InceptionV3(InceptionBase):
 def inception_v3(**kwargs: Any) -> InceptionV3:
     """torchvision-compatible Inception v3 (23,834,568 params at 1000 classes; 27,161,264 with aux)."""
     return InceptionV3(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights
+
+register_weights(WeightEntry(
+    model="inception_v3", tag="imagenet1k_v1",
+    url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    filename="inception_v3_google-0cc3c7bd.pth", sha256="0cc3c7bd",
+    input_size=(3, 299, 299), crop_pct=299 / 342,
+    accuracy={"imagenet1k_top1": 77.294, "imagenet1k_top5": 93.450},
+    params=27161264, gmacs=5.713, model_kwargs={"transform_input": True},
+    source="torchvision Inception_V3_Weights.IMAGENET1K_V1 (ported from TensorFlow); the file holds the "
+    "AuxLogits head, loaded with aux_logits=True and skipped otherwise",
+))  # fmt: skip

@@ -34,16 +34,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..layers import (
+from ._registry import register_model
+from ._weights import WeightEntry, register_weights
+from .layers import (
     INCEPTION_MEAN,
     INCEPTION_STD,
     ConvBNAct,
     ConvLayer,
     InceptionBase,
+    init_weights,
     make_cfg,
     make_classifier,
+    min_input_size,
+    spatial_out,
 )
-from ..registry import register_model
 
 __all__ = [
     "InceptionA",
@@ -233,18 +237,11 @@ class InceptionC(nn.Module):
         return torch.cat((x0, x1, x2, x3), 1)
 
 
-def _min_size() -> int:
-    """Smallest square input: Reduction-B needs 3x3 at the 17x17 stage (75 for 299-style stems)."""
-
-    def valid(n: int, k: int = 3, s: int = 1) -> int:
-        return (n - k) // s + 1 if n >= k else 0
-
-    def out(h: int) -> int:
-        n = valid(valid(h, 3, 2))  # features.0, features.1 (features.2 is padded)
-        n = valid(valid(valid(n, 3, 2)), 3, 2)  # Mixed3a, Mixed4a, Mixed5a
-        return valid(valid(n, 3, 2), 3, 2)  # Reduction-A, Reduction-B
-
-    return next(h for h in range(1, 1024) if out(h) >= 1)
+def _min_side(h: int) -> int:
+    """The side after Reduction-B: it needs 3x3 at the 17x17 stage (75 for 299-style stems)."""
+    n = spatial_out(spatial_out(h, 3, 2), 3)  # features.0, features.1 (features.2 is padded)
+    n = spatial_out(spatial_out(spatial_out(n, 3, 2), 3), 3, 2)  # Mixed3a, Mixed4a, Mixed5a
+    return spatial_out(spatial_out(n, 3, 2), 3, 2)  # Reduction-A, Reduction-B
 
 
 class InceptionV4(InceptionBase):
@@ -301,14 +298,8 @@ class InceptionV4(InceptionBase):
         self.head_drop = nn.Dropout(p=drop_rate)
         self.last_linear = make_classifier(self.num_features, num_classes)
 
-        for mod in self.modules():
-            if isinstance(mod, nn.Conv2d):
-                nn.init.kaiming_normal_(mod.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(mod, nn.Linear):
-                nn.init.normal_(mod.weight, std=0.01)
-                nn.init.zeros_(mod.bias)
-
-        self.min_input_size = _min_size()
+        init_weights(self, "kaiming")
+        self.min_input_size = min_input_size(_min_side)
         self.min_aux_input_size = self.min_input_size
         self.default_cfg = make_cfg(
             in_chans, num_classes, 299, mean=INCEPTION_MEAN, std=INCEPTION_STD,
@@ -337,3 +328,19 @@ class InceptionV4(InceptionBase):
 def inception_v4(**kwargs: Any) -> InceptionV4:
     """timm-compatible Inception-v4 (42,679,816 params at 1000 classes)."""
     return InceptionV4(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Weights
+
+register_weights(WeightEntry(
+    model="inception_v4", tag="tf_in1k",
+    url="https://huggingface.co/timm/inception_v4.tf_in1k/resolve/main/model.safetensors",
+    filename="timm-inception_v4.tf_in1k.safetensors",
+    input_size=(3, 299, 299), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    interpolation="bicubic", crop_pct=0.875,
+    accuracy={"imagenet1k_top1": 80.062, "imagenet1k_top5": 94.926},
+    params=42679816, gmacs=12.254,
+    source="timm hub id timm/inception_v4.tf_in1k (TF-slim weights); accuracy of this port as "
+    "measured by pretrainedmodels (TF-slim reports 80.2 / 95.2)",
+))  # fmt: skip

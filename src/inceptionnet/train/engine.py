@@ -6,56 +6,16 @@ loss = CE(logits) + aux_weight * sum(CE(aux_i))      (aux heads only in training
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from .errors import InceptionNetError
-
-
-class NonFiniteError(InceptionNetError, ValueError):
-    """A NaN/inf in the inputs or the loss: training stops, the last good checkpoint is kept."""
-
-
-def progress(
-    iterable: Iterable[Any], *, total: int | None = None, desc: str = "", enabled: bool = True
-) -> Any:
-    """A tqdm bar on a terminal; quiet (plain iteration) when not a TTY or when disabled."""
-    show = enabled and sys.stderr.isatty() and not os.environ.get("INCEPTIONNET_NO_PROGRESS")
-    if not show:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-
-def autocast(device: torch.device, amp: str) -> AbstractContextManager[Any]:
-    """The one mixed-precision path: torch.autocast in bf16 or fp16, or nothing."""
-    if amp == "off":
-        return nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def is_dist() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sum metrics over ranks (a no-op in one process)."""
-    if not is_dist():
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
+from ..errors import NonFiniteError
+from ..runtime import all_reduce_sum, autocast, flush_denormal, progress
 
 
 def soft_target_ce(logits: Tensor, target: Tensor, label_smoothing: float) -> Tensor:
@@ -208,25 +168,6 @@ def train_one_epoch(
     return state
 
 
-def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 matmuls/convs run natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    # oneDNN's own check says yes on any AVX-512 CPU, where bf16 is emulated and several times
-    # slower than fp32; ask for the instructions themselves (torch.cpu reads cpuinfo)
-    try:
-        import torch.cpu as tcpu
-
-        return bool(tcpu._is_avx512_bf16_supported() or tcpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
-        pass
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def ema_multi_avg_fn(
     decay: float,
 ) -> Callable[[tuple[Tensor, ...] | list[Tensor], tuple[Tensor, ...] | list[Tensor], Tensor | int], None]:
@@ -255,21 +196,6 @@ def ema_multi_avg_fn(
                 e.copy_(c)
 
     return update
-
-
-@contextmanager
-def flush_denormal() -> Iterator[None]:
-    """Flush denormal floats to zero on CPU, for inference only.
-
-    Trained weights and BN statistics hold denormals that make CPU inference ~10x slower
-    (googlenet_small on Fashion-MNIST: 112 -> 1226 img/s), but the same mode makes *training* ~4x
-    slower on this machine (332 -> 77 img/s), so it is switched on around evaluation only.
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 @torch.no_grad()

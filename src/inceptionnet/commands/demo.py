@@ -6,17 +6,33 @@ user would type: ``inceptionnet eval`` and ``inceptionnet predict``.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
-
-from . import data as D
-from .cli import main as cli
+from .. import data as D
+from . import run as run_command
 
 
-def main(out: str = "runs/demo") -> int:
-    run = Path(out)
+def cli(argv: list[str]) -> int:
+    return run_command(argv[0], argv[1:])
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train googlenet_small on Fashion-MNIST (recipe fashion_mnist_demo, ~5 min on 2 cores), "
+        "evaluate it on the test set and classify a few test images; run again to resume.",
+        add_help=add_help,
+    )
+    p.add_argument("--output-dir", default="runs/demo", help="the run directory (default: runs/demo)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    run = Path(args.output_dir)
     print("== models:", flush=True)
     cli(["list", "googlenet*"])
     print(f"\n== inceptionnet train --recipe fashion_mnist_demo --output-dir {run} --resume auto", flush=True)
@@ -43,4 +59,6 @@ def main(out: str = "runs/demo") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from . import run_module_main
+
+    sys.exit(run_module_main("demo"))

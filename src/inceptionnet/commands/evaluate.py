@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from . import data as D
-from .engine import evaluate
-from .predict import add_model_args, load_for_inference
+from .. import data as D
+from ..checkpoint import load_for_inference
+from ..train.engine import evaluate
+from .predict import add_model_args
 
 TTA_MODES = ("none", "flip", "10crop", "144crop")
 
@@ -109,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
     if args.workers < 0 or args.limit < 0:
         raise ValueError("--workers and --limit must not be negative")
-    model, icfg, classes = load_for_inference(args.checkpoint, args.model, args.weights, args.device)
+    model, _, icfg, classes = load_for_inference(args.checkpoint, args.model, args.weights, args.device)
     dataset = args.dataset or icfg.dataset or "fashion_mnist"
     info = D.dataset_info(dataset, args.data)
     if len(info.classes) != len(classes):
@@ -160,6 +161,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_main
+    from . import run_module_main
 
-    sys.exit(run_main(main, get_args_parser().parse_args()))
+    sys.exit(run_module_main("eval"))

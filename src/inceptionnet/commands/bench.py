@@ -15,7 +15,7 @@ more each to compile, and the bf16 ones where the CPU has no native bf16):
 * ``tv-channels-last``, ``tv-compile`` (``torch.compile``), ``tv-onnxruntime`` (ONNX Runtime on the
   plain export) of the same model.
 * ``eager``, ``eager-bf16``, ``compile``, ``compile-bf16``, ``onnxruntime``: ``optimize_for_inference``
-  (BN folded, parallel 1x1 convs merged, channels_last; see ``inceptionnet.fast``).
+  (BN folded, parallel 1x1 convs merged, channels_last; see ``inceptionnet.deploy.fast``).
 
 Training (``--mode train``): ``tv-train-fp32`` (torchvision's model, fp32 NCHW, plain SGD loop) and
 ``train-fast`` (this project's model, channels_last, bf16 autocast where the CPU has native bf16,
@@ -58,19 +58,21 @@ import contextlib
 import copy
 import functools
 import json
-import math
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..errors import first_line
+from ..runtime import quiet_output, time_fn
 
 SCHEMA = 1
 INFER_BACKENDS = (
@@ -88,12 +90,11 @@ TRAIN_BACKENDS = ("tv-train-fp32", "train-fast")
 SLOW_BACKENDS = ("tv-compile", "compile", "compile-bf16")
 BF16_BACKENDS = ("eager-bf16", "compile-bf16")
 TORCHVISION = {"googlenet": "googlenet", "inception_v3": "inception_v3"}
-MIN_REPEAT_S = 0.1
 GEMM_N = 2048
 
 
 def default_backends(mode: str) -> list[str]:
-    from .fast import bf16_supported
+    from ..runtime import bf16_supported
 
     if mode == "train":
         return list(TRAIN_BACKENDS)
@@ -104,25 +105,6 @@ def default_backends(mode: str) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------
 # Timing
-
-
-def time_fn(
-    fn: Callable[[], Any], warmup: int, repeats: int, min_repeat_s: float = MIN_REPEAT_S
-) -> list[float]:
-    """Seconds per call of ``fn`` in each of ``repeats`` repeats, after ``warmup`` untimed calls; a
-    repeat runs ``fn`` as many times as needed to last about ``min_repeat_s``."""
-    t0 = time.perf_counter()
-    for _ in range(max(1, warmup)):
-        fn()
-    one = (time.perf_counter() - t0) / max(1, warmup)
-    inner = max(1, math.ceil(min_repeat_s / max(one, 1e-9)))
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        out.append((time.perf_counter() - t) / inner)
-    return out
 
 
 def gemm_peak_gflops(dtype: torch.dtype, n: int = GEMM_N, repeats: int = 7) -> float:
@@ -141,7 +123,7 @@ def gemm_peak_gflops(dtype: torch.dtype, n: int = GEMM_N, repeats: int = 7) -> f
 
 def build_models(name: str, num_classes: int, seed: int = 0) -> tuple[nn.Module, nn.Module, str]:
     """(this project's model, the baseline model with the same weights, the baseline's source)."""
-    from .registry import create_model
+    from ..models import create_model
 
     torch.manual_seed(seed)
     ours = create_model(name, num_classes=num_classes).eval()
@@ -157,7 +139,7 @@ def build_models(name: str, num_classes: int, seed: int = 0) -> tuple[nn.Module,
 
 def model_gflops(model: nn.Module, size: int) -> float:
     """GFLOPs of one image (2 x MACs)."""
-    from .analysis import summarize
+    from .summary import summarize
 
     return 2 * summarize(copy.deepcopy(model).eval(), input_size=(size, size))["total_macs"] / 1e9
 
@@ -167,20 +149,12 @@ def _default_size(model: nn.Module) -> int:
     return int(cfg.get("input_size", (3, 224, 224))[-1])
 
 
-@contextlib.contextmanager
-def _quiet(enabled: bool) -> Iterator[None]:
-    from .export import _quiet as q
-
-    with q(enabled):
-        yield
-
-
 def _infer_fn(
     backend: str, ours: nn.Module, base: nn.Module, x: Tensor, quiet: bool
 ) -> tuple[Callable[[Tensor], Tensor], str]:
     """The callable of one inference backend and a note of what it runs."""
-    from .engine import flush_denormal
-    from .fast import optimize_for_inference
+    from ..deploy.fast import optimize_for_inference
+    from ..runtime import flush_denormal
 
     if backend in ("tv-eager", "tv-channels-last", "tv-compile"):
         cl = backend != "tv-eager"
@@ -202,7 +176,7 @@ def _infer_fn(
             ", torch.compile" if backend == "tv-compile" else ""
         )
     if backend == "tv-onnxruntime":
-        from .export import export_model, ort_session
+        from ..deploy.export import export_model, ort_session
 
         with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
             path = Path(tmp) / "plain.onnx"
@@ -219,7 +193,7 @@ def _infer_fn(
         return run_ort, "ONNX Runtime on the plain export (fp32, NCHW)"
     name, _, suffix = backend.partition("-")
     dtype = torch.bfloat16 if suffix == "bf16" else torch.float32
-    with _quiet(quiet):
+    with quiet_output(quiet):
         fast = optimize_for_inference(ours, x, backend=name, dtype=dtype, quiet=quiet)
     note = f"merged {fast.merged_convs} 1x1 convs" if fast.merged_convs else "BN folded, no 1x1 merge"
     if dtype == torch.bfloat16:
@@ -230,7 +204,7 @@ def _infer_fn(
 def _train_step_fn(
     backend: str, ours: nn.Module, base: nn.Module, x: Tensor, num_classes: int
 ) -> tuple[Callable[[], None], str]:
-    from .fast import bf16_supported
+    from ..runtime import bf16_supported
 
     target = torch.randint(0, num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0))
     if backend == "tv-train-fp32":
@@ -292,7 +266,7 @@ def _row(**kw: Any) -> dict[str, Any]:
 
 def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The benchmark as a dict (the ``--json`` schema of the module docstring)."""
-    from .fast import bf16_supported
+    from ..runtime import bf16_supported
 
     say = log or (lambda _: None)
     mode = args.mode
@@ -367,7 +341,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
                 except Exception as e:
                     if args.debug:
                         raise
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    msg = first_line(e)
                     results.append(_row(**common, status="error", note=msg[:300]))
                     say(f"  error: {msg[:200]}")
                     continue
@@ -466,7 +440,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .utils import atomic_save_figure
+    from ..fileio import atomic_save_figure
 
     groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for r in report["results"]:
@@ -531,7 +505,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(format_table(report))
     if args.output_dir:
-        from .utils import atomic_write_text
+        from ..fileio import atomic_write_text
 
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -26,16 +26,11 @@ way forward once it is removed.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import copy
 import io
 import json
-import os
-import sys
 import typing
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,8 +38,11 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from . import data as D
-from .errors import CheckpointError, InceptionNetError
+from .. import data as D
+from ..errors import CheckpointError, ExportError, first_line
+from ..fileio import atomic_write, make_shareable
+from ..runtime import quiet_output
+from .verify import check_close
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX_FORMATS = {
@@ -74,10 +72,6 @@ _STRING_META = (
 M = TypeVar("M", bound=nn.Module)
 
 
-class ExportError(InceptionNetError, ValueError):
-    """An export that failed or whose file does not reproduce the eager model's outputs."""
-
-
 @dataclass
 class ExportResult:
     """What ``export_model`` wrote and how well the file reproduces the eager model."""
@@ -89,39 +83,6 @@ class ExportResult:
     tolerance: float
     verify_batch: int
     metadata: dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------------
-# BatchNorm folding
-
-
-def fold_bn(model: M) -> M:
-    """A copy of ``model`` in eval mode with each BatchNorm2d that directly follows a Conv2d inside an
-    ``nn.Sequential`` (``ConvBNAct``, BN-Inception's separable stem) folded into the conv's weight and
-    bias; the BN becomes ``nn.Identity``. The original is untouched. For inference only: the running
-    statistics are baked in. BatchNorm1d after a Linear (Inception-ResNet-v1's ``last_bn``) is kept.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = copy.deepcopy(model).eval()
-    # collect first: replacing children while ``modules()`` walks them would skip some
-    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
-        names = list(seq._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = seq._modules[a], seq._modules[b]
-            if (
-                isinstance(conv, nn.Conv2d)
-                and isinstance(bn, nn.BatchNorm2d)
-                and bn.running_mean is not None
-                and bn.running_var is not None
-            ):
-                seq._modules[a] = fuse_conv_bn_eval(conv, bn)
-                seq._modules[b] = nn.Identity()  # same key and position, so forward order is kept
-    return folded
-
-
-def count_batchnorm(model: nn.Module) -> int:
-    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,7 +141,7 @@ def _scriptable_class(cls: type) -> type:
 
 def to_torchscript(model: nn.Module, example: Tensor) -> tuple[torch.jit.ScriptModule, str]:
     """``torch.jit.script`` of the model's logits path where it compiles, else ``torch.jit.trace``."""
-    from .layers import InceptionBase
+    from ..models.layers import InceptionBase
 
     if isinstance(model, InceptionBase):
         try:
@@ -206,7 +167,7 @@ def build_metadata(
     **extra: Any,
 ) -> dict[str, Any]:
     """What a deployment needs to prepare inputs and read outputs (stored in the exported file)."""
-    from . import __version__
+    from .. import __version__
 
     meta: dict[str, Any] = {
         "model_name": model_name,
@@ -275,37 +236,6 @@ def input_config_from_metadata(meta: Mapping[str, Any], source: str) -> D.InputC
 # Export + verification
 
 
-def _max_abs_diff(a: Tensor, b: Tensor) -> float:
-    return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
-
-
-def _check_close(got: Tensor, ref: Tensor, atol: float, rtol: float, what: str) -> tuple[float, float]:
-    if tuple(got.shape) != tuple(ref.shape):
-        raise ExportError(f"{what}: output shape {tuple(got.shape)} differs from eager {tuple(ref.shape)}")
-    diff = _max_abs_diff(got, ref)
-    scale = float(ref.abs().max()) if ref.numel() else 0.0
-    tol = atol + rtol * scale
-    if not diff <= tol:  # also catches NaN
-        raise ExportError(
-            f"{what}: max abs diff {diff:.3g} vs eager PyTorch exceeds the tolerance {tol:.3g} "
-            f"(atol {atol:g} + rtol {rtol:g} x max|output| {scale:.3g}); the file was not written"
-        )
-    return diff, tol
-
-
-@contextlib.contextmanager
-def _quiet(enabled: bool = True) -> Iterator[None]:
-    """Silence the exporters' warnings and prints (TracerWarnings, deprecation notices, diagnostics):
-    the CLI prints one line per step instead. ``--debug`` lets them through."""
-    if not enabled:
-        yield
-        return
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        warnings.simplefilter("ignore")
-        yield
-
-
 def ort_session(path: str | Path, device: str = "cpu", *, config: Mapping[str, str] | None = None) -> Any:
     """An ONNX Runtime session on ``path`` (CPU provider unless ``device="cuda"``), quiet and polite on
     shared machines: threads as torch uses, no spinning. ``config``: extra session config entries
@@ -332,7 +262,7 @@ def ort_session(path: str | Path, device: str = "cpu", *, config: Mapping[str, s
     try:
         return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for damaged/foreign files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise CheckpointError(f"cannot load ONNX file {path}: {msg}") from None
 
 
@@ -386,8 +316,6 @@ def export_model(
     file beside ``path`` and renamed over it only after it verified; otherwise ``ExportError`` and
     ``path`` is left as it was. ``log`` gets one line per step.
     """
-    from .utils import atomic_write
-
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if batch is not None and batch < 1:
@@ -415,12 +343,12 @@ def export_model(
         version = opset or (DYNAMO_MIN_OPSET if dynamo else DEFAULT_OPSET)
         exporter = "dynamo torch.onnx exporter" if dynamo else "TorchScript-based torch.onnx exporter"
         try:
-            with _quiet(quiet), torch.no_grad():
+            with quiet_output(quiet), torch.no_grad():
                 proto = _export_onnx_proto(
                     LogitsOnly(model).eval(), example, dynamic=batch is None, opset=version, dynamo=dynamo
                 )
         except Exception as e:
-            raise ExportError(f"{exporter} failed: {_first_line(e)}") from e
+            raise ExportError(f"{exporter} failed: {first_line(e)}") from e
         meta.update(exporter=exporter, opset=version)
         onnx.helper.set_model_props(proto, encode_onnx_metadata(meta))
         onnx.save(proto, tmp)
@@ -430,43 +358,47 @@ def export_model(
         try:
             onnx.checker.check_model(tmp, full_check=True)
         except Exception as e:
-            raise ExportError(f"onnx.checker rejects the exported model: {_first_line(e)}") from e
+            raise ExportError(f"onnx.checker rejects the exported model: {first_line(e)}") from e
         say("checked with onnx.checker: valid")
         sess = ort_session(tmp)
         got = torch.from_numpy(sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
-        diff, tol = _check_close(got, ref, atol, rtol, "ONNX Runtime")
+        diff, tol = check_close(
+            got, ref, "ONNX Runtime", atol=atol, rtol=rtol, note="; the file was not written"
+        )
         say(
             f"ONNX Runtime (CPU) vs eager PyTorch on a random batch of {x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
         )
         result.update(exporter=exporter, diff=diff, tol=tol)
-        _shareable(tmp)
+        make_shareable(tmp)
 
     def write_torchscript(tmp: str) -> None:
         try:
-            with _quiet(quiet), torch.no_grad():
+            with quiet_output(quiet), torch.no_grad():
                 scripted, exporter = to_torchscript(model, example)
         except Exception as e:
-            raise ExportError(f"TorchScript conversion failed: {_first_line(e)}") from e
+            raise ExportError(f"TorchScript conversion failed: {first_line(e)}") from e
         meta.update(exporter=exporter)
-        with _quiet(quiet):
+        with quiet_output(quiet):
             torch.jit.save(scripted, tmp, _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
         say(
             f"exported {meta.get('model_name', type(model).__name__)} to TorchScript with {exporter}, {batch_s}, input {dims}"
         )
         extra = {TORCHSCRIPT_META: ""}
-        with _quiet(quiet):
+        with quiet_output(quiet):
             loaded = torch.jit.load(tmp, map_location="cpu", _extra_files=extra)
         if json.loads(extra[TORCHSCRIPT_META]) != json.loads(json.dumps(meta)):
             raise ExportError("the TorchScript file's metadata did not survive reloading")
         say("reloaded with torch.jit.load: metadata intact")
         with torch.no_grad():
             got = loaded(x)
-        diff, tol = _check_close(got, ref, atol, rtol, "reloaded TorchScript")
+        diff, tol = check_close(
+            got, ref, "reloaded TorchScript", atol=atol, rtol=rtol, note="; the file was not written"
+        )
         say(
             f"reloaded TorchScript vs eager PyTorch on a random batch of {x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
         )
         result.update(exporter=exporter, diff=diff, tol=tol)
-        _shareable(tmp)
+        make_shareable(tmp)
 
     atomic_write(path, write_onnx if fmt == "onnx" else write_torchscript)
     say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -484,263 +416,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         proto = onnx.load(str(p), load_external_data=False)
         return decode_onnx_metadata({e.key: e.value for e in proto.metadata_props})
     extra = {TORCHSCRIPT_META: ""}
-    with _quiet():  # torch.jit.load's deprecation warning
+    with quiet_output():  # torch.jit.load's deprecation warning
         torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
     return json.loads(extra[TORCHSCRIPT_META]) if extra[TORCHSCRIPT_META] else {}
-
-
-def _shareable(path: str) -> None:
-    """Give the temp file the mode a normal write would (0666 minus the umask): ``mkstemp`` makes it
-    0600, and an exported model is meant to be copied to other users and containers."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
-# --------------------------------------------------------------------------------------------------
-# ``inceptionnet predict --onnx``
-
-
-def predict_onnx(args: argparse.Namespace) -> int:
-    """``predict --onnx FILE IMAGE...``: ONNX Runtime with the PyTorch path's preprocessing (from the
-    file's metadata). Imports no model code: a deployment needs the .onnx file and this function."""
-    from .predict import predict_files, report
-
-    for flag in ("checkpoint", "model", "weights"):
-        if getattr(args, flag, None):
-            raise ValueError(f"--onnx runs the exported file on its own; drop --{flag}")
-    path = Path(args.onnx)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX file {path} does not exist")
-    sess = ort_session(path, getattr(args, "device", "cpu"))
-    meta = decode_onnx_metadata(sess.get_modelmeta().custom_metadata_map)
-    icfg = input_config_from_metadata(meta, str(path))
-    inp = sess.get_inputs()[0]
-    out = sess.get_outputs()[0]
-    num_outputs = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else meta.get("num_classes")
-    classes = [str(c) for c in meta.get("classes") or []] or [str(i) for i in range(int(num_outputs or 0))]
-    if not classes:
-        raise CheckpointError(f"{path}: cannot tell the number of classes (no metadata, dynamic output)")
-    if isinstance(num_outputs, int) and len(classes) != num_outputs:
-        raise CheckpointError(f"{path}: {len(classes)} class names in the metadata but {num_outputs} outputs")
-    # a file exported with a fixed --batch N takes exactly N images: repeat the one and keep row 0
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 1 else None
-
-    def run(x: Tensor) -> Any:
-        n = x.shape[0]
-        if fixed:
-            x = x.expand(fixed, *x.shape[1:])
-        return sess.run([out.name], {inp.name: x.contiguous().numpy()})[0][:n]
-
-    transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
-    results = predict_files(args.images, run, icfg, transform, classes, args.topk, args.invert)
-    return report(results, args.json)
-
-
-# --------------------------------------------------------------------------------------------------
-# The command
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Export a model to ONNX or TorchScript, verified against eager PyTorch.",
-        add_help=add_help,
-    )
-    p.add_argument(
-        "name", nargs="?", default=None, help="model name (see 'inceptionnet list'), or use --checkpoint"
-    )
-    p.add_argument(
-        "--checkpoint", default=None, help="a training checkpoint (best.pt / checkpoint.pt / .safetensors)"
-    )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="with NAME: a weight entry (e.g. imagenet1k_v1) or a .pth/.safetensors file",
-    )
-    p.add_argument("-o", "--output", required=True, help="output file (.onnx, or .pt for TorchScript)")
-    p.add_argument(
-        "--format",
-        choices=FORMATS,
-        default=None,
-        help="default: from the output's suffix (.onnx -> onnx, .pt -> torchscript)",
-    )
-    p.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        default=None,
-        help="default: the model's input size",
-    )
-    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
-    p.add_argument(
-        "--opset",
-        type=int,
-        default=None,
-        help=f"ONNX opset (default {DEFAULT_OPSET}; {DYNAMO_MIN_OPSET} with --dynamo)",
-    )
-    p.add_argument(
-        "--dynamo",
-        action="store_true",
-        help="ONNX: use PyTorch's torch.export-based exporter instead of the TorchScript-based one",
-    )
-    p.add_argument(
-        "--fold-bn", action="store_true", help="fold BatchNorm into the preceding convs before export"
-    )
-    p.add_argument(
-        "--num-classes",
-        type=int,
-        default=None,
-        help="NAME without weights: classifier outputs (default 1000)",
-    )
-    p.add_argument(
-        "--in-chans", type=int, default=None, help="NAME without weights: input channels (default 3)"
-    )
-    p.add_argument(
-        "--model-kwargs",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="NAME without weights: builder flags, e.g. width=0.5",
-    )
-    p.add_argument("--atol", type=float, default=1e-4, help="verification: absolute tolerance (default 1e-4)")
-    p.add_argument(
-        "--rtol",
-        type=float,
-        default=1e-5,
-        help="verification: tolerance relative to max|output| (default 1e-5)",
-    )
-    p.add_argument("--debug", action="store_true", help="show tracebacks and the exporters' warnings")
-    return p
-
-
-def _parse_batch(value: str) -> int | None:
-    if value == "dynamic":
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"--batch must be 'dynamic' or a positive integer, got {value!r}")
-    return n
-
-
-def _infer_format(args: argparse.Namespace) -> str:
-    if args.format:
-        return str(args.format)
-    fmt = SUFFIX_FORMATS.get(Path(args.output).suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot tell the format from {args.output!r}; pass --format onnx|torchscript")
-    return fmt
-
-
-def _checkpoint_model_name(path: str) -> str | None:
-    """The ``model_name`` a checkpoint records (header only for safetensors, mmap for .pt)."""
-    p = Path(path)
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(p), framework="pt") as f:
-                return (f.metadata() or {}).get("model_name")
-        obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        name = obj.get("model_name") if isinstance(obj, dict) else None
-        return str(name) if name else None
-    except Exception:  # load_for_inference has already read it; this is only for the label
-        return None
-
-
-def load_model(
-    args: argparse.Namespace,
-) -> tuple[nn.Module, str, D.InputConfig, list[str] | None, str | None]:
-    """(model in eval mode, name, input config, class names when known, source) from the arguments."""
-    from .predict import load_for_inference
-
-    scratch_only = [
-        flag for flag, v in (("--num-classes", args.num_classes), ("--in-chans", args.in_chans), ("--model-kwargs", args.model_kwargs)) if v
-    ]  # fmt: skip
-    if args.checkpoint or args.weights:
-        if scratch_only:
-            raise ValueError(
-                f"{', '.join(scratch_only)} only apply to a model built from scratch; "
-                "a checkpoint or weights file says how to build its model"
-            )
-        if args.weights and not args.name:
-            raise ValueError("--weights needs a model NAME (or use --checkpoint)")
-        if args.checkpoint and args.weights:
-            raise ValueError("give --checkpoint or NAME --weights, not both")
-        model, icfg, classes = load_for_inference(args.checkpoint, args.name, args.weights)
-        if args.checkpoint:
-            name = args.name or _checkpoint_model_name(args.checkpoint) or type(model).__name__
-            source = f"checkpoint {Path(args.checkpoint).name}"
-        else:
-            name, source = args.name, f"weights {args.weights}"
-        return model, name, icfg, list(classes), source
-    if not args.name:
-        raise ValueError("give a model NAME or --checkpoint FILE")
-    from .registry import create_model, parse_model_kwargs
-
-    num_classes = 1000 if args.num_classes is None else args.num_classes
-    in_chans = 3 if args.in_chans is None else args.in_chans
-    kwargs = parse_model_kwargs(args.model_kwargs)
-    try:
-        model = create_model(args.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    except TypeError as e:  # an unknown builder flag
-        raise ValueError(f"bad --model-kwargs for {args.name}: {e}") from None
-    cfg = model.default_cfg
-    icfg = D.InputConfig(
-        int(cfg["input_size"][2]), in_chans, tuple(cfg["mean"]), tuple(cfg["std"]),
-        float(cfg.get("crop_pct", 1.0)), str(cfg.get("interpolation", "bilinear")),
-    )  # fmt: skip
-    return model.eval(), args.name, icfg, None, "untrained (random init)"
-
-
-def main(args: argparse.Namespace) -> int:
-    fmt = _infer_format(args)
-    batch = _parse_batch(str(args.batch))
-    if args.opset is not None and fmt != "onnx":
-        raise ValueError("--opset applies to --format onnx only")
-    if args.dynamo and fmt != "onnx":
-        raise ValueError("--dynamo applies to --format onnx only")
-    if args.opset is not None and not 7 <= args.opset <= 23:
-        raise ValueError(f"--opset must be between 7 and 23, got {args.opset}")
-    if not (args.atol >= 0 and args.rtol >= 0):
-        raise ValueError("--atol and --rtol must not be negative")
-    if args.input_size is not None and min(args.input_size) < 1:
-        raise ValueError(f"--input-size must be positive, got {args.input_size}")
-    out = Path(args.output)
-    if out.is_dir():
-        raise ValueError(f"output {out} is a directory; give a file name, e.g. {out / 'model.onnx'}")
-    model, name, icfg, classes, source = load_model(args)
-    input_size = tuple(args.input_size) if args.input_size else (icfg.input_size, icfg.input_size)
-    cfg = getattr(model, "default_cfg", {}) or {}
-    exported = model
-    if args.fold_bn:
-        before = count_batchnorm(model)
-        exported = fold_bn(model)
-        print(
-            f"folded {before - count_batchnorm(exported)} of {before} BatchNorm layers into the preceding convs"
-        )
-    meta = build_metadata(
-        name, icfg, (int(input_size[0]), int(input_size[1])), int(getattr(model, "num_classes", 0) or len(classes or [])),
-        classes, source=source, fold_bn=bool(args.fold_bn),
-        input_space=cfg.get("input_space"), input_range=cfg.get("input_range"),
-    )  # fmt: skip
-    export_model(
-        exported, out, fmt=fmt, input_size=(int(input_size[0]), int(input_size[1])), in_chans=icfg.in_chans,
-        batch=batch, opset=args.opset, dynamo=args.dynamo, metadata=meta, reference=model,
-        atol=args.atol, rtol=args.rtol, log=print, quiet=not args.debug,
-    )  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    from .cli import run_main
-
-    sys.exit(run_main(main, get_args_parser().parse_args()))

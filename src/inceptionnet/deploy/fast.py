@@ -7,11 +7,11 @@
 
 What the backends do, each on a copy (the model passed in is untouched):
 
-* ``"eager"``: BatchNorm folded into the preceding conv (``export.fold_bn``); the parallel 1x1 convs
+* ``"eager"``: BatchNorm folded into the preceding conv (``deploy.fold.fold_bn``); the parallel 1x1 convs
   of a block that read the same input (GoogLeNet's branch1, 3x3-reduce and 5x5-reduce; Inception-v3's
   ``branch1x1`` / ``*_1`` reduces; the same pattern in the other families) merged into one conv and
-  its activation, followed by a channel split (``merge_parallel_convs``); channels_last memory
-  format; denormals flushed to zero during calls (``engine.flush_denormal``).
+  its activation, followed by a channel split (``deploy.fold.merge_parallel_convs``); channels_last memory
+  format; denormals flushed to zero during calls (``runtime.flush_denormal``).
 * ``"compile"``: ``torch.compile`` of the eager-optimized model with Inductor's ``freezing`` (weights
   become constants: conv weights prepacked for oneDNN, constant folding); slow to create (a minute
   or more on 2 cores).
@@ -36,183 +36,29 @@ with fp32 is stored in ``.top1_agreement`` (``min_top1_agreement=`` turns it int
 from __future__ import annotations
 
 import copy
-import operator
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, fx, nn
+from torch import Tensor, nn
 
-from .engine import bf16_supported, flush_denormal
-from .errors import InceptionNetError
-from .export import fold_bn
+from ..errors import FastInferenceError, InceptionNetError
+from ..runtime import flush_denormal, median_time
+from .fold import fold_bn, optimize_module
+from .verify import ATOL, RTOL, check_close, check_shape, max_abs_diff, tolerance
 
 __all__ = [
     "BACKENDS",
     "FastInferenceError",
     "FastModel",
-    "bf16_supported",
-    "merge_parallel_convs",
     "optimize_for_inference",
-    "optimize_module",
 ]
 
 BACKENDS = ("auto", "eager", "compile", "onnxruntime")
-ATOL = 1e-4
-RTOL = 1e-5
-_ACTS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.ReLU6, nn.GELU, nn.SiLU)
-_FN_ACTS = (F.relu, torch.relu)
-
-
-class FastInferenceError(InceptionNetError, RuntimeError):
-    """An optimized backend whose outputs do not match the eager model, or that cannot be built."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Graph rewrites: merge the parallel 1x1 convs of a block
-
-
-def _is_1x1(m: nn.Module) -> bool:
-    return (
-        isinstance(m, nn.Conv2d)
-        and m.kernel_size == (1, 1)
-        and m.stride == (1, 1)
-        and m.padding in ((0, 0), "valid")
-        and m.dilation == (1, 1)
-        and m.groups == 1
-    )
-
-
-def _count_1x1(module: nn.Module) -> int:
-    return sum(_is_1x1(m) for m in module.modules())
-
-
-def _same_act(mods: Sequence[nn.Module]) -> bool:
-    first = mods[0]
-    return isinstance(first, _ACTS) and all(
-        type(m) is type(first) and m.extra_repr() == first.extra_repr() for m in mods
-    )
-
-
-def _merge_graph(gm: fx.GraphModule) -> int:
-    """Merge, in a traced block, the 1x1 convs (stride 1, no groups) that read the same node into one
-    conv (+ their common activation) followed by ``torch.split``. Returns the number of convs merged."""
-    graph = gm.graph
-    mods = dict(gm.named_modules())
-    for node in list(graph.nodes):  # drop Identity calls (the folded BNs)
-        if node.op == "call_module" and isinstance(mods.get(node.target), nn.Identity):
-            node.replace_all_uses_with(node.args[0])
-            graph.erase_node(node)
-    groups: dict[fx.Node, list[fx.Node]] = {}
-    for node in graph.nodes:
-        if (
-            node.op == "call_module"
-            and _is_1x1(mods[node.target])
-            and len(node.args) == 1
-            and not node.kwargs
-            and isinstance(node.args[0], fx.Node)
-        ):
-            groups.setdefault(node.args[0], []).append(node)
-    merged = 0
-    for i, (src, convs) in enumerate((s, c) for s, c in groups.items() if len(c) > 1):
-        cmods: list[nn.Conv2d] = [mods[c.target] for c in convs]
-        if len({(m.in_channels, m.padding_mode, m.weight.dtype, m.weight.device) for m in cmods}) != 1:
-            continue
-        # the activation each conv feeds alone, when they all feed the same kind: merged too
-        users = [list(c.users) for c in convs]
-        acts: list[fx.Node] | None = None
-        if all(len(u) == 1 for u in users):
-            cand = [u[0] for u in users]
-            if all(n.op == "call_module" and n.args == (c,) for n, c in zip(cand, convs)):
-                if _same_act([mods[n.target] for n in cand]):
-                    acts = cand
-            elif (
-                all(
-                    n.op == "call_function" and n.target in _FN_ACTS and n.args[:1] == (c,)
-                    for n, c in zip(cand, convs)
-                )
-                and len({(n.target, tuple(n.args[1:]), tuple(n.kwargs.items())) for n in cand}) == 1
-            ):
-                acts = cand
-        out_sizes = [m.out_channels for m in cmods]
-        conv = nn.Conv2d(
-            cmods[0].in_channels, sum(out_sizes), 1, bias=True, padding_mode=cmods[0].padding_mode
-        )
-        conv = conv.to(device=cmods[0].weight.device, dtype=cmods[0].weight.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(torch.cat([m.weight for m in cmods], 0))
-            conv.bias.copy_(  # type: ignore[union-attr]
-                torch.cat(
-                    [m.bias if m.bias is not None else m.weight.new_zeros(m.out_channels) for m in cmods]
-                )
-            )
-        name = f"merged_1x1_{i}"
-        gm.add_submodule(name, conv)
-        with graph.inserting_before(convs[0]):
-            out = graph.call_module(name, (src,))
-            if acts is not None:
-                a0 = acts[0]
-                if a0.op == "call_module":
-                    gm.add_submodule(f"{name}_act", copy.deepcopy(mods[a0.target]))
-                    out = graph.call_module(f"{name}_act", (out,))
-                else:
-                    out = graph.call_function(a0.target, (out, *a0.args[1:]), dict(a0.kwargs))  # type: ignore[arg-type]
-            parts = graph.call_function(torch.split, (out, out_sizes, 1))
-            pieces = [graph.call_function(operator.getitem, (parts, j)) for j in range(len(convs))]
-        ends = acts if acts is not None else convs
-        for end, piece in zip(ends, pieces):
-            end.replace_all_uses_with(piece)
-        for n in (acts or []) + convs:
-            graph.erase_node(n)
-        merged += len(convs)
-    if merged:
-        graph.lint()
-        gm.delete_all_unused_submodules()
-        gm.recompile()
-    return merged
-
-
-def merge_parallel_convs(model: nn.Module) -> tuple[nn.Module, int]:
-    """Rewrite, in place, each block of ``model`` whose parallel 1x1 convs read the same input (checked
-    on its torch.fx graph) into one merged conv + split. For inference (eval mode; fold BN first, or
-    the BNs between conv and activation stop the activation merge). Returns the model and the number of
-    convs merged. Blocks that torch.fx cannot trace are left as they are; the root module is never
-    traced (its input checks are not traceable)."""
-    done: list[str] = []
-    total = 0
-    for name, mod in list(model.named_modules()):
-        if not name or any(name.startswith(d + ".") for d in done):
-            continue
-        if type(mod).__module__.startswith("torch.") or _count_1x1(mod) < 2:
-            continue
-        try:
-            gm = fx.symbolic_trace(mod)
-        except Exception:  # data-dependent control flow etc.: leave the block as it is
-            continue
-        n = _merge_graph(gm)
-        if not n:
-            continue
-        gm.train(mod.training)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, gm)
-        done.append(name)
-        total += n
-    return model, total
-
-
-def optimize_module(model: nn.Module, *, channels_last: bool = True) -> tuple[nn.Module, int]:
-    """The eager-optimized copy: BN folded, parallel 1x1 convs merged, channels_last; eval mode.
-    Returns it and the number of 1x1 convs merged."""
-    opt, merged = merge_parallel_convs(fold_bn(model))
-    opt.eval()
-    if channels_last:
-        opt = opt.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return opt, merged
-
 
 # --------------------------------------------------------------------------------------------------
 # The callable
@@ -290,33 +136,15 @@ def _ort_fn(opt: nn.Module, reference: nn.Module, example: Tensor, quiet: bool) 
 
 def _check(fast: FastModel, got: Tensor, ref: Tensor) -> None:
     what = f"{fast.backend} backend ({str(fast.dtype).removeprefix('torch.')})"
-    if tuple(got.shape) != tuple(ref.shape):
-        raise FastInferenceError(
-            f"{what}: output shape {tuple(got.shape)} differs from eager {tuple(ref.shape)}"
-        )
+    check_shape(got, ref, what, FastInferenceError)
     got, ref = got.float().cpu(), ref.float().cpu()
-    fast.max_abs_diff = float((got - ref).abs().max()) if ref.numel() else 0.0
-    fast.tolerance = ATOL + RTOL * (float(ref.abs().max()) if ref.numel() else 0.0)
+    fast.max_abs_diff, fast.tolerance = max_abs_diff(got, ref), tolerance(ref)
     if ref.dim() == 2 and ref.shape[1] > 0:
         fast.top1_agreement = float((got.argmax(1) == ref.argmax(1)).float().mean())
     if fast.dtype == torch.float32:
-        if not fast.max_abs_diff <= fast.tolerance:  # also NaN
-            raise FastInferenceError(
-                f"{what}: max abs diff {fast.max_abs_diff:.3g} vs eager fp32 exceeds the tolerance "
-                f"{fast.tolerance:.3g} (atol {ATOL:g} + rtol {RTOL:g} x max|output|)"
-            )
+        check_close(got, ref, what, against="eager fp32", error=FastInferenceError)
     elif not bool(torch.isfinite(got).all()):
         raise FastInferenceError(f"{what}: non-finite outputs where eager fp32 has finite ones")
-
-
-def _median_time(fn: Callable[[Tensor], Tensor], x: Tensor, iters: int) -> float:
-    fn(x)  # warm-up
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
 
 
 def optimize_for_inference(
@@ -407,7 +235,7 @@ def optimize_for_inference(
             timings[name] = f"error: {e}"
             errors.append(str(e))
             continue
-        t = _median_time(fast, example_input, max(1, auto_iters))
+        t = median_time(partial(fast, example_input), max(1, auto_iters))
         timings[name] = t
         if t < best_t:
             best, best_t = fast, t

@@ -7,13 +7,14 @@ conv + bias + ReLU (``ConvAct``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from .errors import InputShapeError
+from ..data import channel_stats
+from ..errors import InputShapeError
 
 NORMS = ("bn", "none")
 # The activations of the ablation flag ``act``: name -> module factory; ACTS is derived from it so a
@@ -26,6 +27,11 @@ _ACT_FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "silu": lambda: nn.SiLU(inplace=True),
 }
 ACTS = tuple(_ACT_FACTORIES)
+# Elementwise activation modules the graph tools treat as "just an activation" (the 1x1 merge in
+# deploy/fold.py, the per-layer table): the types ``make_act`` builds plus the usual others.
+ACT_MODULES: tuple[type[nn.Module], ...] = tuple(
+    dict.fromkeys([*(type(f()) for f in _ACT_FACTORIES.values()), nn.ReLU6, nn.GELU, nn.Sigmoid])
+)
 POOLS = ("max", "avg")
 
 
@@ -109,16 +115,60 @@ def imagenet_to_inception_input(x: Tensor) -> Tensor:
     return torch.cat((x_ch0, x_ch1, x_ch2), 1)
 
 
-def init_weights_trunc_normal(module: nn.Module, std: float = 0.01) -> None:
-    """torchvision's GoogLeNet/Inception init: truncated normal convs and linears, BN at (1, 0)."""
+def init_weights(
+    module: nn.Module,
+    scheme: str,
+    *,
+    std: float = 0.01,
+    bound: float | None = None,
+    fan: str = "fan_in",
+    linear: bool = True,
+    stds: Mapping[nn.Module, float] | None = None,
+) -> None:
+    """The family's weight init, in ``module.modules()`` order (so the RNG draws are the same).
+
+    ``"trunc_normal"`` (torchvision's GoogLeNet / Inception v3): convs and linears truncated normal
+    with ``std`` (per-module ``stds`` overrides) cut at ``+-bound`` (default ``2 * std``), biases
+    zero, BatchNorm at (1, 0). ``"kaiming"`` (timm's v4 / Inception-ResNet, BN-Inception with
+    ``fan="fan_out"``): convs He-normal for ReLU, biases zero; linears (``linear=True``) normal
+    with ``std`` and a zero bias.
+    """
+    check_choice("init scheme", scheme, ("trunc_normal", "kaiming"))
+    stds = stds or {}
     for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        if scheme == "trunc_normal" and isinstance(m, nn.Conv2d | nn.Linear):
+            sd = stds.get(m, std)
+            b = 2 * sd if bound is None else bound
+            nn.init.trunc_normal_(m.weight, mean=0.0, std=sd, a=-b, b=b)
+        elif scheme == "trunc_normal" and isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=fan, nonlinearity="relu")  # type: ignore[arg-type]
+        elif isinstance(m, nn.Linear) and linear:
+            nn.init.normal_(m.weight, std=stds.get(m, std))
+        else:
+            continue
+        if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def spatial_out(n: int, k: int, s: int = 1, p: int = 0, ceil_mode: bool = False) -> int:
+    """Output side of a conv or pool (kernel ``k``, stride ``s``, padding ``p``) on an ``n``-pixel
+    side, as PyTorch computes it; 0 when it does not fit."""
+    out = (n + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:  # the last window must start inside the input
+        out -= 1
+    return max(out, 0)
+
+
+def min_input_size(side: Callable[[int], int], need: int = 1, limit: int = 4096) -> int:
+    """The smallest square input whose side at the network's narrowest point, ``side(h)`` (written
+    with ``spatial_out`` along the reducing layers), is at least ``need`` pixels."""
+    for h in range(1, limit):
+        if side(h) >= need:
+            return h
+    raise ValueError(f"no input up to {limit} px fits this configuration")
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -142,15 +192,12 @@ def make_cfg(
     **extra: object,
 ) -> dict[str, Any]:
     """The model's input config (timm's ``pretrained_cfg`` keys); eval/predict transforms read it."""
-    if len(mean) != in_chans:  # e.g. a 1-channel model: average the RGB statistics
-        mean = (sum(mean) / len(mean),) * in_chans
-        std = (sum(std) / len(std),) * in_chans
     return dict(
         num_classes=num_classes,
         input_size=(in_chans, input_size, input_size),
         min_input_size=(in_chans, min_input_size, min_input_size),
-        mean=tuple(mean),
-        std=tuple(std),
+        mean=channel_stats(mean, in_chans),  # e.g. a 1-channel model: the RGB statistics averaged
+        std=channel_stats(std, in_chans),
         interpolation=interpolation,
         crop_pct=crop_pct,
         first_conv=first_conv,

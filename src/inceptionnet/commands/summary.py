@@ -4,7 +4,7 @@
 (with the published figures beside ours), ``--bottleneck`` shows what the 1x1 reductions of each
 Inception block save. The Python API returns plain dicts (the ``--format json`` output)::
 
-    >>> from inceptionnet.analysis import summarize, render
+    >>> from inceptionnet.commands.summary import summarize, render
     >>> s = summarize("googlenet")                    # at the model's default input size
     >>> s["total_params"], s["total_macs"]
     (6624904, 1498376192)
@@ -40,9 +40,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import InputShapeError
-from .models.googlenet import GoogLeNet, Inception
-from .registry import create_model
+from ..errors import InputShapeError, first_line
+from ..models import create_model
+from ..models.googlenet import GoogLeNet, Inception
+from ..models.layers import ACT_MODULES
 
 __all__ = [
     "FORMATS",
@@ -90,7 +91,7 @@ PAPER_TABLE1: dict[str, tuple[float, float]] = {
 _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 # Inside an expanded block these only repeat their input's shape; rows for them are noise.
-_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
+_ELEMENTWISE = (*ACT_MODULES, nn.Dropout)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def _measure(
             return _measure_module(model, model_or_name, input_size, aux)
         except (NotImplementedError, RuntimeError) as e:
             if isinstance(e, RuntimeError) and _size_error(e):
-                raise InputShapeError(f"input too small for {model_or_name}: {str(e).splitlines()[0]}") from e
+                raise InputShapeError(f"input too small for {model_or_name}: {first_line(e)}") from e
             # an op without a meta kernel: measure on the CPU instead
         model = _build(model_or_name, in_chans, num_classes, aux)
         return _measure_module(model, model_or_name, input_size, aux)

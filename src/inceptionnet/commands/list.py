@@ -7,8 +7,7 @@ import json
 
 import torch
 
-from .registry import create_model, list_models
-from .weights import list_weights
+from ..models import create_model, list_models, list_weights
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .layers import ACTS
-from .utils import atomic_save_figure, atomic_write_text
+from ..fileio import atomic_save_figure, atomic_write_text
+from ..models.layers import ACTS
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def validate(args: argparse.Namespace) -> list[Study]:
             raise ValueError(
                 f"unknown variant {bad[0]!r} of study {studies[0].name}; choose from {', '.join(known)}"
             )
-    from . import train
+    from .. import train
 
     train.validate_args(train.parse_args(run_argv(args, studies[0].baseline, 0)))  # the trainer's own checks
     return studies
@@ -290,7 +290,7 @@ def reuse(src: Path, dst: Path) -> None:
 
 
 def train_run(argv: list[str], d: Path) -> int:
-    from . import train
+    from .. import train
 
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_text(d / "run.json", json.dumps({"argv": argv}, indent=2))
@@ -300,9 +300,9 @@ def train_run(argv: list[str], d: Path) -> int:
 
 def measure(args: argparse.Namespace, variant: Variant) -> tuple[int, int, int]:
     """(params, MACs, input size) of a variant at the size the trainer feeds it."""
-    from . import data as D
-    from . import train
-    from .analysis import summarize
+    from .. import data as D
+    from .. import train
+    from .summary import summarize
 
     targs = train.parse_args(run_argv(args, variant, 0))
     info = D.dataset_info(targs.dataset, targs.data)
@@ -314,7 +314,7 @@ def measure(args: argparse.Namespace, variant: Variant) -> tuple[int, int, int]:
 
 def train_images_per_epoch(args: argparse.Namespace) -> int:
     """Images one epoch trains on (the trainer drops the last partial batch when there are >= 2 batches)."""
-    from . import data as D
+    from .. import data as D
 
     _, y, _ = D.load_arrays(args.dataset, "train", args.data, args.val_split)
     n = min(len(y), args.subset) if args.subset else len(y)
@@ -573,9 +573,9 @@ def plot_study(path: Path, study: Study, rows: list[dict[str, Any]]) -> None:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    from .cli import main as cli_main
+    from . import run
 
-    return cli_main(["ablate", *(sys.argv[1:] if argv is None else argv)])
+    return run("ablate", sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""The ``inceptionnet`` commands: the table of them, and the one way each is run.
+
+Each command module has ``get_args_parser(add_help)`` and ``main(args)``; modules with recipes
+(``train``) have ``parse_args(argv, prog)`` instead of the parser, so recipes layer under the flags.
+``run(name, argv)`` is what the CLI, ``python -m`` and the demo call: user errors become one
+``error: ...`` line and exit code 2 (``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+from ..errors import run_cli, run_main
+
+__all__ = ["COMMANDS", "run", "run_main", "run_module_main"]
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("inceptionnet.commands.list", "list the models with parameter counts and weight entries"),
+    "summary": (
+        "inceptionnet.commands.summary",
+        "per-layer table: output shapes, params, MACs (paper Table 1)",
+    ),
+    "train": ("inceptionnet.train", "train a model (recipes, resume, DDP via torchrun, AMP, EMA)"),
+    "eval": ("inceptionnet.commands.evaluate", "evaluate a checkpoint or weights: loss, top-1, top-5, TTA"),
+    "predict": (
+        "inceptionnet.commands.predict",
+        "classify image files with a checkpoint, weights or ONNX file",
+    ),
+    "export": ("inceptionnet.commands.export", "export to ONNX or TorchScript, verified against eager"),
+    "bench": ("inceptionnet.commands.bench", "throughput vs torchvision, ONNX Runtime and torch.compile"),
+    "ablate": ("inceptionnet.commands.ablate", "ablation studies of googlenet_small on Fashion-MNIST"),
+    "demo": ("inceptionnet.commands.demo", "train, evaluate and predict on Fashion-MNIST in ~5 minutes"),
+}
+
+
+def run(name: str, argv: Sequence[str], prog: str | None = None) -> int:
+    """Parse ``argv`` for command ``name`` and run it (``name`` must be in ``COMMANDS``)."""
+    argv = list(argv)
+    os.environ.setdefault("KMP_WARNINGS", "0")
+    module = importlib.import_module(COMMANDS[name][0])
+    prog = prog or f"inceptionnet {name}"
+    if hasattr(module, "parse_args"):  # commands with recipes layer them under the flags
+        return run_cli(partial(module.parse_args, prog=prog), module.main, argv)
+    parser = module.get_args_parser(add_help=True)
+    parser.prog = prog
+    return run_cli(parser.parse_args, module.main, argv)
+
+
+def run_module_main(name: str) -> int:
+    """``python -m inceptionnet.<module>``: the command ``name`` on ``sys.argv[1:]``."""
+    return run(name, sys.argv[1:])

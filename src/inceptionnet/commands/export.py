@@ -1,0 +1,199 @@
+"""``inceptionnet export``: a model, checkpoint or weights file to ONNX or TorchScript, verified
+against eager PyTorch before the file is written (``deploy.export.export_model`` does the work)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from .. import data as D
+from ..checkpoint import load_for_inference
+from ..deploy.export import (
+    DEFAULT_OPSET,
+    DYNAMO_MIN_OPSET,
+    FORMATS,
+    SUFFIX_FORMATS,
+    build_metadata,
+    export_model,
+)
+from ..deploy.fold import count_batchnorm, fold_bn
+from ..models import create_model, parse_model_kwargs
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Export a model to ONNX or TorchScript, verified against eager PyTorch.",
+        add_help=add_help,
+    )
+    p.add_argument(
+        "name", nargs="?", default=None, help="model name (see 'inceptionnet list'), or use --checkpoint"
+    )
+    p.add_argument(
+        "--checkpoint", default=None, help="a training checkpoint (best.pt / checkpoint.pt / .safetensors)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="with NAME: a weight entry (e.g. imagenet1k_v1) or a .pth/.safetensors file",
+    )
+    p.add_argument("-o", "--output", required=True, help="output file (.onnx, or .pt for TorchScript)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="default: from the output's suffix (.onnx -> onnx, .pt -> torchscript)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="default: the model's input size",
+    )
+    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help=f"ONNX opset (default {DEFAULT_OPSET}; {DYNAMO_MIN_OPSET} with --dynamo)",
+    )
+    p.add_argument(
+        "--dynamo",
+        action="store_true",
+        help="ONNX: use PyTorch's torch.export-based exporter instead of the TorchScript-based one",
+    )
+    p.add_argument(
+        "--fold-bn", action="store_true", help="fold BatchNorm into the preceding convs before export"
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="NAME without weights: classifier outputs (default 1000)",
+    )
+    p.add_argument(
+        "--in-chans", type=int, default=None, help="NAME without weights: input channels (default 3)"
+    )
+    p.add_argument(
+        "--model-kwargs",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="NAME without weights: builder flags, e.g. width=0.5",
+    )
+    p.add_argument("--atol", type=float, default=1e-4, help="verification: absolute tolerance (default 1e-4)")
+    p.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-5,
+        help="verification: tolerance relative to max|output| (default 1e-5)",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks and the exporters' warnings")
+    return p
+
+
+def _parse_batch(value: str) -> int | None:
+    if value == "dynamic":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--batch must be 'dynamic' or a positive integer, got {value!r}")
+    return n
+
+
+def _infer_format(args: argparse.Namespace) -> str:
+    if args.format:
+        return str(args.format)
+    fmt = SUFFIX_FORMATS.get(Path(args.output).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the format from {args.output!r}; pass --format onnx|torchscript")
+    return fmt
+
+
+def load_model(
+    args: argparse.Namespace,
+) -> tuple[nn.Module, str, D.InputConfig, list[str] | None, str | None]:
+    """(model in eval mode, name, input config, class names when known, source) from the arguments."""
+    scratch_only = [
+        flag for flag, v in (("--num-classes", args.num_classes), ("--in-chans", args.in_chans), ("--model-kwargs", args.model_kwargs)) if v
+    ]  # fmt: skip
+    if args.checkpoint or args.weights:
+        if scratch_only:
+            raise ValueError(
+                f"{', '.join(scratch_only)} only apply to a model built from scratch; "
+                "a checkpoint or weights file says how to build its model"
+            )
+        if args.weights and not args.name:
+            raise ValueError("--weights needs a model NAME (or use --checkpoint)")
+        if args.checkpoint and args.weights:
+            raise ValueError("give --checkpoint or NAME --weights, not both")
+        model, ckpt_name, icfg, classes = load_for_inference(args.checkpoint, args.name, args.weights)
+        if args.checkpoint:
+            name = ckpt_name
+            source = f"checkpoint {Path(args.checkpoint).name}"
+        else:
+            name, source = args.name, f"weights {args.weights}"
+        return model, name, icfg, list(classes), source
+    if not args.name:
+        raise ValueError("give a model NAME or --checkpoint FILE")
+    num_classes = 1000 if args.num_classes is None else args.num_classes
+    in_chans = 3 if args.in_chans is None else args.in_chans
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    try:
+        model = create_model(args.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except TypeError as e:  # an unknown builder flag
+        raise ValueError(f"bad --model-kwargs for {args.name}: {e}") from None
+    icfg = D.InputConfig.from_model(model)
+    return model.eval(), args.name, icfg, None, "untrained (random init)"
+
+
+def main(args: argparse.Namespace) -> int:
+    fmt = _infer_format(args)
+    batch = _parse_batch(str(args.batch))
+    if args.opset is not None and fmt != "onnx":
+        raise ValueError("--opset applies to --format onnx only")
+    if args.dynamo and fmt != "onnx":
+        raise ValueError("--dynamo applies to --format onnx only")
+    if args.opset is not None and not 7 <= args.opset <= 23:
+        raise ValueError(f"--opset must be between 7 and 23, got {args.opset}")
+    if not (args.atol >= 0 and args.rtol >= 0):
+        raise ValueError("--atol and --rtol must not be negative")
+    if args.input_size is not None and min(args.input_size) < 1:
+        raise ValueError(f"--input-size must be positive, got {args.input_size}")
+    out = Path(args.output)
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory; give a file name, e.g. {out / 'model.onnx'}")
+    model, name, icfg, classes, source = load_model(args)
+    input_size = tuple(args.input_size) if args.input_size else (icfg.input_size, icfg.input_size)
+    cfg = getattr(model, "default_cfg", {}) or {}
+    exported = model
+    if args.fold_bn:
+        before = count_batchnorm(model)
+        exported = fold_bn(model)
+        print(
+            f"folded {before - count_batchnorm(exported)} of {before} BatchNorm layers into the preceding convs"
+        )
+    meta = build_metadata(
+        name, icfg, (int(input_size[0]), int(input_size[1])), int(getattr(model, "num_classes", 0) or len(classes or [])),
+        classes, source=source, fold_bn=bool(args.fold_bn),
+        input_space=cfg.get("input_space"), input_range=cfg.get("input_range"),
+    )  # fmt: skip
+    export_model(
+        exported, out, fmt=fmt, input_size=(int(input_size[0]), int(input_size[1])), in_chans=icfg.in_chans,
+        batch=batch, opset=args.opset, dynamo=args.dynamo, metadata=meta, reference=model,
+        atol=args.atol, rtol=args.rtol, log=print, quiet=not args.debug,
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    from . import run_module_main
+
+    sys.exit(run_module_main("export"))

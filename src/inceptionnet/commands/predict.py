@@ -1,0 +1,157 @@
+"""``inceptionnet predict``: top-k classes of image files, from a training checkpoint or named weights.
+
+    inceptionnet predict --checkpoint runs/x/best.pt shirt.png boot.jpg
+    inceptionnet predict --model googlenet_small --weights fashion_mnist --json img.png
+
+Images of any mode and size are converted to what the model expects (grayscale <-> RGB, 16-bit,
+palette, CMYK; resized and center-cropped). An unreadable file prints ``error: cannot read image ...``;
+the other images are still predicted and the exit code is 2 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import data as D
+from ..errors import CheckpointError, ImageReadError
+from ..runtime import flush_denormal
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--checkpoint | --model [--weights]: the options eval and predict share."""
+    p.add_argument(
+        "--checkpoint", default=None, help="a training checkpoint (checkpoint.pt / best.pt / .safetensors)"
+    )
+    p.add_argument("--model", default=None, help="model name, with --weights (entry name or file)")
+    p.add_argument(
+        "--weights", default=None, help="weight entry (e.g. fashion_mnist) or .pth/.safetensors file"
+    )
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Classify image files.", add_help=add_help)
+    p.add_argument("images", nargs="+", help="image files (any format PIL reads)")
+    add_model_args(p)
+    p.add_argument("--onnx", default=None, help="an exported .onnx file, run with ONNX Runtime")
+    p.add_argument("--topk", type=int, default=5, help="how many classes to show per image")
+    p.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert gray levels (dark garments on white, for Fashion-MNIST models)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def preprocess(path: str, icfg: D.InputConfig, transform: Any, invert: bool = False) -> torch.Tensor:
+    x = D.read_image(path, icfg.in_chans)
+    if invert:
+        x = 255 - x
+    return transform(x)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.topk < 1:
+        raise ValueError(f"--topk must be at least 1, got {args.topk}")
+    if args.onnx:
+        return predict_onnx(args)
+    from ..checkpoint import load_for_inference  # here: the --onnx path loads no model code
+
+    model, _, icfg, classes = load_for_inference(args.checkpoint, args.model, args.weights, args.device)
+    transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
+    with flush_denormal():
+        results = predict_files(
+            args.images, lambda x: model(x.to(args.device)), icfg, transform, classes, args.topk, args.invert
+        )
+    return report(results, args.json)
+
+
+def predict_files(
+    paths: Sequence[str],
+    run: Any,
+    icfg: D.InputConfig,
+    transform: Any,
+    classes: Sequence[str],
+    topk: int,
+    invert: bool = False,
+) -> list[dict[str, Any]]:
+    """Top-k per file; unreadable files get an ``error`` entry instead."""
+    results: list[dict[str, Any]] = []
+    k = min(topk, len(classes))
+    for path in paths:
+        try:
+            x = preprocess(path, icfg, transform, invert)
+        except ImageReadError as e:
+            results.append({"path": path, "error": str(e)})
+            continue
+        with torch.no_grad():
+            logits = torch.as_tensor(run(x.unsqueeze(0))).float()
+        probs = logits.softmax(dim=1)[0]
+        top = probs.topk(k)
+        results.append({
+            "path": path,
+            "top": [{"label": classes[i], "index": int(i), "prob": float(p)} for p, i in zip(top.values, top.indices, strict=True)],
+        })  # fmt: skip
+    return results
+
+
+def report(results: list[dict[str, Any]], as_json: bool) -> int:
+    failed = 0
+    for r in results:
+        if "error" in r:
+            failed += 1
+            print(f"error: {r['error']}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "top" in r:
+                best = ", ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top"])
+                print(f"{r['path']}: {best}")
+    return 2 if failed else 0
+
+
+def predict_onnx(args: argparse.Namespace) -> int:
+    """``predict --onnx FILE IMAGE...``: ONNX Runtime with the PyTorch path's preprocessing (from the
+    file's metadata). Imports no model code: a deployment needs the .onnx file and this function."""
+    from ..deploy.export import decode_onnx_metadata, input_config_from_metadata, ort_session
+
+    for flag in ("checkpoint", "model", "weights"):
+        if getattr(args, flag, None):
+            raise ValueError(f"--onnx runs the exported file on its own; drop --{flag}")
+    path = Path(args.onnx)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {path} does not exist")
+    sess = ort_session(path, getattr(args, "device", "cpu"))
+    meta = decode_onnx_metadata(sess.get_modelmeta().custom_metadata_map)
+    icfg = input_config_from_metadata(meta, str(path))
+    inp = sess.get_inputs()[0]
+    out = sess.get_outputs()[0]
+    num_outputs = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else meta.get("num_classes")
+    classes = [str(c) for c in meta.get("classes") or []] or [str(i) for i in range(int(num_outputs or 0))]
+    if not classes:
+        raise CheckpointError(f"{path}: cannot tell the number of classes (no metadata, dynamic output)")
+    if isinstance(num_outputs, int) and len(classes) != num_outputs:
+        raise CheckpointError(f"{path}: {len(classes)} class names in the metadata but {num_outputs} outputs")
+    # a file exported with a fixed --batch N takes exactly N images: repeat the one and keep row 0
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 1 else None
+
+    def run(x: Tensor) -> Any:
+        n = x.shape[0]
+        if fixed:
+            x = x.expand(fixed, *x.shape[1:])
+        return sess.run([out.name], {inp.name: x.contiguous().numpy()})[0][:n]
+
+    transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
+    results = predict_files(args.images, run, icfg, transform, classes, args.topk, args.invert)
+    return report(results, args.json)

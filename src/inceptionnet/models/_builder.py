@@ -1,0 +1,243 @@
+"""``create_model``: build a registered model, with weights from an entry or a local file.
+
+``weights=`` accepts a weight entry name (``list_weights(name)``) or a local ``.pth`` / ``.pt`` /
+``.safetensors`` file: a bare state_dict, a training checkpoint of this project (``{"model": ...,
+"model_kwargs": ...}``) or a known third-party layout (``_weights.KEY_MAPS``). Files are read by
+``fileio.load_file`` (``weights_only=True`` or safetensors). ``fit_state_dict`` loads strictly after
+the adaptations a fine-tuner expects (first conv to ``in_chans``, a new classifier).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data import channel_stats
+from ..errors import CheckpointError
+from ..fileio import load_file
+from ._registry import get_model_builder
+from ._weights import (
+    KEY_MAP_ENTRIES,
+    detect_key_map,
+    entry_path,
+    get_weight_entry,
+    list_weights,
+    remap_foreign_keys,
+    verify_sha256,
+)
+from .layers import InceptionBase
+
+StateDict = dict[str, Tensor]
+
+
+def extract_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:
+    """The model state_dict inside a loaded file (bare, ``{"model": ...}``, ``{"state_dict": ...}``)."""
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict", "model_state_dict"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(f"{source} holds no model state_dict (expected a dict of tensors)")
+    sd = {str(k): v for k, v in obj.items()}
+    if all(k.startswith("module.") for k in sd):  # saved from DDP
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    if all(k.startswith("_orig_mod.") for k in sd):  # saved from torch.compile
+        sd = {k[len("_orig_mod.") :]: v for k, v in sd.items()}
+    return sd
+
+
+# --------------------------------------------------------------------------------------------------
+# Fitting a state_dict to a model
+
+
+def adapt_first_conv(weight: Tensor, in_chans: int) -> Tensor:
+    """Fit a first-conv weight to ``in_chans``: sum RGB into one channel, or repeat and rescale."""
+    src = weight.shape[1]
+    if src == in_chans:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    reps = -(-in_chans // src)
+    w = weight.repeat(1, reps, 1, 1)[:, :in_chans]
+    return w * (src / float(in_chans))
+
+
+def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint") -> list[str]:
+    """Load ``sd`` into ``model`` strictly, after adapting the first conv to the model's input
+    channels and dropping classifier tensors whose shape does not fit (they keep their fresh init,
+    with a warning unless ``num_classes=0``). Also accepted: a file without the classifier (fresh
+    init, warning), tensors of aux heads the model was built without (``default_cfg["aux_modules"]``,
+    skipped) and BatchNorm layers without ``num_batches_tracked`` (PyTorch < 0.4.1 files, set to 0).
+    Returns the names of the re-initialized classifier tensors."""
+    cfg: Mapping[str, Any] = getattr(model, "default_cfg", {}) or {}
+    own = model.state_dict()
+    sd = dict(sd)
+    first = cfg.get("first_conv")
+    if first and f"{first}.weight" in sd and f"{first}.weight" in own:
+        key = f"{first}.weight"
+        if sd[key].dim() == 4 and sd[key].shape[1] != own[key].shape[1]:
+            sd[key] = adapt_first_conv(sd[key], own[key].shape[1])
+    # tensors of aux heads the model was built without (e.g. torchvision's AuxLogits, aux_logits=False)
+    aux_modules = tuple(cfg.get("aux_modules", ()))
+    for k in [k for k in sd if k not in own and k.split(".", 1)[0] in aux_modules]:
+        del sd[k]
+    # checkpoints from PyTorch < 0.4.1 (e.g. Caffe ports) have no BatchNorm num_batches_tracked
+    for k in own:
+        if k.endswith(".num_batches_tracked") and k not in sd and k.rsplit(".", 1)[0] + ".running_mean" in sd:
+            sd[k] = torch.zeros_like(own[k])
+    heads = [cfg.get("classifier"), *cfg.get("aux_classifiers", ())]
+    reset: list[str] = []
+    for head in (h for h in heads if h):
+        for suffix in ("weight", "bias"):
+            key = f"{head}.{suffix}"
+            if key in sd and (key not in own or sd[key].shape != own[key].shape):
+                del sd[key]
+                reset.append(key)
+            elif key not in sd and key in own and any(k.startswith(f"{head}.") for k in reset):
+                reset.append(key)
+        head_in_file = any(k.startswith(f"{head}.") for k in sd)
+        if not head_in_file and not any(k.startswith(f"{head}.") for k in reset):
+            # a file without this classifier (saved with num_classes=0, or facenet's embedding model)
+            reset += [k for k in own if k.startswith(f"{head}.")]
+    missing = [k for k in own if k not in sd and k not in reset]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
+        raise CheckpointError(
+            f"{source} does not fit model {type(model).__name__}: {'; '.join(parts)}; "
+            "is it a checkpoint of another model or configuration?"
+        )
+    for k, v in sd.items():
+        if v.shape != own[k].shape:
+            raise CheckpointError(
+                f"{source} does not fit the model: tensor {k} has shape {tuple(v.shape)} in the file "
+                f"but {tuple(own[k].shape)} in the model; check the model name and its flags (width, in_chans, ...)"
+            )
+    model.load_state_dict(sd, strict=False)
+    if reset and getattr(model, "num_classes", None) != 0:  # num_classes=0: the head is dropped on purpose
+        heads_reset = sorted({k.rsplit(".", 1)[0] for k in reset})
+        warnings.warn(
+            f"classifier {', '.join(heads_reset)} re-initialized for {getattr(model, 'num_classes', '?')} "
+            "classes (the weights have another number of classes, or no classifier); fine-tune it before use",
+            stacklevel=3,
+        )
+    return reset
+
+
+# --------------------------------------------------------------------------------------------------
+# Building
+
+
+def build_with_weights(
+    name: str,
+    builder: Callable[..., nn.Module],
+    weights: str,
+    *,
+    num_classes: int,
+    in_chans: int,
+    **kwargs: Any,
+) -> InceptionBase:
+    """``create_model(name, weights=...)``: a weight entry tag or a local file."""
+    entry = get_weight_entry(name, weights)
+    model_kwargs: dict[str, Any] = {}
+    classes: tuple[str, ...] | None = None
+    if entry is not None:
+        path = entry_path(entry)
+        verify_sha256(path, entry.sha256)
+        model_kwargs.update(entry.model_kwargs)
+        classes = entry.classes
+        source = f"weights {name}.{weights}"
+    else:
+        path = Path(weights)
+        if not path.exists():
+            tags = list_weights(name)
+            known = (
+                f"; weight entries of {name}: {', '.join(tags)}"
+                if tags
+                else f"; {name} has no weight entries"
+            )
+            raise FileNotFoundError(f"weights {weights!r} is neither a file nor a weight entry{known}")
+        source = f"checkpoint {path}"
+    obj = load_file(path)
+    if isinstance(obj, Mapping):
+        saved_name = obj.get("model_name")
+        if isinstance(saved_name, str) and saved_name != name:
+            raise CheckpointError(
+                f"{source} is a {saved_name} checkpoint, not {name}; use --model {saved_name}"
+            )
+        if isinstance(obj.get("model_kwargs"), Mapping):
+            model_kwargs.update(obj["model_kwargs"])
+        if classes is None and isinstance(obj.get("classes"), list | tuple):
+            classes = tuple(str(c) for c in obj["classes"])
+    sd = extract_state_dict(obj, source)
+    layout = detect_key_map(name, sd)
+    if entry is None and layout in KEY_MAP_ENTRIES:
+        # a third-party file (e.g. pretrainedmodels, facenet): its entry says how to build and feed it
+        entry = get_weight_entry(name, KEY_MAP_ENTRIES[layout])
+        if entry is not None:
+            model_kwargs = {**entry.model_kwargs, **model_kwargs}
+    model_kwargs.update(kwargs)
+    model = builder(num_classes=num_classes, in_chans=in_chans, **model_kwargs)
+    assert isinstance(model, InceptionBase)
+    sd = remap_foreign_keys(name, sd)
+    fit_state_dict(model, sd, source=source)
+    cfg = dict(model.default_cfg)
+    if entry is not None:
+        cfg.update(
+            mean=channel_stats(entry.mean, in_chans),  # averaged over channels for another in_chans
+            std=channel_stats(entry.std, in_chans),
+            input_size=(in_chans, *entry.input_size[1:]),
+            interpolation=entry.interpolation, crop_pct=entry.crop_pct,
+            input_space=entry.input_space, input_range=entry.input_range,
+        )  # fmt: skip
+    if classes is not None and len(classes) == num_classes:
+        cfg["classes"] = classes
+    cfg["weights"] = weights
+    model.default_cfg = cfg
+    return model
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    weights: str | None = None,
+    **kwargs: Any,
+) -> InceptionBase:
+    """Build a registered model; ``weights`` is a weight entry name (``list_weights(name)``) or a local file.
+
+    ``num_classes`` and ``in_chans`` default to the weight entry's (e.g. 10 classes and 1 channel for
+    ``googlenet_small`` ``weights="fashion_mnist"``), else to 1000 and 3. With ``weights``, the model
+    is built with the entry's architecture flags; a different ``num_classes`` re-initializes the
+    classifier (with a warning) and ``in_chans`` different from the weights' sums or repeats the
+    first conv over input channels.
+    """
+    builder = get_model_builder(name)
+    if weights is not None and (num_classes is None or in_chans is None):
+        entry = get_weight_entry(name, weights)
+        if entry is not None:
+            num_classes = entry.num_classes if num_classes is None else num_classes
+            in_chans = entry.input_size[0] if in_chans is None else in_chans
+    num_classes = 1000 if num_classes is None else num_classes
+    in_chans = 3 if in_chans is None else in_chans
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+        raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+    if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+    if weights is None:
+        model = builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        assert isinstance(model, InceptionBase)
+        return model
+    return build_with_weights(name, builder, weights, num_classes=num_classes, in_chans=in_chans, **kwargs)

@@ -1,0 +1,58 @@
+"""A small explicit model registry (a leaf: it imports no model): ``@register_model`` on builder functions.
+
+The families register themselves when ``inceptionnet.models`` is imported; ``_builder.create_model``
+builds by name."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from torch import nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+def register_model(fn: F) -> F:
+    """Register a builder ``fn(**kwargs) -> nn.Module`` under its function name."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered models matching a shell-style ``pattern`` (e.g. ``"inception*"``)."""
+    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+
+
+def unknown_model_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown model {name!r}{hint} (available: {', '.join(list_models())})"
+
+
+def get_model_builder(name: str) -> Callable[..., nn.Module]:
+    if name not in _MODELS:
+        raise ValueError(unknown_model_message(name))
+    return _MODELS[name]
+
+
+def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
+    """``--model-kwargs KEY=VALUE ...`` (values parsed as YAML) or a recipe's mapping -> constructor kwargs."""
+    import yaml
+
+    if isinstance(items, dict):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)  # numbers, bools, lists
+    return out

@@ -1,0 +1,7 @@
+"""``python -m inceptionnet.train`` and ``torchrun -m inceptionnet.train``."""
+
+import sys
+
+from . import cli
+
+sys.exit(cli())

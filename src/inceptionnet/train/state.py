@@ -1,0 +1,252 @@
+"""What a run can resume from: the run's pieces (``Run``), the sampler that skips trained batches, the
+RNG states, the checkpoint dict and its restore, and the graceful stop on SIGINT/SIGTERM.
+
+A run resumed from ``checkpoint.pt`` continues bit-exactly: every rank restores its own RNG states,
+and a run interrupted mid-epoch skips the batches it has already trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from .. import data as D
+from ..errors import CheckpointError
+from ..fileio import atomic_torch_save, load_file
+from ..models import InceptionBase, fit_state_dict
+from .args import public_args
+from .engine import EpochState, StopFlag
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Run:
+    """One training run's pieces, built once and handed to each step; the last five fields change as
+    it trains (``start_epoch`` .. ``epoch_state`` come from the checkpoint on resume)."""
+
+    args: argparse.Namespace
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    model: InceptionBase  # the weights that are evaluated and saved
+    model_kwargs: dict[str, Any]
+    classes: list[str]
+    icfg: D.InputConfig
+    train_model: nn.Module  # ``model`` under SyncBN / DDP / torch.compile, as configured
+    ema: Any  # torch.optim.swa_utils.AveragedModel or None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: Any  # torch.amp.GradScaler for fp16, else None
+    start_epoch: int = 0
+    best_acc1: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: dict[str, Any] | None = None  # the best epoch's val result (reused as test when val is test)
+    epoch_state: EpochState | None = None  # set when resuming mid-epoch
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def progress(self) -> bool:
+        return bool(self.args.progress and self.is_main)
+
+
+class ResumableSampler(DistributedSampler):  # type: ignore[type-arg]
+    """DistributedSampler (also for one process) that can skip the first ``start`` samples of an epoch,
+    so that a run interrupted mid-epoch continues with exactly the batches it had not seen."""
+
+    def __init__(self, dataset: Any, num_replicas: int, rank: int, shuffle: bool, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.start = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(super().__iter__())[self.start :])
+
+    def __len__(self) -> int:
+        return super().__len__() - self.start
+
+
+# --------------------------------------------------------------------------------------------------
+# RNG
+
+
+def rng_state() -> dict[str, Any]:
+    np_state: Any = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            *[float(x) for x in np_state[2:]],
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_to_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), int(n[2]), int(n[3]), float(n[4])))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _to_tuple(x: Any) -> Any:
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def gather_rng_states() -> list[dict[str, Any]]:
+    """Every rank's RNG state (rank 0 stores them all; each rank restores its own)."""
+    mine = rng_state()
+    if not dist.is_initialized():
+        return [mine]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def set_seed(seed: int, rank: int) -> None:
+    random.seed(seed + rank)
+    np.random.seed(seed + rank)
+    torch.manual_seed(seed + rank)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    ckpt = load_file(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
+        raise CheckpointError(f"{path} is not a training checkpoint of inceptionnet (no model/epoch); "
+                              "to start from plain weights use --weights")  # fmt: skip
+    return ckpt
+
+
+def checkpoint_dict(
+    run: Run, epoch: int, state: EpochState | None, rngs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The checkpoint at ``epoch`` (with ``state``: interrupted in that epoch, after ``state.step`` steps)."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "model": run.model.state_dict(),
+        "model_name": run.args.model,
+        "model_kwargs": run.model_kwargs,
+        "classes": run.classes,
+        "data_cfg": run.icfg.to_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "lr_scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "model_ema": run.ema.state_dict() if run.ema is not None else None,
+        "epoch": epoch,
+        "epoch_state": state.as_dict() if state is not None else None,
+        "best_acc1": run.best_acc1,
+        "history": run.history,
+        "args": public_args(run.args),
+        "rng": rngs,
+    }
+
+
+def save_checkpoint(run: Run, epoch: int, state: EpochState | None) -> dict[str, Any] | None:
+    """``checkpoint.pt`` (atomically, by rank 0); a collective: every rank calls it. Returns the dict
+    on rank 0, None elsewhere."""
+    rngs = gather_rng_states()
+    if not run.is_main:
+        return None
+    ck = checkpoint_dict(run, epoch, state, rngs)
+    atomic_torch_save(ck, run.out / "checkpoint.pt")
+    return ck
+
+
+def save_best(run: Run, ck: dict[str, Any], use_ema: bool) -> None:
+    """``best.pt``: the checkpoint ``ck``, with the EMA weights where they scored best."""
+    if use_ema:
+        assert run.ema is not None
+        ck = {**ck, "model": run.ema.module.state_dict(), "weights_from": "ema"}
+    atomic_torch_save(ck, run.out / "best.pt")
+
+
+def restore(run: Run, ckpt: dict[str, Any], path: Path, sampler: ResumableSampler) -> None:
+    """Weights, optimizer, schedule, scaler, EMA, progress and this rank's RNG state from ``ckpt``;
+    ``sampler`` skips what the interrupted epoch had trained on."""
+    args = run.args
+    if ckpt.get("model_name") not in (None, args.model):
+        raise CheckpointError(f"{path} is a {ckpt['model_name']} checkpoint, not {args.model}")
+    fit_state_dict(run.model, ckpt["model"], source=f"checkpoint {path}")
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["lr_scheduler"])
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    if run.ema is not None and ckpt.get("model_ema"):
+        run.ema.load_state_dict(ckpt["model_ema"])
+    run.start_epoch = int(ckpt["epoch"])
+    run.best_acc1 = float(ckpt.get("best_acc1", -1.0))
+    run.history = list(ckpt.get("history", []))
+    rngs = ckpt.get("rng") or []
+    if len(rngs) == run.world:
+        set_rng_state(rngs[run.rank])
+    epoch_state = None
+    if ckpt.get("epoch_state"):  # interrupted mid-epoch: skip the batches already trained on
+        epoch_state = run.epoch_state = EpochState(**ckpt["epoch_state"])
+        sampler.start = epoch_state.step * args.batch_size
+    if run.is_main:
+        where = (
+            f"epoch {run.start_epoch} step {epoch_state.step}" if epoch_state else f"epoch {run.start_epoch}"
+        )
+        print(f"resumed from {path} at {where}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Graceful stop
+
+
+class GracefulStop:
+    """SIGINT/SIGTERM set ``flag``: the loop finishes the step it is in (on every rank: ``sync``), then
+    saves a checkpoint and stops. A second signal stops at once (KeyboardInterrupt)."""
+
+    def __init__(self, is_main: bool, world: int, device: torch.device) -> None:
+        self.flag = StopFlag()
+        self.is_main, self.world, self.device = is_main, world, device
+        self._old_handlers: dict[signal.Signals, Any] = {}
+
+    def install(self) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[s] = signal.signal(s, self.on_signal)
+
+    def uninstall(self) -> None:
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.flag.signum:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.flag.signum = signum
+        if self.is_main:
+            print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving a checkpoint",
+                  file=sys.stderr)  # fmt: skip
+
+    def sync(self, _: EpochState) -> None:
+        """After each step (``train_one_epoch``'s ``on_step``): every rank must stop at the same step."""
+        if self.world > 1:
+            t = torch.tensor([self.flag.signum], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            self.flag.signum = int(t.item())
