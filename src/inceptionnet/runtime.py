@@ -124,3 +124,29 @@ def quiet_output(enabled: bool = True) -> Iterator[None]:
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         warnings.simplefilter("ignore")
         yield
+
+
+DEVICE_HELP = "auto | cpu | cuda | cuda:N"
+
+
+def resolve_device(spec: str, local_rank: int = 0, flag: str = "--device") -> torch.device:
+    """``--device`` as a torch.device, or one clear ValueError naming the flag: ``auto`` is CUDA
+    when there is one (``cuda:local_rank``), else the CPU; only cpu and cuda[:N] are supported
+    (mps, meta, xla and the rest are not run or tested here)."""
+    if spec == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        dev = torch.device(f"cuda:{local_rank}" if spec == "cuda" else spec)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{flag} {spec!r} is not a device; use {DEVICE_HELP}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{flag} {spec} is not supported; use {DEVICE_HELP}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag} {spec} but no CUDA device is available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{flag} {spec}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 .. "
+                f"cuda:{torch.cuda.device_count() - 1})"
+            )
+    return dev

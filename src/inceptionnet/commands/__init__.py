@@ -20,7 +20,7 @@ __all__ = ["COMMANDS", "run", "run_main", "run_module_main"]
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("inceptionnet.commands.list", "list the models with parameter counts and weight entries"),
+    "list": ("inceptionnet.commands.listing", "list the models with parameter counts and weight entries"),
     "summary": (
         "inceptionnet.commands.summary",
         "per-layer table: output shapes, params, MACs (paper Table 1)",
