@@ -11,12 +11,16 @@ download where a network exists.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import math
 import os
 import pickle
+import stat
+import sys
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -96,34 +100,106 @@ def _find_file(root: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+_IDX_KINDS = {"images": 3, "labels": 1}  # the dimensions of a Fashion-MNIST idx file of each kind
+_REFETCH = "fetch the file again (e.g. 'apt-get install --reinstall dataset-fashion-mnist')"
+
+
+def _read_upto(f: Any, n: int) -> bytes:
+    """At most ``n`` bytes of ``f``, read in chunks: a header declaring a huge size (or a gzip bomb)
+    costs no more memory than the file holds."""
+    parts, got = [], 0
+    while got < n:
+        chunk = f.read(min(n - got, 1 << 22))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _read_idx(path: Path, kind: str = "images") -> np.ndarray:
+    """An idx file of unsigned bytes (``kind``: ``images`` N x 28 x 28, ``labels`` N, 0-9), checked
+    against its header; a damaged or foreign file raises one ``DataNotFoundError`` naming it."""
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    ndim_expected = _IDX_KINDS[kind]
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataNotFoundError(f"cannot read {path}: {e}; the file is damaged, fetch it again") from None
-    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
-        raise DataNotFoundError(f"{path} is not an idx file of unsigned bytes")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise DataNotFoundError(f"{path} is truncated: {data.size} values for shape {dims}")
-    return data.reshape(dims)
+            head = _read_upto(f, 4)
+            if not head:
+                empty = "holds no data" if path.suffix == ".gz" else "is empty (0 bytes)"
+                raise DataNotFoundError(f"{path} {empty}; {_REFETCH}")
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 8:
+                raise DataNotFoundError(
+                    f"{path} is not an idx file of unsigned bytes (it starts with {head.hex(' ')}; "
+                    f"Fashion-MNIST {kind} files start with 00 00 08 0{ndim_expected}); {_REFETCH}"
+                )
+            ndim = head[3]
+            if ndim != ndim_expected:
+                other = "labels" if kind == "images" else "images"
+                raise DataNotFoundError(
+                    f"{path} holds {ndim}-dimensional data, but a Fashion-MNIST {kind} file holds "
+                    f"{ndim_expected}-dimensional data (is it the {other} file?)"
+                )
+            dims_raw = _read_upto(f, 4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DataNotFoundError(f"{path} is truncated within its header; {_REFETCH}")
+            dims = [int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+            if kind == "images" and dims[1:] != [28, 28]:
+                raise DataNotFoundError(
+                    f"{path} holds {dims[1]}x{dims[2]} images; Fashion-MNIST images are 28x28"
+                )
+            n = math.prod(dims)  # Python ints: a damaged header cannot overflow
+            raw = _read_upto(f, n + 1)
+    except DataNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as e:  # unreadable, or a damaged gzip stream
+        raise DataNotFoundError(
+            f"cannot read {path}: {first_line(e, limit=160)}; the file is damaged, {_REFETCH}"
+        ) from None
+    if len(raw) < n:
+        raise DataNotFoundError(
+            f"{path} is truncated: {len(raw):,} of the {n:,} bytes its header declares "
+            f"({' x '.join(map(str, dims))}); {_REFETCH}"
+        )
+    if len(raw) > n:
+        raise DataNotFoundError(
+            f"{path} holds more bytes than its header declares ({' x '.join(map(str, dims))}); "
+            f"the file is damaged or not a Fashion-MNIST {kind} file"
+        )
+    arr = np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+    if kind == "labels" and arr.size and int(arr.max()) >= len(FASHION_MNIST_CLASSES):
+        i = int(np.argmax(arr >= len(FASHION_MNIST_CLASSES)))
+        raise DataNotFoundError(
+            f"{path}: label {int(arr[i])} at index {i} is not a Fashion-MNIST class (0-9); "
+            "the file is damaged or not a Fashion-MNIST labels file"
+        )
+    return arr
 
 
 def load_fashion_mnist(split: str, data: str | os.PathLike[str] | None = None) -> tuple[Tensor, Tensor]:
     """uint8 images N x 28 x 28 and int64 labels of the official ``train`` (60k) or ``test`` (10k) split."""
     tried = []
+    half: str | None = None  # a root holding one file of the pair: said if nothing better is found
     for root in candidate_roots("fashion_mnist", data):
-        img, lbl = (_find_file(root, s) for s in FMNIST_FILES[split])
+        stems = FMNIST_FILES[split]
+        img, lbl = (_find_file(root, s) for s in stems)
         if img and lbl:
-            return torch.from_numpy(_read_idx(img).copy()), torch.from_numpy(_read_idx(lbl).astype(np.int64))
+            x, y = _read_idx(img, "images"), _read_idx(lbl, "labels")
+            if len(x) != len(y):
+                raise DataNotFoundError(
+                    f"{img} holds {len(x):,} images but {lbl} holds {len(y):,} labels; the files do not "
+                    f"belong together (another split or a damaged download), {_REFETCH}"
+                )
+            return torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64))
+        if (img or lbl) and half is None:
+            found, missing = (img, stems[1]) if img else (lbl, stems[0])
+            half = f"found {found} but not {missing}[.gz] next to it"
         tried.append(str(root))
     downloaded = _try_torchvision_download(split) if data is None else None
     if downloaded is not None:
         return downloaded
+    if half is not None:
+        raise DataNotFoundError(f"Fashion-MNIST {split} split incomplete: {half}")
     raise DataNotFoundError(
         f"Fashion-MNIST not found (looked in: {', '.join(tried)}); install it with "
         "'apt-get install dataset-fashion-mnist' (Debian), or pass --data DIR holding the four "
@@ -155,6 +231,10 @@ def load_digits_arrays() -> tuple[Tensor, Tensor]:
     return images, torch.from_numpy(d.target.astype(np.int64))
 
 
+class _UnsafePickle(pickle.UnpicklingError):
+    """A CIFAR batch asking for a class that is not a numpy array (it could run code)."""
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickles CIFAR-10 batches: dicts of bytes, lists and numpy arrays, nothing that runs code."""
 
@@ -167,27 +247,98 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch (unsafe)")
+        raise _UnsafePickle(f"refusing to load {module}.{name} from a CIFAR batch (unsafe)")
+
+
+_CIFAR_REFETCH = "extract cifar-10-python.tar.gz again"
+
+
+def _cifar_field(d: dict[Any, Any], key: str) -> Any:
+    """``d[b"key"]`` (the official batches, read with encoding="bytes") or ``d["key"]`` (re-pickled)."""
+    return d[key.encode()] if key.encode() in d else d.get(key)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 N x 3 x 32 x 32, int64 N) from one python batch; anything else is one error naming it."""
+
+    def bad(why: str) -> DataNotFoundError:
+        return DataNotFoundError(f"CIFAR-10 batch {path} {why}")
+
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise bad(f"is empty (0 bytes); {_CIFAR_REFETCH}")
+        with open(path, "rb") as f:
+            d = _CifarUnpickler(f, encoding="bytes").load()
+    except DataNotFoundError:
+        raise
+    except _UnsafePickle as e:
+        raise DataNotFoundError(f"cannot read CIFAR-10 batch {path}: {e}") from None
+    except OSError as e:  # the file itself: permissions, I/O
+        raise DataNotFoundError(f"cannot read CIFAR-10 batch {path}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - only numpy arrays can be built: any failure is damage
+        raise bad(
+            f"is damaged or not a CIFAR-10 python batch ({type(e).__name__}: {first_line(e, limit=120)}); "
+            f"{_CIFAR_REFETCH}"
+        ) from None
+    if not isinstance(d, dict):
+        raise bad(f"holds a {type(d).__name__}, not the dict of a CIFAR-10 batch (data, labels)")
+    data, labels = _cifar_field(d, "data"), _cifar_field(d, "labels")
+    if data is None or labels is None:
+        keys = ", ".join(
+            sorted(k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in d)[:6]
+        )
+        cifar100 = (
+            "; CIFAR-100 batches (fine_labels) are not supported"
+            if _cifar_field(d, "fine_labels") is not None
+            else ""
+        )
+        raise bad(f"has no {'data' if data is None else 'labels'} entry (its keys: {keys}){cifar100}")
+    try:
+        x = np.asarray(data)
+        y = np.asarray(labels)
+    except (ValueError, TypeError) as e:
+        raise bad(f"holds data or labels that are not arrays ({first_line(e, limit=120)})") from None
+    if x.ndim == 2 and x.shape[1] == 3 * 32 * 32:
+        x = x.reshape(-1, 3, 32, 32)
+    if x.ndim != 4 or x.shape[1:] != (3, 32, 32):
+        raise bad(
+            f"holds data of shape {tuple(x.shape)}; CIFAR-10 data is N x 3072 (N images of 3 x 32 x 32)"
+        )
+    if x.dtype != np.uint8:
+        if x.dtype.kind not in "iu" or (x.size and (int(x.min()) < 0 or int(x.max()) > 255)):
+            raise bad(f"holds data of type {x.dtype}, not pixel values 0-255 (uint8)")
+        x = x.astype(np.uint8)
+    if y.ndim != 1 or len(y) != len(x):
+        raise bad(f"holds {y.size} labels of shape {tuple(y.shape)} for {len(x)} images; one label per image")
+    if y.dtype.kind not in "iu":
+        raise bad(f"holds labels of type {y.dtype}, not integers")
+    wrong = (y < 0) | (y >= len(CIFAR10_CLASSES))
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise bad(f"holds label {int(y[i])} at index {i}; CIFAR-10 labels are 0-9")
+    return x, y.astype(np.int64)
 
 
 def load_cifar10(split: str, data: str | os.PathLike[str] | None = None) -> tuple[Tensor, Tensor]:
     """uint8 images N x 3 x 32 x 32 and labels from the python batches (cifar-10-batches-py)."""
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     tried = []
+    partial: str | None = None  # some batch files but not all: said if no root has them all
     for root in candidate_roots("cifar10", data):
         for base in (root, root / "cifar-10-batches-py"):
-            if all((base / n).is_file() for n in names):
-                xs, ys = [], []
-                for n in names:
-                    with open(base / n, "rb") as f:
-                        try:
-                            d = _CifarUnpickler(f, encoding="bytes").load()
-                        except (pickle.UnpicklingError, EOFError, ValueError) as e:
-                            raise DataNotFoundError(f"cannot read CIFAR-10 batch {base / n}: {e}") from None
-                    xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                    ys.append(np.asarray(d[b"labels"], dtype=np.int64))
+            present = [n for n in names if (base / n).is_file()]
+            if len(present) == len(names):
+                xs, ys = zip(*(_read_cifar_batch(base / n) for n in names), strict=True)
                 return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+            if present and partial is None:
+                missing = [n for n in names if n not in present]
+                partial = f"{base} has {', '.join(present)} but not {', '.join(missing)}; {_CIFAR_REFETCH}"
+        if partial is None and (root / "cifar-10-python.tar.gz").is_file():
+            partial = f"{root / 'cifar-10-python.tar.gz'} is not extracted; run tar xzf on it in {root}"
         tried.append(str(root))
+    if partial is not None:
+        raise DataNotFoundError(f"CIFAR-10 {split} batches incomplete: {partial}")
     raise DataNotFoundError(
         f"CIFAR-10 not found (looked in: {', '.join(tried)}); pass --data DIR holding "
         "cifar-10-batches-py (data_batch_1..5, test_batch)"
@@ -490,52 +641,206 @@ def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v
 
 
 MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: PIL raises beyond 2x this
+MAX_IMAGE_BYTES = 256 * 2**20  # file-size guard, checked with stat before a file is read whole
 _PIL_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3  # PIL's own default
+BACKGROUND = 255  # transparent pixels are shown over white, as a web page or a document shows them
+# torchvision's IMG_EXTENSIONS and the other formats PIL reads that image folders hold
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm",
+    ".tif", ".tiff", ".webp",
+)  # fmt: skip
+
+_NOTED: set[str] = set()  # the notes said once per process
+
+
+def _note(msg: str, once: str | None = None) -> None:
+    """One ``note: ...`` line on stderr, from the main process of rank 0 only (not from DataLoader
+    workers or other DDP ranks); ``once``: a key, said once per process."""
+    if once is not None:
+        if once in _NOTED:
+            return
+        _NOTED.add(once)
+    if torch.utils.data.get_worker_info() is not None or os.environ.get("RANK", "0") not in ("", "0"):
+        return
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def _read_image_bytes(p: Path) -> bytes:
+    """The bytes of an image file, refusing folders, devices, FIFOs and files over MAX_IMAGE_BYTES
+    (checked with stat first; then never more than one byte over the limit is read)."""
+
+    def too_big(size: str) -> ImageReadError:
+        return ImageReadError(
+            f"cannot read image {p}: the file is {size}, over {MAX_IMAGE_BYTES / 2**20:.0f} MiB, the "
+            "limit for one image (inceptionnet.data.MAX_IMAGE_BYTES); downscale or recompress it"
+        )
+
+    try:
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageReadError(f"cannot read image {p}: it is a folder, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(f"cannot read image {p}: not a regular file (a device, FIFO or socket)")
+        if st.st_size > MAX_IMAGE_BYTES:
+            raise too_big(f"{st.st_size / 2**20:,.0f} MiB")
+        with open(p, "rb") as f:
+            raw = f.read(st.st_size + 1)
+            if len(raw) > st.st_size:  # it grew since stat, or stat does not know its size (/proc)
+                raw += f.read(MAX_IMAGE_BYTES + 1 - len(raw))
+    except ImageReadError:
+        raise
+    except OSError as e:
+        if p.is_symlink() and not p.exists():
+            raise ImageReadError(
+                f"cannot read image {p}: a broken symbolic link (to {os.readlink(p)})"
+            ) from None
+        raise ImageReadError(f"cannot read image {p}: {e.strerror or e}") from None
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise too_big("larger")
+    if not raw:
+        raise ImageReadError(f"cannot read image {p}: the file is empty")
+    return raw
 
 
 def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
-    """A uint8 C x H x W tensor with ``in_chans`` channels from any image file PIL can read.
+    """A uint8 C x H x W tensor with ``in_chans`` channels from any image file PIL can read, as an
+    image viewer shows it (``image_to_tensor``: EXIF orientation, the first frame of an animation,
+    transparency over white, 16-bit and float images from their range).
 
-    16-bit, palette, CMYK, alpha and grayscale images are converted; anything unreadable raises
-    ``ImageReadError`` naming the file.
+    Anything unreadable raises ``ImageReadError`` naming the file: a missing, empty, damaged or
+    unknown file, a folder, a file over ``MAX_IMAGE_BYTES`` or over ``MAX_IMAGE_PIXELS`` pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
     if Image.MAX_IMAGE_PIXELS == _PIL_MAX_IMAGE_PIXELS:  # ours, unless the user set their own
         Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ImageReadError(f"cannot read image {p}: {e.strerror or e}") from None
-    if not raw:
-        raise ImageReadError(f"cannot read image {p}: the file is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+    raw = _read_image_bytes(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # damaged metadata in a picture that decodes ("Corrupt EXIF data", "Tag data larger than
+        # file"): viewers show the picture without a word, so do we (a warning would be 2 more lines)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
             im: Image.Image = Image.open(io.BytesIO(raw))
-            im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(
-            f"cannot read image {p}: too large, refused as a possible decompression bomb ({e})"
-        ) from None
-    except UnidentifiedImageError:
-        raise ImageReadError(f"cannot read image {p}: not an image file PIL recognizes") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(
-            f"cannot read image {p}: not a valid image ({first_line(e, limit=120)})"
-        ) from None
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        im = Image.fromarray((np.clip(arr / hi, 0, 1) * 255).round().astype(np.uint8), mode="L")
-    elif im.mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8), mode="L")
+            im.load()  # the first frame of an animation or a multi-page file
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageReadError(
+                f"cannot read image {p}: too large, refused as a possible decompression bomb ({e})"
+            ) from None
+        except UnidentifiedImageError:
+            raise ImageReadError(f"cannot read image {p}: not an image file PIL recognizes") from None
+        except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, SyntaxError, ValueError,
+            # EOFError, struct.error, IndexError ... on damaged files: each is a damaged file here
+            raise ImageReadError(
+                f"cannot read image {p}: not a valid image ({first_line(e, limit=120)})"
+            ) from None
+        try:
+            x = image_to_tensor(im, in_chans)
+        except Exception as e:  # noqa: BLE001 - a mode or a damaged block that PIL cannot convert
+            raise ImageReadError(
+                f"cannot read image {p}: its {im.mode} pixels cannot be converted ({first_line(e, limit=120)})"
+            ) from None
+        if "animated" not in _NOTED and getattr(im, "is_animated", False):
+            try:
+                frames = f"{int(getattr(im, 'n_frames', 2))} frames"
+            except Exception:  # noqa: BLE001 - a damaged later frame: the first one was read
+                frames = "several frames"
+            _note(f"{p} has {frames} (an animation or pages); the first frame is used, as for every "
+                  "such file (said once)", once="animated")  # fmt: skip
+    return x
+
+
+def _has_transparency(im: Any) -> bool:
+    palette = getattr(im, "palette", None)
+    return bool(
+        im.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in im.info
+        or (im.mode == "P" and palette is not None and palette.mode == "RGBA")
+    )  # fmt: skip
+
+
+def _over_background(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 ``color`` (H x W or H x W x 3) with uint8 ``alpha`` composited over BACKGROUND."""
+    a = alpha.astype(np.uint32)
+    if color.ndim == 3:
+        a = a[..., None]
+    out = (color.astype(np.uint32) * a + BACKGROUND * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def _integer_range(mode: str, tags: Any, arr: np.ndarray) -> tuple[float, float]:
+    """The range an integer image's values are shown from: 16-bit modes 0-65535; a 32-bit ``I``
+    image its declared TIFF depth (BitsPerSample <= 16, signed or not), else 0-65535 when its values
+    fit (16-bit PNG / PGM data in a 32-bit container), else its own min..max (as viewers stretch
+    32-bit data, which has no display range)."""
+    if mode.startswith("I;16"):
+        return (-32768.0, 32767.0) if mode.endswith("S") else (0.0, 65535.0)
+    if tags is not None:
+        bits_tag, format_tag = tags.get(258) or (32,), tags.get(339) or (1,)  # BitsPerSample, SampleFormat
+        bits = int(bits_tag[0] if isinstance(bits_tag, tuple) else bits_tag)
+        signed = int(format_tag[0] if isinstance(format_tag, tuple) else format_tag) == 2
+        if bits <= 16:
+            return (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
+        return float(arr.min()), float(arr.max())
+    lo, hi = float(arr.min()), float(arr.max())
+    return (0.0, 65535.0) if lo >= 0 and hi <= 65535 else (lo, hi)
+
+
+def _deep_to_gray(im: Any, tags: Any = None) -> np.ndarray:
+    """uint8 H x W from an ``I;16*``, ``I`` or ``F`` image, scaled from its range (not clipped):
+    integers as ``_integer_range`` says, floats from 0-1 when their values lie in it (the float
+    image convention), else from their own min..max; NaN shows as black, +-inf as the ends."""
+    arr = np.asarray(im)
+    if im.mode == "F":
+        a = arr.astype(np.float64)
+        finite = np.isfinite(a)
+        vals = a[finite]
+        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+        if lo >= 0 and hi <= 1 or lo == hi:
+            lo, hi = 0.0, 1.0
+        a = np.where(np.isnan(a), lo, np.clip(a, lo, hi))
+    else:
+        a = arr.astype(np.float64)
+        lo, hi = _integer_range(im.mode, tags, arr) if arr.size else (0.0, 1.0)
+        if hi <= lo:
+            lo, hi = min(lo, 0.0), max(hi, lo + 1.0)
+        a = np.clip(a, lo, hi)
+    gray = ((a - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
+    t = im.info.get("transparency")
+    if im.mode != "F" and isinstance(t, int):  # a 16-bit PNG's transparent gray level (tRNS)
+        gray = _over_background(gray, np.where(arr == t, 0, 255).astype(np.uint8))
+    return gray
+
+
+def image_to_tensor(im: Any, in_chans: int) -> Tensor:
+    """A loaded PIL image as an image viewer shows it, as a uint8 C x H x W tensor of ``in_chans``
+    channels (1: gray, 3: RGB, others: the first of RGB repeated).
+
+    - EXIF (or XMP) orientation is applied (``ImageOps.exif_transpose``; a damaged EXIF block is
+      ignored, the picture shown as stored);
+    - transparency (alpha in LA / RGBA / PA, premultiplied La / RGBa, a palette's or PNG's tRNS
+      color) is composited over white (``BACKGROUND``): transparent pixels read as the page behind
+      them, never as whatever color the encoder left under alpha 0;
+    - ``I;16*``, ``I`` and ``F`` images are scaled from their range to 0-255 (``_deep_to_gray``);
+    - every other mode (1, L, P, RGB, RGBX, CMYK, YCbCr, LAB, HSV) is converted by PIL.
+    """
+    from PIL import Image, ImageOps
+
+    tags = getattr(im, "tag_v2", None)  # a TIFF's bits per sample: on the file's image, not on a copy
+    with contextlib.suppress(Exception):  # a damaged EXIF block: shown as stored, as viewers do
+        im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode.startswith("I") or mode == "F":
+        im = Image.fromarray(_deep_to_gray(im, tags), "L")
+    elif _has_transparency(im):
+        gray = mode in ("1", "L", "La", "LA")
+        arr = np.asarray(im.convert("LA" if gray else "RGBA"))  # straight (not premultiplied) alpha
+        color = arr[..., 0] if gray else arr[..., :3]
+        im = Image.fromarray(_over_background(color, arr[..., -1]), "L" if gray else "RGB")
+    elif mode not in ("L", "RGB"):
+        im = im.convert("L" if mode == "1" else "RGB")
     target = "L" if in_chans == 1 else "RGB"
-    if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1", "LAB", "HSV") or im.mode != target:
-        if im.mode in ("P", "PA"):
-            im = im.convert("RGBA")
+    if im.mode != target:
         im = im.convert(target)
     x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())
     x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
@@ -544,8 +849,168 @@ def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
     return x
 
 
+def _examples(names: Sequence[str], k: int = 3) -> str:
+    """``a, b, c`` or ``a, b, c and 4 more``."""
+    more = f" and {len(names) - k} more" if len(names) > k else ""
+    return ", ".join(names[:k]) + more
+
+
+def _list_folder(d: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(d) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        raise DataNotFoundError(f"cannot list image folder {d}: {e.strerror or e}") from None
+
+
+def _is_folder(e: os.DirEntry[str]) -> bool:
+    try:
+        return e.is_dir()  # follows symbolic links, as torchvision's find_classes and make_dataset
+    except OSError:
+        return False
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+@dataclass
+class _FolderScan:
+    """What is in one split folder of an ImageFolder layout, and what was left out of it."""
+
+    root: Path
+    class_dirs: list[str]  # the folders directly in root, not hidden
+    files: dict[str, list[str]]  # class folder -> its image files (in torchvision's order)
+    hidden: list[str]  # names starting with '.', relative to root
+    not_images: list[str]  # files without an image extension
+    outside: list[str]  # image files directly in root, in no class folder
+    repeated: list[str]  # folders already read through another path (symbolic link loops)
+
+    def rel(self, path: str | Path) -> str:
+        return os.path.relpath(path, self.root)
+
+    def walk(self, cls: str) -> list[str]:
+        """The image files under ``root/cls`` in torchvision's make_dataset order (folders by path,
+        files by name, symbolic links followed), each real folder read once, hidden names skipped."""
+        found: list[tuple[str, list[str]]] = []
+        seen: set[tuple[int, int]] = set()
+        stack = [self.root / cls]
+        while stack:
+            d = stack.pop()
+            try:
+                st = d.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                self.repeated.append(self.rel(d))
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            names = []
+            for e in _list_folder(d):
+                if e.name.startswith("."):
+                    self.hidden.append(self.rel(e.path))
+                elif _is_folder(e):
+                    stack.append(Path(e.path))
+                elif _is_image_name(e.name):
+                    names.append(e.name)
+                else:
+                    self.not_images.append(self.rel(e.path))
+            found.append((str(d), names))
+        found.sort()
+        return [os.path.join(d, n) for d, names in found for n in names]
+
+    def ignored_note(self) -> str | None:
+        """One line saying what was left out, or None."""
+        parts = [
+            f"{len(names)} {one if len(names) == 1 else many} ({_examples(names)})"
+            for names, one, many in (
+                (self.hidden, "hidden name", "hidden names"),
+                (self.not_images, "file without an image extension", "files without an image extension"),
+                (self.outside, "image outside the class folders", "images outside the class folders"),
+                (self.repeated, "folder already read through a symbolic link (a loop)",
+                 "folders already read through symbolic links (loops)"),
+            )
+            if names
+        ]  # fmt: skip
+        if not parts:
+            return None
+        total = len(self.hidden) + len(self.not_images) + len(self.outside) + len(self.repeated)
+        return f"{self.root}: ignored {total} entries: {'; '.join(parts)}"
+
+
+def _scan_folder(root: Path, classes: Sequence[str] | None) -> _FolderScan:
+    """List ``root``'s class folders (all of them, or ``classes`` and any others holding images)."""
+    scan = _FolderScan(root, [], {}, [], [], [], [])
+    for e in _list_folder(root):
+        if e.name.startswith("."):
+            scan.hidden.append(e.name)
+        elif _is_folder(e):
+            scan.class_dirs.append(e.name)
+        elif _is_image_name(e.name):
+            scan.outside.append(e.name)
+        else:
+            scan.not_images.append(e.name)
+    wanted = list(scan.class_dirs) if classes is None else sorted(set(classes) | set(scan.class_dirs))
+    for c in wanted:
+        scan.files[c] = scan.walk(c) if c in scan.class_dirs else []
+    return scan
+
+
+def _classes_source(root: Path, classes: Sequence[str]) -> str:
+    """Where given classes come from, in words: the training folder next to ``root`` when its
+    classes are these, else the model."""
+    train = root.parent / "train"
+    if train != root and train.is_dir():
+        names = sorted(e.name for e in _list_folder(train) if not e.name.startswith(".") and _is_folder(e))
+        if names == sorted(classes):
+            return f"the training folder {train}"
+    return "the model"
+
+
+def _find_classes(scan: _FolderScan) -> list[str]:
+    """The classes of a training split: every class folder, each holding at least one image file
+    (torchvision's ImageFolder refuses empty class folders too: one would be a class no image
+    teaches)."""
+    root = scan.root
+    where = f"expected {root}/CLASS/IMAGE, one folder per class"
+    if not scan.class_dirs:
+        if scan.outside:
+            raise DataNotFoundError(
+                f"image folder {root} holds {len(scan.outside)} images but no class folders; put them in "
+                f"{root}/CLASS/ folders, one per class"
+            )
+        raise DataNotFoundError(f"image folder {root} has no class folders ({where})")
+    if not any(scan.files.values()):
+        other = (
+            f"; it holds files without an image extension ({_examples(scan.not_images)})"
+            if scan.not_images
+            else ""
+        )
+        raise DataNotFoundError(
+            f"image folder {root} holds no images: its {len(scan.class_dirs)} class folders "
+            f"({_examples(scan.class_dirs)}) hold no image files (.jpg, .png, .gif, .webp, ...){other}"
+        )
+    empty = [c for c in scan.class_dirs if not scan.files[c]]
+    if empty:
+        raise DataNotFoundError(
+            f"class folder{'s' if len(empty) > 1 else ''} {_examples([str(root / c) for c in empty])} "
+            f"{'have' if len(empty) > 1 else 'has'} no images; add images or remove the folder (an empty "
+            "class folder would be a class that no image teaches)"
+        )
+    return list(scan.class_dirs)
+
+
 class ImageFolderFiles(Dataset[tuple[Tensor, int]]):
     """torchvision's ImageFolder layout (one folder per class) read through ``read_image``.
+
+    Without ``classes`` (a training split), the classes are the folders in ``root``; one without
+    images is refused (as torchvision's ``make_dataset`` does). With ``classes`` (a validation
+    split, or the classes of a model), a folder holding images of another class is refused (they
+    would be dropped), and classes without images here are named in a note. Hidden names
+    (``.DS_Store``, ``.ipynb_checkpoints``), files without an image extension, images outside the
+    class folders and folders reached twice through symbolic links are left out, in one note line
+    (``notes=False``: no notes). ``classes_from`` says where ``classes`` come from, in messages
+    (default: the ``train`` folder next to ``root`` when it has these classes, else the model).
 
     ``skip_bad=True`` drops unreadable files up front and counts them (``self.skipped``); otherwise
     the first unreadable file stops with its name.
@@ -558,21 +1023,29 @@ class ImageFolderFiles(Dataset[tuple[Tensor, int]]):
         transform: Callable[[Tensor], Tensor] | None = None,
         skip_bad: bool = False,
         classes: Sequence[str] | None = None,
+        *,
+        classes_from: str | None = None,
+        notes: bool = True,
     ) -> None:
-        from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataNotFoundError(f"image folder {self.root} does not exist")
+        scan = _scan_folder(self.root, classes)
+        source = ""
         if classes is None:
-            try:
-                self.classes, class_to_idx = find_classes(str(self.root))
-            except FileNotFoundError as e:
-                raise DataNotFoundError(f"image folder {self.root}: {e}") from None
+            self.classes = _find_classes(scan)
         else:
             self.classes = list(classes)
-            class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        self.samples = make_dataset(str(self.root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+            source = classes_from or _classes_source(self.root, self.classes)
+            extra = {c: len(fs) for c, fs in scan.files.items() if c not in self.classes and fs}
+            if extra:
+                raise DataNotFoundError(
+                    f"image folder {self.root} has classes that {source} does not have: "
+                    f"{_examples([f'{c} ({n} images)' for c, n in extra.items()], 5)}; their images "
+                    f"cannot be scored; remove them from {self.root} or train with them"
+                )
+        class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.samples = [(f, class_to_idx[c]) for c in sorted(self.classes) for f in scan.files.get(c, [])]
         if not self.samples:
             raise DataNotFoundError(
                 f"no images found in {self.root} (expected {self.root}/CLASS/*.jpg|png|...)"
@@ -589,6 +1062,23 @@ class ImageFolderFiles(Dataset[tuple[Tensor, int]]):
                 except ImageReadError:
                     self.skipped.append(path)
             self.samples = good
+        counts = [0] * len(self.classes)
+        for _, y in self.samples:
+            counts[y] += 1
+        left = [c for c, n in zip(self.classes, counts, strict=True) if n == 0]
+        if left and classes is None:  # every image of these classes was unreadable
+            raise DataNotFoundError(
+                f"every image of class folder{'s' if len(left) > 1 else ''} "
+                f"{_examples([str(self.root / c) for c in left])} is unreadable (--skip-bad-images "
+                "skipped them); fix the files or remove the folder"
+            )
+        if notes:
+            if left:
+                _note(f"{self.root} has no images of {len(left)} of the {len(self.classes)} classes of "
+                      f"{source}: {_examples(left, 5)}; they are left out of its scores")  # fmt: skip
+            ignored = scan.ignored_note()
+            if ignored:
+                _note(ignored)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -602,23 +1092,44 @@ class ImageFolderFiles(Dataset[tuple[Tensor, int]]):
 
 
 def imagefolder_root(data: str | None, split: str) -> Path:
+    """``DATA/split`` (``test`` falls back to ``val``), or one error naming what is missing."""
     if data is None:
         raise DataNotFoundError(
             "--dataset imagefolder needs --data DIR with train/ and val/ folders of class folders"
         )
-    sub = {"train": "train", "val": "val", "test": "test"}[split]
-    root = Path(data).expanduser() / sub
-    if split == "test" and not root.is_dir():
-        root = Path(data).expanduser() / "val"
-    if not root.is_dir():
-        raise DataNotFoundError(f"image folder {root} does not exist (expected {data}/train and {data}/val)")
-    return root
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    base = Path(data).expanduser()
+    layout = f"expected {data}/train/CLASS/IMAGE and {data}/val/CLASS/IMAGE"
+    if not base.is_dir():
+        if base.exists():
+            raise DataNotFoundError(
+                f"--data {data} is a file, not a folder ({layout}; extract an archive first)"
+            )
+        raise DataNotFoundError(f"--data {data} does not exist ({layout})")
+    root = base / split
+    if split == "test" and not (root.exists() or root.is_symlink()):
+        root = base / "val"
+    if root.is_dir():
+        return root
+    if root.is_symlink() and not root.exists():
+        raise DataNotFoundError(
+            f"image folder {root} is a broken symbolic link or a link loop (to {os.readlink(root)})"
+        )
+    if root.exists():
+        raise DataNotFoundError(f"image folder {root} is a file, not a folder ({layout})")
+    here = sorted(e.name for e in _list_folder(base) if not e.name.startswith(".") and _is_folder(e))
+    hint = f"; {data} holds the folders {_examples(here, 5)}" if here else ""
+    if here and "train" not in here and "val" not in here:
+        hint += " (is it a split folder itself? then pass its parent folder)"
+    raise DataNotFoundError(f"image folder {root} does not exist ({layout}){hint}")
 
 
 def dataset_info(name: str, data: str | None = None) -> DataInfo:
     """Channels, native size, statistics and classes of a data set (imagefolder: ImageNet stats, RGB)."""
     check_dataset_name(name)
     if name == "imagefolder":
-        classes = tuple(ImageFolderFiles(imagefolder_root(data, "train"), 3).classes)
+        root = imagefolder_root(data, "train")
+        classes = tuple(_find_classes(_scan_folder(root, None)))
         return DataInfo("imagefolder", 3, 0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), classes, True)
     return INFO[name]
