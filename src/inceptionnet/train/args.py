@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from .. import data as D
 from ..errors import first_line
-from ..models import get_model_builder
+from ..models import get_model_builder, parse_model_kwargs
+from ..runtime import resolve_device
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -29,7 +30,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         add_help=add_help,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    g = p.add_argument_group("model")
+    model_flags(p.add_argument_group("model"))
+    data_flags(p.add_argument_group("data"))
+    optimization_flags(p.add_argument_group("optimization"))
+    speed_flags(p.add_argument_group("speed"))
+    run_flags(p.add_argument_group("run"))
+    return p
+
+
+def model_flags(g: argparse._ArgumentGroup) -> None:
+    """The model flags: the network and its weights."""
     g.add_argument("--model", default="googlenet_small", help="registered model name (inceptionnet list)")
     g.add_argument(
         "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -40,10 +50,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--no-aux", dest="aux_logits", action="store_false", help="same as --no-aux-logits")
     g.add_argument("--aux-weight", type=float, default=0.3, help="loss = CE + aux_weight * sum(CE(aux))")
     g.add_argument("--weights", default=None, help="initial weights: entry name or .pth/.safetensors file")
-    g.add_argument("--freeze-backbone", action="store_true", help="train only the classifier(s)")
+    g.add_argument(
+        "--freeze-backbone", action="store_true", help="train only the classifier(s) (needs --weights)"
+    )
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP")
 
-    g = p.add_argument_group("data")
+
+def data_flags(g: argparse._ArgumentGroup) -> None:
+    """The data flags: the data set, its loading and augmentation."""
     g.add_argument("--dataset", default="fashion_mnist", help=f"one of {', '.join(D.DATASETS)}")
     g.add_argument("--data", "--data-path", dest="data", default=None,
                    help="data root (default: $INCEPTIONNET_DATA, ~/.cache/inceptionnet, system copies)")  # fmt: skip
@@ -72,7 +86,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--skip-bad-images", action="store_true", help="imagefolder: skip unreadable files and count them"
     )
 
-    g = p.add_argument_group("optimization")
+
+def optimization_flags(g: argparse._ArgumentGroup) -> None:
+    """The optimization flags: epochs, optimizer, schedule, regularization, EMA."""
     g.add_argument("--epochs", type=int, default=10)
     g.add_argument("-b", "--batch-size", type=int, default=128, help="images per process and step")
     g.add_argument("--opt", default="sgd", help="sgd | adamw")
@@ -96,7 +112,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="EMA decay per update, warmed up as min(decay, (1+n)/(10+n)) over the first updates")  # fmt: skip
     g.add_argument("--model-ema-steps", type=int, default=1, help="update the EMA every N steps")
 
-    g = p.add_argument_group("speed")
+
+def speed_flags(g: argparse._ArgumentGroup) -> None:
+    """The speed flags: device, precision, compile, threads."""
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--amp", default="off",
                    help="off | bf16 | fp16 (torch.autocast; GradScaler for fp16) | auto (bf16 where the device "
@@ -105,12 +123,22 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
 
-    g = p.add_argument_group("run")
+
+def run_flags(g: argparse._ArgumentGroup) -> None:
+    """The run flags: recipe, output directory, resume, seed, reports."""
     g.add_argument("--recipe", default=None, help="YAML recipe name in recipes/ or a path; flags override it")
-    g.add_argument("--output-dir", default=None, help="run directory (default: runs/MODEL-DATASET)")
+    g.add_argument("--output-dir", default=None, help="run directory (default: runs/MODEL-DATASET); it holds one run, locked (.lock) while a "
+                   "process trains into it")  # fmt: skip
     g.add_argument(
         "--resume", default=None, help="checkpoint path, or 'auto' for OUTPUT_DIR/checkpoint.pt if present"
     )
+    g.add_argument(
+        "--overwrite", action="store_true",
+        help="without --resume: train into an --output-dir that holds another run, replacing it (its "
+        "checkpoint.pt, best.pt, args.yaml, metrics.csv, curves.png are overwritten as the new run writes "
+        "them; its results.json, confusion.png and best.safetensors are removed at the start); without "
+        "this flag such a directory is refused",
+    )  # fmt: skip
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
         "--stop-after", type=int, default=0, metavar="N",
@@ -124,9 +152,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument(
         "--save-format", default="pt", help="also export best weights as: pt (none extra) | safetensors"
     )
-    g.add_argument("--test-only", action="store_true", help="only evaluate the (resumed) model")
+    g.add_argument(
+        "--test-only", action="store_true", help="only evaluate the model of --resume or --weights"
+    )
     g.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
 
 
 def recipe_path(name: str) -> Path:
@@ -148,18 +177,45 @@ def load_recipe(name: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
         raise ValueError(f"recipe {path} is not valid YAML: {first_line(e)}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"recipe {path} must be a mapping of flag: value")
-    dests = {a.dest for a in parser._actions}
+    actions = {a.dest: a for a in parser._actions}
     out = {}
     for key, value in cfg.items():
         dest = str(key).replace("-", "_")
-        if dest not in dests or dest in ("recipe", "help"):
+        if dest not in actions or dest in ("recipe", "help"):
             raise ValueError(
                 f"recipe {path}: unknown key {key!r} (keys are the train flags, e.g. lr, epochs)"
             )
         if dest == "model_kwargs" and isinstance(value, dict):
             value = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in value.items()]
-        out[dest] = value
+        out[dest] = recipe_value(value, actions[dest], f"recipe {path}: {key}")
     return out
+
+
+def recipe_value(value: Any, action: argparse.Action, where: str) -> Any:
+    """A recipe's ``value`` for the flag ``action``, of the type the flag takes (a number written as a
+    string, such as YAML's ``1e-3``, is converted as on the command line), or a ValueError naming ``where``."""
+    if value is None and action.default is None:
+        return None
+    if action.nargs == 0:  # store_true / --flag/--no-flag
+        ok, want = isinstance(value, bool), "true or false"
+    elif action.nargs == "*":
+        ok, want = isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of KEY=VALUE"
+    elif action.type in (int, float):
+        want = "an integer" if action.type is int else "a number"
+        kinds = (str, int) if action.type is int else (str, int, float)
+        if isinstance(value, kinds) and not isinstance(value, bool):
+            try:
+                return action.type(value)
+            except ValueError:
+                pass
+        ok = False
+    else:
+        ok, want = isinstance(value, str), "a string"
+        if isinstance(value, bool):
+            want += " (YAML reads unquoted on/off/yes/no as true/false: quote it)"
+    if not ok:
+        raise ValueError(f"{where}: expected {want}, got {value!r}")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None = None, prog: str | None = None) -> argparse.Namespace:
@@ -204,28 +260,92 @@ def public_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if not k.startswith("_")}
 
 
+# What each numeric flag must be: (the rule as the message says it, the test); NaN and inf fail every rule.
+Rule = tuple[str, Callable[[float], bool]]
+POSITIVE_INT: Rule = ("be a positive integer", lambda v: v > 0)
+POSITIVE: Rule = ("be positive", lambda v: v > 0)
+NOT_NEGATIVE: Rule = ("not be negative", lambda v: v >= 0)
+
+
+def interval(lo: float, hi: float, closed: str = "[]") -> Rule:
+    """The rule ``v in [lo, hi]`` (``closed`` "[)", "(]", "()" for the open ends)."""
+    low = (lambda v: v >= lo) if closed[0] == "[" else (lambda v: v > lo)
+    high = (lambda v: v <= hi) if closed[1] == "]" else (lambda v: v < hi)
+    return f"be in {closed[0]}{lo}, {hi}{closed[1]}", lambda v: low(v) and high(v)
+
+
+INT_RULES: dict[str, Rule] = {
+    "epochs": POSITIVE_INT, "batch_size": POSITIVE_INT, "lr_step_size": POSITIVE_INT,
+    "model_ema_steps": POSITIVE_INT, "workers": NOT_NEGATIVE, "subset": NOT_NEGATIVE,
+    "stop_after": NOT_NEGATIVE, "val_split": NOT_NEGATIVE, "input_size": NOT_NEGATIVE,
+    "threads": NOT_NEGATIVE, "random_crop_pad": NOT_NEGATIVE, "seed": interval(0, 2**31 - 1),
+}  # fmt: skip
+FLOAT_RULES: dict[str, Rule] = {
+    "lr": POSITIVE, "weight_decay": NOT_NEGATIVE, "norm_weight_decay": NOT_NEGATIVE,
+    "aux_weight": NOT_NEGATIVE, "mixup_alpha": NOT_NEGATIVE, "cutmix_alpha": NOT_NEGATIVE,
+    "clip_grad_norm": NOT_NEGATIVE, "lr_warmup_epochs": NOT_NEGATIVE, "momentum": interval(0, 1, "[)"),
+    "label_smoothing": interval(0, 1, "[)"), "random_erase": interval(0, 1), "lr_gamma": interval(0, 1, "(]"),
+    "lr_min": interval(0, 1), "lr_warmup_decay": interval(0, 1), "model_ema_decay": interval(0, 1, "()"),
+}  # fmt: skip
+CHOICES: dict[str, tuple[str, ...]] = {
+    "opt": ("sgd", "adamw"), "amp": ("off", "bf16", "fp16", "auto"),
+    "lr_scheduler": ("cosine", "step", "onecycle", "paper", "constant"), "save_format": ("pt", "safetensors"),
+    "auto_augment": ("none", "trivial", "autoaugment"),
+}  # fmt: skip
+PATHS = ("weights", "data", "output_dir", "resume", "recipe")  # None (not given) or a non-empty string
+
+
+def flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def check_number(dest: str, value: Any, rule: Rule, integer: bool) -> None:
+    kinds = (int,) if integer else (int, float)
+    if (
+        not isinstance(value, kinds)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not rule[1](value)
+    ):
+        raise ValueError(f"{flag(dest)} must {rule[0]}, got {value}")
+
+
 def validate_args(args: argparse.Namespace) -> None:
-    for name in ("epochs", "batch_size"):
-        v = getattr(args, name)
-        if not isinstance(v, int) or v <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
-    if not args.lr > 0 or not np.isfinite(args.lr):
-        raise ValueError(f"--lr must be positive, got {args.lr}")
-    for name in ("workers", "subset", "stop_after", "val_split", "input_size", "weight_decay", "label_smoothing", "random_erase",
-                 "mixup_alpha", "cutmix_alpha", "clip_grad_norm", "lr_warmup_epochs"):  # fmt: skip
-        if getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    if args.opt not in ("sgd", "adamw"):
-        raise ValueError(f"unknown --opt {args.opt!r}; choose sgd or adamw")
-    if args.amp not in ("off", "bf16", "fp16", "auto"):
-        raise ValueError(f"unknown --amp {args.amp!r}; choose off, bf16, fp16 or auto")
-    if args.lr_scheduler not in ("cosine", "step", "onecycle", "paper", "constant"):
+    """Every flag's value (from the command line, a recipe or a Namespace built elsewhere): one
+    ValueError naming the flag, before anything is built."""
+    for dest, rule in INT_RULES.items():
+        check_number(dest, getattr(args, dest), rule, integer=True)
+    for dest, rule in FLOAT_RULES.items():
+        if getattr(args, dest) is not None or dest != "norm_weight_decay":
+            check_number(dest, getattr(args, dest), rule, integer=False)
+    for dest, choices in CHOICES.items():
+        if getattr(args, dest) not in choices:
+            raise ValueError(
+                f"unknown {flag(dest)} {getattr(args, dest)!r}; choose one of {', '.join(choices)}"
+            )
+    for dest in PATHS:
+        if getattr(args, dest) is not None and not str(getattr(args, dest)).strip():
+            raise ValueError(f"{flag(dest)} is empty; give a path or leave the flag out")
+    if args.lr_warmup_epochs > args.epochs:
         raise ValueError(
-            f"unknown --lr-scheduler {args.lr_scheduler!r}; choose cosine, step, onecycle, paper or constant"
+            f"--lr-warmup-epochs {args.lr_warmup_epochs:g} is longer than the run (--epochs {args.epochs})"
         )
-    if args.save_format not in ("pt", "safetensors"):
-        raise ValueError(f"unknown --save-format {args.save_format!r}; choose pt or safetensors")
-    if not 0 <= args.label_smoothing < 1:
-        raise ValueError("--label-smoothing must be in [0, 1)")
     D.check_dataset_name(args.dataset)
     get_model_builder(args.model)  # unknown model -> ValueError with close names
+    parse_model_kwargs(args.model_kwargs)  # no '=' -> ValueError naming --model-kwargs
+    resolve_device(args.device)  # mps, meta, tpu, cuda without CUDA -> ValueError naming --device
+    validate_modes(args)
+
+
+def validate_modes(args: argparse.Namespace) -> None:
+    """Flags that make no sense together: a random model evaluated or frozen, --overwrite of a resumed run."""
+    if args.test_only and not (args.weights or args.resume):
+        raise ValueError("--test-only evaluates a trained model: give --resume CHECKPOINT (or auto) or --weights; "
+                         "without them a randomly initialized model would be evaluated")  # fmt: skip
+    if args.freeze_backbone and not args.weights:
+        raise ValueError("--freeze-backbone trains only the classifier on a pretrained backbone: give --weights; "
+                         "without them the frozen backbone would stay random")  # fmt: skip
+    if args.overwrite and args.resume:
+        raise ValueError(
+            "--overwrite replaces the run in --output-dir, --resume continues it: give one of them"
+        )

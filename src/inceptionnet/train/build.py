@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import data as D
 from ..models import InceptionBase, create_model, parse_model_kwargs
+from ..runtime import resolve_device
 from .engine import ema_multi_avg_fn, lr_factor
 from .state import ResumableSampler
 
@@ -43,26 +44,25 @@ def init_distributed(args: argparse.Namespace) -> tuple[int, int, int]:
 
 
 def pick_device(args: argparse.Namespace, local_rank: int) -> torch.device:
-    if args.device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if args.device == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    dev = torch.device(args.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but no CUDA device is available; use --device cpu")
-    return dev
+    return resolve_device(args.device, local_rank, flag="--device")
 
 
 # --------------------------------------------------------------------------------------------------
 # Model and data sets
 
 
-def build_model(
-    args: argparse.Namespace, num_classes: int, in_chans: int
-) -> tuple[InceptionBase, dict[str, Any]]:
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The model's constructor flags: --model-kwargs and --aux-logits (as saved in checkpoints)."""
     kwargs = parse_model_kwargs(args.model_kwargs)
     if args.aux_logits is not None:
         kwargs["aux_logits"] = args.aux_logits
+    return kwargs
+
+
+def build_model(
+    args: argparse.Namespace, num_classes: int, in_chans: int
+) -> tuple[InceptionBase, dict[str, Any]]:
+    kwargs = model_kwargs(args)
     with warnings.catch_warnings():
         if args.weights:  # fine-tuning: a new classifier is expected, say it once below
             warnings.filterwarnings("ignore", message="classifier .* re-initialized")
@@ -80,6 +80,10 @@ def input_config(args: argparse.Namespace, model: InceptionBase, info: D.DataInf
     for Caffe ports); the data set's statistics at its native size for the built-in data sets."""
     icfg = D.InputConfig.from_model(model, dataset=info.name)
     size = args.input_size
+    if size and size < model.min_input_size:
+        raise ValueError(
+            f"--input-size {size} is too small for {args.model}: the minimum is {model.min_input_size}"
+        )
     if not size:
         size = info.image_size if info.image_size >= max(model.min_input_size, 1) else icfg.input_size
     if info.name == "imagefolder":
@@ -123,6 +127,9 @@ def build_datasets(
             print(f"skipped {skipped} unreadable images (--skip-bad-images)", file=sys.stderr)
     else:
         x, y, classes = D.load_arrays(info.name, "train", args.data, args.val_split)
+        if args.subset > len(y) and is_main:
+            print(f"note: --subset {args.subset} is more than the {len(y)} training images; using all of them",
+                  file=sys.stderr)  # fmt: skip
         if args.subset:
             keep = (
                 torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[: args.subset]
@@ -153,6 +160,46 @@ def build_datasets(
             test = val
         return train, val, test, batch_aug
     return train, val, test, None
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
+
+
+def check_classes(args: argparse.Namespace, info: D.DataInfo) -> None:
+    """A classifier needs two classes or more (an image folder with one class folder "trains" to 1.0)."""
+    if len(info.classes) < 2:
+        where = D.imagefolder_root(args.data, "train") if info.name == "imagefolder" else args.dataset
+        raise ValueError(f"{where} has {plural(len(info.classes), 'class')} ({', '.join(info.classes) or 'none'}): a "
+                         "classifier needs at least 2 classes; add a folder of images per class")  # fmt: skip
+
+
+def check_data(
+    args: argparse.Namespace, model: nn.Module, sets: tuple[Any, Any], world: int, is_main: bool
+) -> None:
+    """Data sets a run cannot learn from or be judged on: one line naming the flag to change."""
+    train_set, val_set = sets
+    n = len(train_set)
+    what = f"the {args.dataset} training set" + (f" (--subset {args.subset})" if args.subset else "")
+    labels = (
+        train_set.labels.unique().tolist()
+        if hasattr(train_set, "labels")
+        else {y for _, y in train_set.samples}
+    )
+    if n == 0 or len(labels) < 2:
+        raise ValueError(f"{what} has {plural(n, 'image')} of {plural(len(labels), 'class')}: a classifier needs "
+                         "images of at least 2 classes; give more images (--subset, --data)")  # fmt: skip
+    if len(val_set) == 0:
+        raise ValueError(
+            f"the {args.dataset} validation set is empty; give images to validate on (--val-split, --data)"
+        )
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if -(-n // world) == 1 and has_bn:
+        raise ValueError(f"{what} has {n} images for {world} processes, 1 each: BatchNorm cannot train on a batch "
+                         "of one image; give more images (--subset) or use fewer processes")  # fmt: skip
+    if n < args.batch_size * world and is_main:
+        print(f"note: {what} has {n} images, fewer than --batch-size {args.batch_size} x {world} processes: each "
+              "epoch is one step", file=sys.stderr)  # fmt: skip
 
 
 def param_groups(
@@ -251,9 +298,13 @@ def build_loaders(
     # The loaders' own generator draws the worker base seed; without it every new iterator takes a
     # number from the global RNG, and a run resumed mid-epoch would see other dropout masks.
     loader_gen = torch.Generator()
+    # with two batches or more the last partial one is dropped; so is a lone last image (BatchNorm
+    # cannot train on a batch of one: "Expected more than 1 value per channel when training")
+    per_rank, bs = sampler.num_samples, args.batch_size
+    drop_last = len(train_set) >= bs * world * 2 or (per_rank > bs and per_rank % bs == 1)
     train_loader = DataLoader(
-        train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, generator=loader_gen,
-        drop_last=len(train_set) >= args.batch_size * world * 2, persistent_workers=False,
+        train_set, batch_size=bs, sampler=sampler, num_workers=args.workers, generator=loader_gen,
+        drop_last=drop_last, persistent_workers=False,
         pin_memory=device.type == "cuda", collate_fn=collate,
     )  # fmt: skip
     val_sampler: Any = (

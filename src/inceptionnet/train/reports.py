@@ -128,11 +128,12 @@ def final_reports(run: Run, test: dict[str, Any]) -> None:
     args = run.args
     result = {
         "model": args.model, "dataset": args.dataset, "split": "test", "epochs": args.epochs,
-        "best_val_acc1": run.best_acc1, "test_loss": test["loss"], "test_acc1": test["acc1"],
+        "best_val_acc1": run.best_acc1 if run.best_acc1 >= 0 else None, "test_loss": test["loss"], "test_acc1": test["acc1"],
         "test_acc5": test["acc5"], "test_images": test["count"],
         "train_seconds": sum(h["seconds"] for h in run.history),
     }  # fmt: skip
-    atomic_write_text(run.out / "results.json", json.dumps(result, indent=2))
+    # allow_nan=False: strict JSON (no bare NaN); the trainer has refused a non-finite result before
+    atomic_write_text(run.out / "results.json", json.dumps(result, indent=2, allow_nan=False))
     if args.plots and len(run.classes) <= 20:
         plot_confusion(
             run.out / "confusion.png",

@@ -185,12 +185,53 @@ def save_best(run: Run, ck: dict[str, Any], use_ema: bool) -> None:
     atomic_torch_save(ck, run.out / "best.pt")
 
 
+# What a resumed run must share with the run it continues: the model, the data, and the optimizer
+# (whose hyperparameters load_state_dict would silently take from the checkpoint over the flags).
+RESUME_SAME = ("dataset", "subset", "val_split", "batch_size", "opt", "lr", "momentum", "nesterov",
+               "weight_decay", "norm_weight_decay", "freeze_backbone")  # fmt: skip
+
+
+def check_resume(
+    args: argparse.Namespace, ckpt: dict[str, Any], path: Path, model_kwargs: dict[str, Any]
+) -> None:
+    """``--resume`` with another model, data set or optimizer than the run used: one line saying what changed."""
+    if ckpt.get("model_name") not in (None, args.model):
+        raise CheckpointError(f"{path} is a {ckpt['model_name']} checkpoint, not {args.model}")
+    saved = ckpt.get("args") or {}
+    now = {k: getattr(args, k) for k in RESUME_SAME if k in saved}
+    was = {k: saved[k] for k in now}
+    if "model_kwargs" in ckpt:
+        now["model_kwargs"], was["model_kwargs"] = model_kwargs, ckpt["model_kwargs"]
+    changed = [k for k in now if now[k] != was[k]]
+    if changed:
+        raise CheckpointError(f"--resume {path} was given with {flags_of(now, changed)} but the run used "
+                              f"{flags_of(was, changed)}; resume with the run's flags, or start a new run with a "
+                              "fresh --output-dir")  # fmt: skip
+
+
+def flags_of(values: dict[str, Any], keys: list[str]) -> str:
+    """``--batch-size=32, --model-kwargs=width=0.125 norm=none``: the flags ``keys`` as given."""
+
+    def one(k: str) -> str:
+        v = values[k]
+        shown = " ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v
+        return f"--{k.replace('_', '-')}={shown}"
+
+    return ", ".join(one(k) for k in keys)
+
+
+def class_list(classes: list[str]) -> str:
+    return f"{len(classes)} classes ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+
+
 def restore(run: Run, ckpt: dict[str, Any], path: Path, sampler: ResumableSampler) -> None:
     """Weights, optimizer, schedule, scaler, EMA, progress and this rank's RNG state from ``ckpt``;
     ``sampler`` skips what the interrupted epoch had trained on."""
     args = run.args
-    if ckpt.get("model_name") not in (None, args.model):
-        raise CheckpointError(f"{path} is a {ckpt['model_name']} checkpoint, not {args.model}")
+    classes = ckpt.get("classes")
+    if classes is not None and list(classes) != run.classes:
+        raise CheckpointError(f"--resume {path} was given with {class_list(run.classes)} but the run used "
+                              f"{class_list(classes)}; start a new run with a fresh --output-dir")  # fmt: skip
     fit_state_dict(run.model, ckpt["model"], source=f"checkpoint {path}")
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["lr_scheduler"])

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from .. import data as D
-from ..errors import NonFiniteError, run_cli
+from ..errors import NonFiniteError, first_line, run_cli
 from ..runtime import all_reduce_sum, bf16_supported
 from .args import apply_recipe, parse_args, validate_args
 from .build import (
@@ -35,15 +37,28 @@ from .build import (
     build_optimizer,
     build_scheduler,
     build_test_loader,
+    check_classes,
+    check_data,
     freeze_backbone,
     init_distributed,
     input_config,
+    model_kwargs,
     pick_device,
     place_model,
 )
 from .engine import EpochState, TrainConfig, evaluate, train_one_epoch
 from .reports import epoch_reports, final_reports, start_reports
-from .state import GracefulStop, Run, load_checkpoint, restore, save_best, save_checkpoint, set_seed
+from .rundir import claim_run_dir
+from .state import (
+    GracefulStop,
+    Run,
+    check_resume,
+    load_checkpoint,
+    restore,
+    save_best,
+    save_checkpoint,
+    set_seed,
+)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,11 +73,43 @@ def main(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace, rank: int, world: int, local_rank: int) -> int:
-    """One process's part of the run; returns the exit code (128 + signal when a signal stopped it)."""
+    """One process's part of the run; returns the exit code (128 + signal when a signal stopped it).
+
+    Rank 0 owns the run directory for the whole run (``claim_run_dir``: created, locked, another run
+    there refused); ``--test-only`` writes nothing and claims nothing."""
     device = setup_device(args, local_rank)
     out = Path(args.output_dir or f"runs/{args.model}-{args.dataset}")
+    owns = rank == 0 and not args.test_only
+    claim = claim_run_dir(out, resume=bool(args.resume), overwrite=args.overwrite) if owns else nullcontext()
+    with claim, explained_failures(args):
+        return run_steps(args, rank, world, device, out)
+
+
+@contextmanager
+def explained_failures(args: argparse.Namespace) -> Iterator[None]:
+    """PyTorch's errors that our flags cause, as one line naming the flag: out of memory, and a batch of one
+    image reaching BatchNorm ("Expected more than 1 value per channel when training")."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
+            raise
+        raise ValueError(f"out of memory ({first_line(e, 160)}); lower --batch-size (now {args.batch_size}) or "
+                         f"--input-size") from None  # fmt: skip
+    except ValueError as e:
+        if "Expected more than 1 value per channel" not in str(e):
+            raise
+        raise ValueError(f"a training batch of one image reached a BatchNorm layer ({first_line(e, 160)}); use "
+                         f"--batch-size 2 or more (now {args.batch_size}) and enough images (--subset)") from None  # fmt: skip
+
+
+def run_steps(args: argparse.Namespace, rank: int, world: int, device: torch.device, out: Path) -> int:
+    """Restore, then either test only or train the epochs and test the best weights."""
     resume_path = find_resume(args, out)
     ckpt = load_checkpoint(resume_path) if resume_path else None
+    if ckpt is not None:
+        assert resume_path is not None
+        check_resume(args, ckpt, resume_path, model_kwargs(args))
     set_seed(args.seed, rank)
     run, loaders = build_run(args, rank, world, device, out)
     if ckpt is not None:
@@ -95,8 +142,22 @@ def setup_device(args: argparse.Namespace, local_rank: int) -> torch.device:
 
 def find_resume(args: argparse.Namespace, out: Path) -> Path | None:
     if args.resume == "auto":
-        return out / "checkpoint.pt" if (out / "checkpoint.pt").exists() else None
+        if (out / "checkpoint.pt").exists():
+            return out / "checkpoint.pt"
+        if args.test_only and not args.weights:
+            raise FileNotFoundError(f"--test-only --resume auto: there is no checkpoint.pt in {out}; give "
+                                    "--output-dir of a trained run, --resume CHECKPOINT or --weights")  # fmt: skip
+        return None
     return Path(args.resume) if args.resume else None
+
+
+def check_finite(res: dict[str, Any], what: str) -> None:
+    """A NaN/inf loss or accuracy is an error, never a result."""
+    for k in ("loss", "acc1", "acc5"):
+        if not math.isfinite(res[k]):
+            raise NonFiniteError(f"the {what} {k} is {res[k]} ({res['count']} images): the model's outputs are not "
+                                 "finite; lower the learning rate or check the data (the last good checkpoint is "
+                                 "kept, no results are written)")  # fmt: skip
 
 
 def build_run(
@@ -105,13 +166,15 @@ def build_run(
     """Model, data, loaders, optimizer, schedule and (fp16) GradScaler, in the order that fixes the
     random draws after ``set_seed``."""
     info = D.dataset_info(args.dataset, args.data)
-    model, model_kwargs = build_model(args, len(info.classes), info.in_chans)
+    check_classes(args, info)
+    model, kwargs = build_model(args, len(info.classes), info.in_chans)
     if args.weights and rank == 0:
         print(f"loaded weights {args.weights}; classifier set to {len(info.classes)} classes")
     if args.freeze_backbone:
         freeze_backbone(model)
     icfg = input_config(args, model, info)
     train_set, val_set, test_set, collate = build_datasets(args, info, icfg, is_main=rank == 0)
+    check_data(args, model, (train_set, val_set), world, is_main=rank == 0)
     classes = list(train_set.classes)
     model, ema, train_model = place_model(args, model, device, world)
     loaders = build_loaders(args, (train_set, val_set, test_set), collate, device, rank, world)
@@ -119,7 +182,7 @@ def build_run(
     scheduler = build_scheduler(args, optimizer, loaders.iters_per_epoch)
     scaler = torch.amp.GradScaler(device.type) if args.amp == "fp16" else None
     run = Run(
-        args=args, rank=rank, world=world, device=device, out=out, model=model, model_kwargs=model_kwargs,
+        args=args, rank=rank, world=world, device=device, out=out, model=model, model_kwargs=kwargs,
         classes=classes, icfg=icfg, train_model=train_model, ema=ema, optimizer=optimizer,
         scheduler=scheduler, scaler=scaler,
     )  # fmt: skip
@@ -136,8 +199,9 @@ def test_only(run: Run, loaders: Loaders) -> int:
         amp=run.args.amp,
         show_progress=run.progress,
     )
+    check_finite(res, "test-only")
     if run.is_main:
-        print(json.dumps({k: res[k] for k in ("loss", "acc1", "acc5", "count")}))
+        print(json.dumps({k: res[k] for k in ("loss", "acc1", "acc5", "count")}, allow_nan=False))
     return 0
 
 
@@ -213,6 +277,9 @@ def end_of_epoch(run: Run, loaders: Loaders, writer: Any, epoch: int, state: Epo
                  show_progress=run.progress)  # fmt: skip
         if run.ema is not None else None
     )  # fmt: skip
+    for res, what in ((val, "validation"), (ema_val, "EMA validation")):
+        if res is not None:
+            check_finite(res, f"{what} (epoch {epoch})")
     row = {
         "epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"], "train_loss": tr[0], "train_acc1": tr[1],
         "val_loss": val["loss"], "val_acc1": val["acc1"], "val_acc5": val["acc5"],
@@ -258,6 +325,7 @@ def final_test(run: Run, loaders: Loaders) -> int:
             run.model, test_loader, run.device, len(run.classes), amp=args.amp, channels_last=args.channels_last,
             desc="test", show_progress=run.progress,
         )  # fmt: skip
+    check_finite(test, "test")
     if run.is_main:
         final_reports(run, test)
         print(f"test top-1 {test['acc1']:.4f} top-5 {test['acc5']:.4f} loss {test['loss']:.4f} "
