@@ -313,12 +313,13 @@ def measure(args: argparse.Namespace, variant: Variant) -> tuple[int, int, int]:
 
 
 def train_images_per_epoch(args: argparse.Namespace) -> int:
-    """Images one epoch trains on (the trainer drops the last partial batch when there are >= 2 batches)."""
+    """Images one epoch trains on (one process; the trainer's rule for dropping the last batch)."""
     from .. import data as D
+    from ..train.build import drops_last_batch
 
     _, y, _ = D.load_arrays(args.dataset, "train", args.data, args.val_split)
     n = min(len(y), args.subset) if args.subset else len(y)
-    return n - n % args.batch_size if n >= 2 * args.batch_size else n
+    return n - n % args.batch_size if drops_last_batch(n, n, args.batch_size) else n
 
 
 def main(args: argparse.Namespace) -> int:

@@ -284,6 +284,12 @@ class Loaders:
     iters_per_epoch: int
 
 
+def drops_last_batch(n: int, per_rank: int, batch_size: int, world: int = 1) -> bool:
+    """Whether an epoch drops its last partial batch: with two batches or more, and also a lone last
+    image (BatchNorm cannot train on a batch of one: "Expected more than 1 value per channel")."""
+    return n >= batch_size * world * 2 or (per_rank > batch_size and per_rank % batch_size == 1)
+
+
 def build_loaders(
     args: argparse.Namespace,
     sets: tuple[Any, Any, Any],
@@ -298,13 +304,10 @@ def build_loaders(
     # The loaders' own generator draws the worker base seed; without it every new iterator takes a
     # number from the global RNG, and a run resumed mid-epoch would see other dropout masks.
     loader_gen = torch.Generator()
-    # with two batches or more the last partial one is dropped; so is a lone last image (BatchNorm
-    # cannot train on a batch of one: "Expected more than 1 value per channel when training")
-    per_rank, bs = sampler.num_samples, args.batch_size
-    drop_last = len(train_set) >= bs * world * 2 or (per_rank > bs and per_rank % bs == 1)
+    bs = args.batch_size
     train_loader = DataLoader(
         train_set, batch_size=bs, sampler=sampler, num_workers=args.workers, generator=loader_gen,
-        drop_last=drop_last, persistent_workers=False,
+        drop_last=drops_last_batch(len(train_set), sampler.num_samples, bs, world), persistent_workers=False,
         pin_memory=device.type == "cuda", collate_fn=collate,
     )  # fmt: skip
     val_sampler: Any = (
