@@ -702,8 +702,10 @@ def test_reliability_doc_names_existing_tests():
 
     root = Path(__file__).resolve().parents[1]
     doc = (root / "docs" / "RELIABILITY.md").read_text()
-    files = {"R": Path(__file__).read_text(), "T": (root / "tests" / "test_train.py").read_text()}
-    refs = set(re.findall(r"`([RT])::(test_\w+)`", doc))
+    names = {"R": "test_reliability", "T": "test_train", "RT": "test_reliability_train",
+             "RI": "test_reliability_inference", "RD": "test_reliability_data"}  # fmt: skip
+    files = {k: (root / "tests" / f"{v}.py").read_text() for k, v in names.items()}
+    refs = set(re.findall(r"`(R[TID]?|T)::(test_\w+)`", doc))
     assert len(refs) > 20
     missing = [f"{f}::{n}" for f, n in sorted(refs) if f"def {n}(" not in files[f]]
     assert not missing, missing

@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "classify image files with a checkpoint, weights or ONNX file",
     ),
     "export": ("inceptionnet.commands.export", "export to ONNX or TorchScript, verified against eager"),
+    "embed": (
+        "inceptionnet.commands.embed",
+        "pooled features of images (retrieval, kNN) into a safetensors file",
+    ),
     "bench": ("inceptionnet.commands.bench", "throughput vs torchvision, ONNX Runtime and torch.compile"),
     "ablate": ("inceptionnet.commands.ablate", "ablation studies of googlenet_small on Fashion-MNIST"),
     "demo": ("inceptionnet.commands.demo", "train, evaluate and predict on Fashion-MNIST in ~5 minutes"),

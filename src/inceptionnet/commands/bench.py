@@ -57,7 +57,6 @@ import argparse
 import contextlib
 import copy
 import functools
-import json
 import platform
 import statistics
 import sys
@@ -264,6 +263,35 @@ def _row(**kw: Any) -> dict[str, Any]:
     return row
 
 
+MAX_INPUT_SIZE = 4096
+OUTPUT_FILES = ("bench.json", "bench.md", "bench.png")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The flags run_bench reads, before anything is timed: one line naming the flag."""
+    from ..models import get_model_builder
+    from ..runtime import resolve_device
+
+    if not args.models:
+        raise ValueError("--models needs at least one model name")
+    for name in args.models:
+        get_model_builder(name)  # unknown model: close names and the list
+    if any(b < 1 for b in args.batch_sizes):
+        raise ValueError(f"--batch-sizes must be positive, got {' '.join(map(str, args.batch_sizes))}")
+    if args.input_size is not None and not 1 <= args.input_size <= MAX_INPUT_SIZE:
+        raise ValueError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}, got {args.input_size}")
+    if args.num_classes < 1:
+        raise ValueError(f"--num-classes must be a positive integer, got {args.num_classes}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+    device = resolve_device(getattr(args, "device", "cpu"))
+    if device.type != "cpu":
+        raise ValueError(
+            f"--device {args.device}: bench measures the CPU paths (oneDNN, ONNX Runtime, CPU bf16); "
+            "use --device cpu"
+        )
+
+
 def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The benchmark as a dict (the ``--json`` schema of the module docstring)."""
     from ..runtime import bf16_supported
@@ -281,8 +309,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     backends.insert(0, baseline)  # always measured first: every ratio needs it
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
-    if any(b < 1 for b in args.batch_sizes):
-        raise ValueError("--batch-sizes must be positive")
+    check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -493,23 +520,39 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--output-dir", default=None,
         help="also write bench.json, bench.md (Markdown table) and bench.png (img/s per backend) there",
     )  # fmt: skip
+    p.add_argument("--device", default="cpu", help="cpu (the paths measured are CPU paths)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and the exporters' warnings")
     return p
 
 
+def check_output_dir(value: str) -> Path:
+    """``--output-dir``: created and writable, its three files not directories; before any timing."""
+    from ..fileio import check_output_dir as writable
+
+    out = writable(value, "--output-dir")
+    for name in OUTPUT_FILES:
+        if (out / name).is_dir():
+            raise ValueError(
+                f"--output-dir {out}: {out / name} is a directory; remove it or choose another directory"
+            )
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
+    from ..fileio import json_text
+
+    check_args(args)
+    out = check_output_dir(args.output_dir) if args.output_dir is not None else None
     log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     report = run_bench(args, log)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
     else:
         print(format_table(report))
-    if args.output_dir:
+    if out is not None:
         from ..fileio import atomic_write_text
 
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "bench.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out / "bench.json", json_text(report) + "\n")
         atomic_write_text(out / "bench.md", format_markdown(report))
         plot_report(report, out / "bench.png")
     return 1 if any(r["status"] != "ok" for r in report["results"]) else 0

@@ -10,9 +10,10 @@ Predictions are averaged over views as probabilities.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,10 +25,14 @@ from torchvision.transforms.v2 import functional as TF
 
 from .. import data as D
 from ..checkpoint import load_for_inference
+from ..errors import NonFiniteError
+from ..fileio import json_text
+from ..runtime import resolve_device
 from ..train.engine import evaluate
-from .predict import add_model_args
+from .predict import add_model_args, check_empty_flags
 
 TTA_MODES = ("none", "flip", "10crop", "144crop")
+AMP_MODES = ("off", "bf16", "fp16")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -43,7 +48,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("-j", "--workers", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (0: all)")
     p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
-    p.add_argument("--amp", default="off", help="off | bf16 | fp16")
+    p.add_argument("--amp", default="off", choices=AMP_MODES, help="mixed precision (default off)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -105,12 +110,30 @@ def make_tta(mode: str, size: int) -> Callable[[nn.Module, Tensor], Tensor] | No
     return run
 
 
-def main(args: argparse.Namespace) -> int:
+def check_args(args: argparse.Namespace) -> None:
+    """Every flag of eval, before any work: one line naming the flag."""
+    check_empty_flags(args, "--checkpoint", "--model", "--weights", "--dataset", "--data", "--device")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.workers < 0 or args.limit < 0:
-        raise ValueError("--workers and --limit must not be negative")
-    model, _, icfg, classes = load_for_inference(args.checkpoint, args.model, args.weights, args.device)
+    for flag, v in (("--workers", args.workers), ("--limit", args.limit), ("--val-split", args.val_split)):
+        if v < 0:
+            raise ValueError(f"{flag} must not be negative, got {v}")
+    if args.amp not in AMP_MODES:  # the Python API passes a Namespace without argparse's check
+        raise ValueError(f"unknown --amp {args.amp!r}; choose one of {', '.join(AMP_MODES)}")
+    if args.tta not in TTA_MODES:
+        raise ValueError(f"unknown --tta {args.tta!r}; choose one of {', '.join(TTA_MODES)}")
+    if args.dataset is not None:
+        D.check_dataset_name(args.dataset)
+    if args.data is not None and Path(args.data).expanduser().is_file():
+        raise ValueError(f"--data {args.data} is a file; give the directory that holds the data set")
+
+
+def main(args: argparse.Namespace) -> int:
+    check_args(args)
+    device = resolve_device(args.device)
+    model, _, icfg, classes = load_for_inference(
+        args.checkpoint, args.model, args.weights, device, allow_nan=args.allow_nan
+    )
     dataset = args.dataset or icfg.dataset or "fashion_mnist"
     info = D.dataset_info(dataset, args.data)
     if len(info.classes) != len(classes):
@@ -137,13 +160,18 @@ def main(args: argparse.Namespace) -> int:
     if args.limit and dataset == "imagefolder":
         ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
     loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
-    device = torch.device(args.device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     res = evaluate(
         model, loader, device, len(classes), amp=args.amp, channels_last=args.channels_last,
         show_progress=args.progress, tta=make_tta(args.tta, icfg.input_size),
     )  # fmt: skip
+    if not math.isfinite(res["loss"]) and not args.allow_nan:
+        amp = f"; with --amp {args.amp} the logits may overflow: try --amp off" if args.amp == "fp16" else ""
+        raise NonFiniteError(
+            f"the model's outputs on {dataset} {args.split} are not finite (loss {res['loss']}): the "
+            f"weights or the inputs overflow{amp}; pass --allow-nan to report the numbers anyway"
+        )
     out = {
         "model": type(model).__name__ if not args.model else args.model,
         "checkpoint": args.checkpoint, "weights": args.weights, "dataset": dataset, "split": args.split,
@@ -151,7 +179,7 @@ def main(args: argparse.Namespace) -> int:
         "per_class_acc1": dict(zip(classes, res["per_class_acc1"], strict=True)),
     }  # fmt: skip
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json_text(out))
     else:
         print(f"{dataset} {args.split} ({res['count']} images, tta {args.tta}): top-1 {res['acc1']:.4f}  "
               f"top-5 {res['acc5']:.4f}  loss {res['loss']:.4f}")  # fmt: skip

@@ -4,6 +4,7 @@ against eager PyTorch before the file is written (``deploy.export.export_model``
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -20,7 +21,11 @@ from ..deploy.export import (
     export_model,
 )
 from ..deploy.fold import count_batchnorm, fold_bn
+from ..fileio import check_output_file
 from ..models import create_model, parse_model_kwargs
+from .predict import check_empty_flags
+
+MAX_INPUT_SIZE = 4096  # the export runs the model on random batches of this size: larger cannot fit
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -134,7 +139,9 @@ def load_model(
             raise ValueError("--weights needs a model NAME (or use --checkpoint)")
         if args.checkpoint and args.weights:
             raise ValueError("give --checkpoint or NAME --weights, not both")
-        model, ckpt_name, icfg, classes = load_for_inference(args.checkpoint, args.name, args.weights)
+        model, ckpt_name, icfg, classes = load_for_inference(
+            args.checkpoint, args.name, args.weights, nan_flag=None
+        )
         if args.checkpoint:
             name = ckpt_name
             source = f"checkpoint {Path(args.checkpoint).name}"
@@ -145,16 +152,42 @@ def load_model(
         raise ValueError("give a model NAME or --checkpoint FILE")
     num_classes = 1000 if args.num_classes is None else args.num_classes
     in_chans = 3 if args.in_chans is None else args.in_chans
+    if num_classes < 0:
+        raise ValueError(f"--num-classes must not be negative, got {num_classes}")
+    if in_chans < 1:
+        raise ValueError(f"--in-chans must be a positive integer, got {in_chans}")
     kwargs = parse_model_kwargs(args.model_kwargs)
     try:
         model = create_model(args.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as e:  # an unknown builder flag
         raise ValueError(f"bad --model-kwargs for {args.name}: {e}") from None
+    except ValueError as e:
+        if kwargs and not str(e).startswith("unknown model"):
+            raise ValueError(f"bad --model-kwargs for {args.name}: {e}") from None
+        raise
     icfg = D.InputConfig.from_model(model)
     return model.eval(), args.name, icfg, None, "untrained (random init)"
 
 
+def check_args(args: argparse.Namespace) -> Path:
+    """Every flag of export, before any work (one line naming the flag); returns the output path."""
+    check_empty_flags(args, "--checkpoint", "--weights", "--output")
+    if args.name is not None and not args.name.strip():
+        raise ValueError("the model NAME is empty; see 'inceptionnet list'")
+    if not (math.isfinite(args.atol) and math.isfinite(args.rtol) and args.atol >= 0 and args.rtol >= 0):
+        raise ValueError(
+            f"--atol and --rtol must be finite and not negative, got {args.atol} and {args.rtol}"
+        )
+    if args.input_size is not None and not all(1 <= v <= MAX_INPUT_SIZE for v in args.input_size):
+        raise ValueError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}, got {args.input_size}")
+    weights_file = args.weights if args.weights and Path(args.weights).is_file() else None
+    return check_output_file(
+        args.output, "-o/--output", {"--checkpoint": args.checkpoint, "--weights": weights_file}
+    )
+
+
 def main(args: argparse.Namespace) -> int:
+    out = check_args(args)
     fmt = _infer_format(args)
     batch = _parse_batch(str(args.batch))
     if args.opset is not None and fmt != "onnx":
@@ -163,13 +196,6 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--dynamo applies to --format onnx only")
     if args.opset is not None and not 7 <= args.opset <= 23:
         raise ValueError(f"--opset must be between 7 and 23, got {args.opset}")
-    if not (args.atol >= 0 and args.rtol >= 0):
-        raise ValueError("--atol and --rtol must not be negative")
-    if args.input_size is not None and min(args.input_size) < 1:
-        raise ValueError(f"--input-size must be positive, got {args.input_size}")
-    out = Path(args.output)
-    if out.is_dir():
-        raise ValueError(f"output {out} is a directory; give a file name, e.g. {out / 'model.onnx'}")
     model, name, icfg, classes, source = load_model(args)
     input_size = tuple(args.input_size) if args.input_size else (icfg.input_size, icfg.input_size)
     cfg = getattr(model, "default_cfg", {}) or {}

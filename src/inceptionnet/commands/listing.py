@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
+from ..fileio import json_text
 from ..models import create_model, list_models, list_weights
 
 
@@ -24,8 +24,18 @@ def count_params(model: object) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.num_classes < 0:
+        raise ValueError(f"--num-classes must not be negative, got {args.num_classes}")
+    if not args.pattern.strip():
+        raise ValueError("the pattern is empty; leave it out to list every model")
+    names = list_models(args.pattern)
+    if not names:
+        raise ValueError(
+            f"no model matches {args.pattern!r}; patterns are shell-style, e.g. 'inception*' "
+            f"(models: {', '.join(list_models())})"
+        )
     rows = []
-    for name in list_models(args.pattern):
+    for name in names:
         # built on the meta device: counting parameters needs no memory and no init
         with torch.device("meta"):
             m = create_model(name, num_classes=args.num_classes)
@@ -42,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows))
         return 0
     print(f"{'model':<22} {'params':>12} {'with aux':>12}  {'input':<12} weights")
     for r in rows:

@@ -11,7 +11,6 @@ the other images are still predicted and the exit code is 2 at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +20,9 @@ import torch
 from torch import Tensor
 
 from .. import data as D
-from ..errors import CheckpointError, ImageReadError
-from ..runtime import flush_denormal
+from ..errors import CheckpointError, ImageReadError, NonFiniteError
+from ..fileio import input_file_kind, json_text
+from ..runtime import DEVICE_HELP, flush_denormal, resolve_device
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -34,8 +34,21 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights", default=None, help="weight entry (e.g. fashion_mnist) or .pth/.safetensors file"
     )
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default cpu)")
+    p.add_argument(
+        "--allow-nan",
+        action="store_true",
+        help="run weights with NaN/inf values, and report NaN results (as null in JSON) instead of an error",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def check_empty_flags(args: argparse.Namespace, *flags: str) -> None:
+    """``--flag ""`` is a mistake (an unset variable in a script): one line naming the flag."""
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"{flag} is empty; give a value or leave the flag out")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -61,18 +74,26 @@ def preprocess(path: str, icfg: D.InputConfig, transform: Any, invert: bool = Fa
 
 
 def main(args: argparse.Namespace) -> int:
+    check_empty_flags(args, "--checkpoint", "--model", "--weights", "--onnx", "--device")
     if args.topk < 1:
         raise ValueError(f"--topk must be at least 1, got {args.topk}")
+    empty = [p for p in args.images if not p.strip()]
+    if empty:
+        raise ValueError("an image path is empty (''); give image files")
+    device = resolve_device(args.device)
     if args.onnx:
-        return predict_onnx(args)
+        return predict_onnx(args, device)
     from ..checkpoint import load_for_inference  # here: the --onnx path loads no model code
 
-    model, _, icfg, classes = load_for_inference(args.checkpoint, args.model, args.weights, args.device)
+    model, _, icfg, classes = load_for_inference(
+        args.checkpoint, args.model, args.weights, device, allow_nan=args.allow_nan
+    )
     transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
     with flush_denormal():
         results = predict_files(
-            args.images, lambda x: model(x.to(args.device)), icfg, transform, classes, args.topk, args.invert
-        )
+            args.images, lambda x: model(x.to(device)), icfg, transform, classes, args.topk, args.invert,
+            allow_nan=args.allow_nan,
+        )  # fmt: skip
     return report(results, args.json)
 
 
@@ -84,8 +105,10 @@ def predict_files(
     classes: Sequence[str],
     topk: int,
     invert: bool = False,
+    allow_nan: bool = False,
 ) -> list[dict[str, Any]]:
-    """Top-k per file; unreadable files get an ``error`` entry instead."""
+    """Top-k per file; unreadable files get an ``error`` entry instead. Non-finite outputs raise
+    ``NonFiniteError`` unless ``allow_nan`` (then their probabilities are NaN)."""
     results: list[dict[str, Any]] = []
     k = min(topk, len(classes))
     for path in paths:
@@ -95,7 +118,12 @@ def predict_files(
             results.append({"path": path, "error": str(e)})
             continue
         with torch.no_grad():
-            logits = torch.as_tensor(run(x.unsqueeze(0))).float()
+            logits = torch.as_tensor(run(x.unsqueeze(0))).float().cpu()
+        if not allow_nan and not bool(torch.isfinite(logits).all()):
+            raise NonFiniteError(
+                f"the model's output for {path} is not finite (NaN/inf): its weights or the input overflow; "
+                "pass --allow-nan to report it anyway"
+            )
         probs = logits.softmax(dim=1)[0]
         top = probs.topk(k)
         results.append({
@@ -112,7 +140,7 @@ def report(results: list[dict[str, Any]], as_json: bool) -> int:
             failed += 1
             print(f"error: {r['error']}", file=sys.stderr)
     if as_json:
-        print(json.dumps(results, indent=2))
+        print(json_text(results))
     else:
         for r in results:
             if "top" in r:
@@ -121,7 +149,7 @@ def report(results: list[dict[str, Any]], as_json: bool) -> int:
     return 2 if failed else 0
 
 
-def predict_onnx(args: argparse.Namespace) -> int:
+def predict_onnx(args: argparse.Namespace, device: torch.device | None = None) -> int:
     """``predict --onnx FILE IMAGE...``: ONNX Runtime with the PyTorch path's preprocessing (from the
     file's metadata). Imports no model code: a deployment needs the .onnx file and this function."""
     from ..deploy.export import decode_onnx_metadata, input_config_from_metadata, ort_session
@@ -130,9 +158,8 @@ def predict_onnx(args: argparse.Namespace) -> int:
         if getattr(args, flag, None):
             raise ValueError(f"--onnx runs the exported file on its own; drop --{flag}")
     path = Path(args.onnx)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX file {path} does not exist")
-    sess = ort_session(path, getattr(args, "device", "cpu"))
+    check_onnx_file(path)
+    sess = ort_session(path, device.type if device is not None else "cpu")
     meta = decode_onnx_metadata(sess.get_modelmeta().custom_metadata_map)
     icfg = input_config_from_metadata(meta, str(path))
     inp = sess.get_inputs()[0]
@@ -153,5 +180,18 @@ def predict_onnx(args: argparse.Namespace) -> int:
         return sess.run([out.name], {inp.name: x.contiguous().numpy()})[0][:n]
 
     transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
-    results = predict_files(args.images, run, icfg, transform, classes, args.topk, args.invert)
+    results = predict_files(
+        args.images, run, icfg, transform, classes, args.topk, args.invert,
+        allow_nan=getattr(args, "allow_nan", False),
+    )  # fmt: skip
     return report(results, args.json)
+
+
+def check_onnx_file(path: Path) -> None:
+    """One line for an ``--onnx`` file that is missing, a directory, empty or of another kind."""
+    kind = input_file_kind(path, "ONNX file", "export it again")
+    if kind in ("checkpoint", "torchscript", "safetensors", "pickle"):
+        raise CheckpointError(
+            f"{path} is a PyTorch file, not an ONNX file; run it with --checkpoint, or export it with "
+            "'inceptionnet export --checkpoint FILE -o model.onnx'"
+        )

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import InputShapeError, first_line
+from ..fileio import json_text
 from ..models import create_model
 from ..models.googlenet import GoogLeNet, Inception
 from ..models.layers import ACT_MODULES
@@ -724,7 +724,7 @@ def render(summary: dict[str, Any], fmt: str = "text") -> str:
     """The ``summarize`` dict as text (aligned), markdown, csv or json."""
     _check_format(fmt)
     if fmt == "json":
-        return json.dumps(summary, indent=2)
+        return json_text(summary)
     headers = ["layer", "type", "output (CxHxW)", "params", "weights", "MACs"]
     rows = []
     for r in summary["layers"]:
@@ -767,7 +767,7 @@ def render_table1(t: dict[str, Any], fmt: str = "text") -> str:
     """The ``table1`` dict laid out like the paper's Table 1."""
     _check_format(fmt)
     if fmt == "json":
-        return json.dumps(t, indent=2)
+        return json_text(t)
     headers = ["type", "patch size/stride", "output size", "depth", "#1x1", "#3x3 reduce", "#3x3",
                "#5x5 reduce", "#5x5", "pool proj", "params", "ops"]  # fmt: skip
     if t["paper_figures"]:
@@ -818,7 +818,7 @@ def render_bottleneck(b: dict[str, Any], fmt: str = "text") -> str:
     """The ``bottleneck`` dict: per block, as built vs without the 1x1 reductions."""
     _check_format(fmt)
     if fmt == "json":
-        return json.dumps(b, indent=2)
+        return json_text(b)
     keys = ["weights", "macs", "weights_without_reduction", "macs_without_reduction"]
     if fmt == "csv":
         rows = [[x["name"], _fmt_shape(x["input_shape"]), *(str(x[k]) for k in keys), f"{x['ratio']:.2f}"]
@@ -876,6 +876,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not args.model.strip():
+        raise ValueError("the model NAME is empty; see 'inceptionnet list'")
+    if args.in_chans < 1:
+        raise ValueError(f"bad --in-chans: in_chans must be a positive integer, got {args.in_chans}")
+    if args.num_classes < 0:
+        raise ValueError(
+            f"bad --num-classes: num_classes must be a non-negative integer, got {args.num_classes}"
+        )
     size = tuple(args.input_size) if args.input_size is not None else None
     if args.table1 or args.bottleneck:
         if args.aux or args.depth != 1:

@@ -8,7 +8,8 @@
 Every export is written to a temp file beside the output, checked (``onnx.checker`` for ONNX), loaded
 back (ONNX Runtime on the CPU, or ``torch.jit.load``) and run on a random batch next to the eager
 model; only when the outputs agree (max abs diff <= atol + rtol * max|eager|, atol 1e-4) is it renamed
-over the output. An existing file is never replaced by one that did not verify.
+over the output. An existing file is never replaced by one that did not verify, and a write that fails (a full disk:
+torch's ``PytorchStreamWriter failed writing file``) is one ``OutputWriteError`` naming the file.
 
 The exported graph takes ``input`` (N x C x H x W, normalized as the model expects) and returns
 ``logits`` (N x num_classes). What a deployment needs to prepare its inputs travels inside the file:
@@ -361,7 +362,10 @@ def export_model(
             raise ExportError(f"onnx.checker rejects the exported model: {first_line(e)}") from e
         say("checked with onnx.checker: valid")
         sess = ort_session(tmp)
-        got = torch.from_numpy(sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+        try:
+            got = torch.from_numpy(sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+        except Exception as e:  # a RuntimeError here is the file's fault, not a failed write
+            raise ExportError(f"ONNX Runtime cannot run the exported model: {first_line(e)}") from e
         diff, tol = check_close(
             got, ref, "ONNX Runtime", atol=atol, rtol=rtol, note="; the file was not written"
         )
@@ -389,8 +393,11 @@ def export_model(
         if json.loads(extra[TORCHSCRIPT_META]) != json.loads(json.dumps(meta)):
             raise ExportError("the TorchScript file's metadata did not survive reloading")
         say("reloaded with torch.jit.load: metadata intact")
-        with torch.no_grad():
-            got = loaded(x)
+        try:
+            with torch.no_grad():
+                got = loaded(x)
+        except Exception as e:
+            raise ExportError(f"the reloaded TorchScript file does not run: {first_line(e)}") from e
         diff, tol = check_close(
             got, ref, "reloaded TorchScript", atol=atol, rtol=rtol, note="; the file was not written"
         )

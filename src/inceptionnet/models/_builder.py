@@ -4,21 +4,25 @@
 ``.safetensors`` file: a bare state_dict, a training checkpoint of this project (``{"model": ...,
 "model_kwargs": ...}``) or a known third-party layout (``_weights.KEY_MAPS``). Files are read by
 ``fileio.load_file`` (``weights_only=True`` or safetensors). ``fit_state_dict`` loads strictly after
-the adaptations a fine-tuner expects (first conv to ``in_chans``, a new classifier).
+the adaptations a fine-tuner expects (first conv to ``in_chans``, a new classifier); with
+``new_head_ok=False`` (what inference uses, ``checkpoint.load_for_inference``) a classifier that does
+not fit is an error instead of a random new head.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
 
 from ..data import channel_stats
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..fileio import load_file
 from ._registry import get_model_builder
 from ._weights import (
@@ -69,15 +73,22 @@ def adapt_first_conv(weight: Tensor, in_chans: int) -> Tensor:
     return w * (src / float(in_chans))
 
 
-def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint") -> list[str]:
+def fit_state_dict(
+    model: nn.Module, sd: StateDict, *, source: str = "checkpoint", new_head_ok: bool = True
+) -> list[str]:
     """Load ``sd`` into ``model`` strictly, after adapting the first conv to the model's input
     channels and dropping classifier tensors whose shape does not fit (they keep their fresh init,
     with a warning unless ``num_classes=0``). Also accepted: a file without the classifier (fresh
     init, warning), tensors of aux heads the model was built without (``default_cfg["aux_modules"]``,
     skipped) and BatchNorm layers without ``num_batches_tracked`` (PyTorch < 0.4.1 files, set to 0).
-    Returns the names of the re-initialized classifier tensors."""
+    Returns the names of the re-initialized classifier tensors.
+
+    ``new_head_ok=False`` (inference: a random classifier would give random answers): a classifier
+    that does not fit, or is missing, raises ``CheckpointError`` instead of the warning; fine-tuning
+    (``train --weights`` with another number of classes) keeps the default."""
     cfg: Mapping[str, Any] = getattr(model, "default_cfg", {}) or {}
     own = model.state_dict()
+    file_sd = sd
     sd = dict(sd)
     first = cfg.get("first_conv")
     if first and f"{first}.weight" in sd and f"{first}.weight" in own:
@@ -124,6 +135,9 @@ def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint
                 f"{source} does not fit the model: tensor {k} has shape {tuple(v.shape)} in the file "
                 f"but {tuple(own[k].shape)} in the model; check the model name and its flags (width, in_chans, ...)"
             )
+    main_reset = [k for k in reset if k.startswith(f"{cfg.get('classifier')}.")]  # aux heads: unused here
+    if main_reset and not new_head_ok and getattr(model, "num_classes", None) != 0:
+        raise CheckpointError(_head_mismatch(model, source, main_reset, file_sd))
     model.load_state_dict(sd, strict=False)
     if reset and getattr(model, "num_classes", None) != 0:  # num_classes=0: the head is dropped on purpose
         heads_reset = sorted({k.rsplit(".", 1)[0] for k in reset})
@@ -135,8 +149,74 @@ def fit_state_dict(model: nn.Module, sd: StateDict, *, source: str = "checkpoint
     return reset
 
 
+def _head_mismatch(model: nn.Module, source: str, reset: list[str], file_sd: Mapping[str, Tensor]) -> str:
+    own = model.state_dict()
+    key = next((k for k in reset if k.endswith(".weight")), reset[0])
+    if key in file_sd and key in own and file_sd[key].shape[0] == own[key].shape[0]:
+        detail = f"{key} has shape {tuple(file_sd[key].shape)} in the file but {tuple(own[key].shape)} in the model"
+    elif key in file_sd and key in own:
+        detail = (
+            f"{key} has {file_sd[key].shape[0]} outputs in the file but the model was built for "
+            f"{own[key].shape[0]} classes"
+        )
+    elif key in own:
+        detail = f"the file has no {key.rsplit('.', 1)[0]} classifier"
+    else:
+        detail = f"the file's {key} does not exist in the model"
+    return (
+        f"{source} does not fit model {type(model).__name__}: {detail}; its classifier would be left "
+        "random and give random answers (is the class list wrong, or the file of another task?)"
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Building
+
+# Builder flags checked for every family before building (a clear ValueError rather than an
+# OverflowError or a TypeError from deep inside the constructor): name -> (low, high, low included)
+REAL_FLAGS: dict[str, tuple[float, float, bool]] = {
+    "width": (0.0, 64.0, False),  # 64: layers of up to 65536 channels already
+    "dropout": (0.0, 1.0, True),
+    "dropout_aux": (0.0, 1.0, True),
+    "drop_rate": (0.0, 1.0, True),
+    "bn_eps": (0.0, 1.0, False),
+}
+
+
+def check_model_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """``ValueError`` for a real-valued builder flag (``REAL_FLAGS``) that is not a finite number in range."""
+    for key, (lo, hi, lo_in) in REAL_FLAGS.items():
+        if key not in kwargs:
+            continue
+        v = kwargs[key]
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+        if not ok or not (lo <= v if lo_in else lo < v) or v > hi:
+            rule = (
+                f"positive and finite (at most {hi:g})"
+                if lo == 0 and not lo_in
+                else f"a finite number between {lo:g} and {hi:g}"
+            )
+            raise ValueError(f"{key} must be {rule}, got {v!r}")
+
+
+def _build(builder: Callable[..., nn.Module], name: str, **kwargs: Any) -> InceptionBase:
+    """``builder(**kwargs)``, with allocation failures (an absurd ``num_classes`` or ``width``) as one
+    ValueError."""
+    check_model_kwargs(kwargs)
+    try:
+        model = builder(**kwargs)
+    except (RuntimeError, OverflowError, MemoryError) as e:
+        msg = str(e)
+        if isinstance(e, RuntimeError) and not any(
+            s in msg for s in ("allocate", "out of memory", "Overflow", "too large")
+        ):
+            raise
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ValueError(
+            f"cannot build {name}({shown}): {first_line(e, limit=160)}; check num_classes, in_chans and width"
+        ) from None
+    assert isinstance(model, InceptionBase)
+    return model
 
 
 def build_with_weights(
@@ -146,6 +226,7 @@ def build_with_weights(
     *,
     num_classes: int,
     in_chans: int,
+    new_head_ok: bool = True,
     **kwargs: Any,
 ) -> InceptionBase:
     """``create_model(name, weights=...)``: a weight entry tag or a local file."""
@@ -188,10 +269,9 @@ def build_with_weights(
         if entry is not None:
             model_kwargs = {**entry.model_kwargs, **model_kwargs}
     model_kwargs.update(kwargs)
-    model = builder(num_classes=num_classes, in_chans=in_chans, **model_kwargs)
-    assert isinstance(model, InceptionBase)
+    model = _build(builder, name, num_classes=num_classes, in_chans=in_chans, **model_kwargs)
     sd = remap_foreign_keys(name, sd)
-    fit_state_dict(model, sd, source=source)
+    fit_state_dict(model, sd, source=source, new_head_ok=new_head_ok)
     cfg = dict(model.default_cfg)
     if entry is not None:
         cfg.update(
@@ -208,23 +288,48 @@ def build_with_weights(
     return model
 
 
+@overload
+def create_model(name: str, *, features_only: Literal[False] = ..., **kwargs: Any) -> InceptionBase: ...
+@overload
+def create_model(name: str, *, features_only: bool, **kwargs: Any) -> nn.Module: ...  # a feature extractor
+
+
 def create_model(
     name: str,
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
     weights: str | None = None,
+    new_head_ok: bool = True,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    feature_cls: str | type[nn.Module] | None = None,
     **kwargs: Any,
-) -> InceptionBase:
+) -> InceptionBase | nn.Module:
     """Build a registered model; ``weights`` is a weight entry name (``list_weights(name)``) or a local file.
 
     ``num_classes`` and ``in_chans`` default to the weight entry's (e.g. 10 classes and 1 channel for
     ``googlenet_small`` ``weights="fashion_mnist"``), else to 1000 and 3. With ``weights``, the model
     is built with the entry's architecture flags; a different ``num_classes`` re-initializes the
     classifier (with a warning) and ``in_chans`` different from the weights' sums or repeats the
-    first conv over input channels.
+    first conv over input channels. ``new_head_ok=False``: a classifier of the weights that does not
+    fit ``num_classes`` is a ``CheckpointError`` instead (what inference needs). Constructor flags go
+    through ``kwargs``, e.g. ``global_pool`` ("avg", "max", "avgmax", "": none, with ``num_classes=0``).
+
+    ``features_only=True`` (timm's): a feature extractor instead (``_features.features_model``), whose
+    forward returns the stage maps ``out_indices`` (default all; ``feature_info`` describes them) as
+    a list (``feature_cls="list"``), a dict ("dict") or through ``forward_intermediates`` ("getter");
+    weights load into the full model first, and ``num_classes`` defaults to 0 (no head is built).
+
+    Bad arguments raise ``ValueError``: a name that is not a registered model (or not a string),
+    ``num_classes`` / ``in_chans`` that are not integers in range, a ``width`` / dropout / ``bn_eps``
+    that is not a finite number in range (``REAL_FLAGS``), sizes too large to allocate.
     """
     builder = get_model_builder(name)
+    if not features_only and (out_indices is not None or feature_cls is not None):
+        raise ValueError("out_indices and feature_cls select feature maps: they need features_only=True")
+    if features_only and num_classes is None:
+        num_classes = 0  # the extractor drops the head: build none
     if weights is not None and (num_classes is None or in_chans is None):
         entry = get_weight_entry(name, weights)
         if entry is not None:
@@ -237,7 +342,17 @@ def create_model(
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
         raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
     if weights is None:
-        model = builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
-        assert isinstance(model, InceptionBase)
-        return model
-    return build_with_weights(name, builder, weights, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        model = _build(builder, name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    else:
+        if not isinstance(weights, str | Path) or not str(weights):
+            raise ValueError(f"weights must be a weight entry name or a file path, got {weights!r}")
+        model = build_with_weights(
+            name, builder, str(weights), num_classes=num_classes, in_chans=in_chans, new_head_ok=new_head_ok,
+            **kwargs,
+        )  # fmt: skip
+        model.sync_pool_size()  # the weights' input size
+    if features_only:
+        from ._features import features_model
+
+        return features_model(model, out_indices, feature_cls)
+    return model

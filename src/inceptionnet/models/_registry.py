@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -38,21 +39,45 @@ def unknown_model_message(name: str) -> str:
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
+    if not isinstance(name, str):
+        raise ValueError(
+            f"the model name must be a string such as 'googlenet', got {name!r} ({type(name).__name__}); "
+            f"available: {', '.join(list_models())}"
+        )
     if name not in _MODELS:
         raise ValueError(unknown_model_message(name))
     return _MODELS[name]
 
 
+# YAML 1.1 (PyYAML) reads 5e-1 and 1e3 as strings: it wants a dot and a signed exponent (5.0e-1)
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number_or_value(v: Any) -> Any:
+    if isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+        return float(v) if any(c in v for c in ".eE") else int(v)
+    if isinstance(v, list):
+        return [_number_or_value(x) for x in v]
+    return v
+
+
 def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
-    """``--model-kwargs KEY=VALUE ...`` (values parsed as YAML) or a recipe's mapping -> constructor kwargs."""
+    """``--model-kwargs KEY=VALUE ...`` (values parsed as YAML; numbers such as ``5e-1`` as numbers)
+    or a recipe's mapping -> constructor kwargs."""
     import yaml
 
     if isinstance(items, dict):
-        return dict(items)
+        return {str(k): _number_or_value(v) for k, v in items.items()}
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)  # numbers, bools, lists
+        if not k.strip():
+            raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(v)  # numbers, bools, lists
+        except yaml.YAMLError:
+            raise ValueError(f"--model-kwargs {item!r}: the value is not valid YAML") from None
+        out[k.strip()] = _number_or_value(value)
     return out

@@ -49,6 +49,7 @@ from .layers import (
     init_weights,
     make_cfg,
     make_classifier,
+    make_global_pool,
     min_input_size,
     spatial_out,
 )
@@ -144,6 +145,11 @@ def _min_side(h: int) -> int:
     return spatial_out(spatial_out(n, 3, 2, ceil_mode=True), 3, 2, ceil_mode=True)  # pool1, pool2
 
 
+def _final_side(h: int) -> int:
+    """The side after the stride-2 blocks 3c and 4e (their 3x3/2 padded convs)."""
+    return spatial_out(spatial_out(_min_side(h), 3, 2, 1), 3, 2, 1)
+
+
 class BNInception(InceptionBase):
     """BN-Inception (Inception v2). The defaults load the Caffe / pretrainedmodels weights.
 
@@ -156,6 +162,7 @@ class BNInception(InceptionBase):
             makes it redundant).
         bn_eps: BatchNorm eps (Caffe: 1e-5).
         drop_rate: dropout before the classifier (paper: none, "Remove Dropout", section 4.2.1).
+        global_pool: "avg" (paper), "max", "avgmax" or "" (none; needs ``num_classes=0``).
     """
 
     def __init__(
@@ -167,6 +174,7 @@ class BNInception(InceptionBase):
         conv_bias: bool = True,
         bn_eps: float = 1e-5,
         drop_rate: float = 0.0,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -207,9 +215,10 @@ class BNInception(InceptionBase):
         self.inception5a = blk(1056, 352, 192, 320, 160, 224, "avg", 128)
         self.inception5b = blk(1024, 352, 192, 320, 192, 224, "max", 128)
         # N x 1024 x 7 x 7
-        self.num_features = self.inception5b.out_channels
+        self.num_features = self.head_hidden_size = self.inception5b.out_channels
 
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.avgpool = make_global_pool(global_pool, num_classes)
+        self.global_pool_type = global_pool
         self.dropout = nn.Dropout(p=drop_rate)
         self.fc = make_classifier(self.num_features, num_classes)
 
@@ -220,6 +229,17 @@ class BNInception(InceptionBase):
             in_chans, num_classes, 224, min_input_size=self.min_input_size,
             first_conv="conv1.conv_dw" if stem_separable else "conv1.conv", classifier="fc",
         )  # fmt: skip
+        # feature stages: the last module at each stride (3c and 4e are the stride-2 blocks)
+        self.init_stages(
+            ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "inception3c",
+             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "inception5a",
+             "inception5b"],
+            [("conv1", 64, 2), ("conv3", 192, 4), ("inception3b", self.inception3b.out_channels, 8),
+             ("inception4d", self.inception4d.out_channels, 16), ("inception5b", self.num_features, 32)],
+        )  # fmt: skip
+
+    def feature_side(self, h: int) -> int:
+        return _final_side(h)
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         # N x 3 x 224 x 224
@@ -237,16 +257,13 @@ class BNInception(InceptionBase):
         return x, []
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
+        x = self._pool_flatten(self.avgpool(x))
         # N x 1024
         x = self.dropout(x)
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier for ``num_classes`` outputs (0: pooled features), for fine-tuning."""
-        self.num_classes = num_classes
+    def _reset_heads(self, num_classes: int) -> None:
         self.fc = make_classifier(self.num_features, num_classes)
-        self.default_cfg = {**self.default_cfg, "num_classes": num_classes}
 
 
 @register_model

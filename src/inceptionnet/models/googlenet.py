@@ -37,10 +37,10 @@ from .layers import (
     ConvLayer,
     InceptionBase,
     check_choice,
-    imagenet_to_inception_input,
     init_weights,
     make_cfg,
     make_classifier,
+    make_global_pool,
     min_input_size,
     spatial_out,
 )
@@ -146,20 +146,26 @@ class InceptionAux(nn.Module):
         return self.fc2(x)
 
 
+def _pool(n: int, k: int = 3) -> int:
+    return spatial_out(n, k, 2, ceil_mode=True)
+
+
+def _stage4_side(h: int, stem: str, stem_stride: int) -> int:
+    """The side at the 14x14 stage (inception4a..e) for an ``h`` x ``h`` input."""
+    if stem == "small":
+        s = spatial_out(h, 3, stem_stride, 1)  # conv1; no stem pools
+    else:
+        s = _pool(_pool(spatial_out(h, 7, 2, 3)))  # conv1, maxpool1, maxpool2
+    return _pool(s)  # maxpool3
+
+
 def _min_size(stem: str, stem_stride: int, maxpool4_kernel: int, aux_pool: int) -> int:
     """Smallest square input every pooling layer can take (stride-2 ceil-mode pools), and with
     ``aux_pool`` the aux heads' pool at the 14x14 stage."""
 
-    def pool(n: int, k: int = 3) -> int:
-        return spatial_out(n, k, 2, ceil_mode=True)
-
     def side(h: int) -> int:
-        if stem == "small":
-            s = spatial_out(h, 3, stem_stride, 1)  # conv1; no stem pools
-        else:
-            s = pool(pool(spatial_out(h, 7, 2, 3)))  # conv1, maxpool1, maxpool2
-        s4 = pool(s)  # maxpool3 -> the 14x14 stage
-        return min(s4 - max(1, aux_pool) + 1, pool(s4, maxpool4_kernel))
+        s4 = _stage4_side(h, stem, stem_stride)
+        return min(s4 - max(1, aux_pool) + 1, _pool(s4, maxpool4_kernel))
 
     return min_input_size(side)
 
@@ -186,6 +192,7 @@ class GoogLeNet(InceptionBase):
         aux_paper_pool: aux heads pool 5x5/3 as the paper (True) or adaptive 4x4 (torchvision).
         bn_eps: BatchNorm eps (torchvision: 1e-3).
         init: "trunc_normal" (torchvision: std 0.01) or "kaiming" (trains without BN, too).
+        global_pool: "avg" (paper), "max", "avgmax" or "" (none; needs ``num_classes=0``).
     """
 
     def __init__(
@@ -208,6 +215,7 @@ class GoogLeNet(InceptionBase):
         aux_paper_pool: bool = False,
         bn_eps: float = 1e-3,
         init: str = "trunc_normal",
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         check_choice("stem", stem, STEMS)
@@ -215,8 +223,8 @@ class GoogLeNet(InceptionBase):
         check_choice("init", init, ("trunc_normal", "kaiming"))
         if stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
-        if not width > 0:
-            raise ValueError(f"width must be positive, got {width!r}")
+        if not 0 < width <= 64:  # also NaN; 64: layers of up to 65536 channels already
+            raise ValueError(f"width must be positive and finite (at most 64), got {width!r}")
         if transform_input and in_chans != 3:
             raise ValueError("transform_input=True needs in_chans=3 (it re-normalizes RGB channels)")
         if maxpool4_kernel not in (2, 3):
@@ -225,6 +233,7 @@ class GoogLeNet(InceptionBase):
         self.in_chans = in_chans
         self.transform_input = transform_input
         self.aux_logits = aux_logits
+        self.stem, self.stem_stride, self.maxpool4_kernel = stem, stem_stride, maxpool4_kernel
 
         def c(ch: int) -> int:
             return ch if width == 1.0 else max(8, int(round(ch * width)))
@@ -288,7 +297,7 @@ class GoogLeNet(InceptionBase):
             self.inception5a.out_channels, c(384), c(192), c(384), c(48), c(128), c(128), **blk
         )
         # N x 1024 x 7 x 7
-        self.num_features = self.inception5b.out_channels
+        self.num_features = self.head_hidden_size = self.inception5b.out_channels
 
         if aux_logits:
             aux = partial(
@@ -301,7 +310,8 @@ class GoogLeNet(InceptionBase):
             self.aux1 = None
             self.aux2 = None
 
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.avgpool = make_global_pool(global_pool, num_classes)
+        self.global_pool_type = global_pool
         self.dropout = nn.Dropout(p=dropout)
         self.fc = make_classifier(self.num_features, num_classes)
 
@@ -319,13 +329,26 @@ class GoogLeNet(InceptionBase):
             classifier="fc", aux_classifiers=("aux1.fc2", "aux2.fc2") if aux_logits else (),
             aux_modules=("aux1", "aux2"),  # a checkpoint with aux heads loads into a model without them
         )  # fmt: skip
+        # feature stages (timm convention: the last module at each stride); the paper stem's stride-4
+        # stage ends with its LRN
+        r = (2, 4, 8) if stem != "small" else (stem_stride,) * 3
+        self.init_stages(
+            ["conv1", "maxpool1", "lrn1", "conv2", "conv3", "lrn2", "maxpool2", "inception3a", "inception3b",
+             "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+             "inception5a", "inception5b"],
+            [("conv1", c(64), r[0]), ("lrn2" if stem == "paper" else "conv3", c(192), r[1]),
+             ("inception3b", self.inception3b.out_channels, r[2]),
+             ("inception4e", self.inception4e.out_channels, 2 * r[2]),
+             ("inception5b", self.num_features, 4 * r[2])],
+            aux_taps={"inception4a": "aux1", "inception4d": "aux2"},
+        )  # fmt: skip
 
     @property
     def has_aux(self) -> bool:
         return self.aux_logits
 
-    def _transform_input(self, x: Tensor) -> Tensor:
-        return imagenet_to_inception_input(x) if self.transform_input else x
+    def feature_side(self, h: int) -> int:
+        return _pool(_stage4_side(h, self.stem, self.stem_stride), self.maxpool4_kernel)
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         aux: list[Tensor] = []
@@ -357,19 +380,16 @@ class GoogLeNet(InceptionBase):
         return x, aux
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
+        x = self._pool_flatten(self.avgpool(x))
         # N x 1024
         x = self.dropout(x)
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier (and new aux classifiers) for ``num_classes`` outputs, for fine-tuning."""
-        self.num_classes = num_classes
+    def _reset_heads(self, num_classes: int) -> None:
         self.fc = make_classifier(self.num_features, num_classes)
         for head in (self.aux1, self.aux2):
             if head is not None:
                 head.fc2 = make_classifier(head.fc1.out_features, num_classes)
-        self.default_cfg = {**self.default_cfg, "num_classes": num_classes}
 
 
 @register_model

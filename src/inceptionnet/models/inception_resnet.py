@@ -54,6 +54,7 @@ from .layers import (
     init_weights,
     make_cfg,
     make_classifier,
+    make_global_pool,
     min_input_size,
     spatial_out,
 )
@@ -260,7 +261,10 @@ class InceptionResNetV2(InceptionBase):
         slim_final_block: ``block8`` without ReLU and scaling (TF-slim/timm: True; paper: False).
         drop_rate: dropout before the classifier (paper: keep 0.8, so 0.2; timm's default 0.0).
         bn_eps: BatchNorm eps (TensorFlow: 1e-3).
+        global_pool: "avg" (paper), "max", "avgmax" or "" (none; needs ``num_classes=0``).
     """
+
+    _pool_attr = "global_pool"
 
     def __init__(
         self,
@@ -272,6 +276,7 @@ class InceptionResNetV2(InceptionBase):
         slim_final_block: bool = True,
         drop_rate: float = 0.2,
         bn_eps: float = 1e-3,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         _check_blocks(num_blocks, residual_scales)
@@ -319,8 +324,9 @@ class InceptionResNetV2(InceptionBase):
         # N x 2080 x 8 x 8
         self.conv2d_7b = conv(2080, 1536, kernel_size=1)
         # N x 1536 x 8 x 8
-        self.num_features = 1536
-        self.global_pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = self.head_hidden_size = 1536
+        self.global_pool = make_global_pool(global_pool, num_classes)
+        self.global_pool_type = global_pool
         self.head_drop = nn.Dropout(p=drop_rate)
         self.classif = make_classifier(self.num_features, num_classes)
 
@@ -332,6 +338,17 @@ class InceptionResNetV2(InceptionBase):
             interpolation="bicubic", crop_pct=0.8975, min_input_size=self.min_input_size,
             first_conv="conv2d_1a.conv", classifier="classif",
         )  # fmt: skip
+        # feature stages as timm's inception_resnet_v2: the stem's convs at strides 2 and 4, the A and B
+        # block stacks, the final 1x1 conv
+        self.init_stages(
+            ["conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "maxpool_5a",
+             "mixed_5b", "repeat", "mixed_6a", "repeat_1", "mixed_7a", "repeat_2", "block8", "conv2d_7b"],
+            [("conv2d_2b", 64, 2), ("conv2d_4a", 192, 4), ("repeat", 320, 8), ("repeat_1", 1088, 16),
+             ("conv2d_7b", 1536, 32)],
+        )  # fmt: skip
+
+    def feature_side(self, h: int) -> int:
+        return _min_side(h)
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         # N x 3 x 299 x 299
@@ -350,16 +367,13 @@ class InceptionResNetV2(InceptionBase):
         return x, []
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
+        x = self._pool_flatten(self.global_pool(x))
         # N x 1536
         x = self.head_drop(x)
         return x if pre_logits else self.classif(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier for ``num_classes`` outputs (0: pooled features), for fine-tuning."""
-        self.num_classes = num_classes
+    def _reset_heads(self, num_classes: int) -> None:
         self.classif = make_classifier(self.num_features, num_classes)
-        self.default_cfg = {**self.default_cfg, "num_classes": num_classes}
 
 
 class InceptionResNetV1(InceptionBase):
@@ -378,7 +392,11 @@ class InceptionResNetV1(InceptionBase):
         embed_normalize: with ``embed_dim`` and ``num_classes=0``, L2-normalize the embedding (facenet).
         drop_rate: dropout before the head (paper: keep 0.8, so 0.2; facenet: 0.6).
         bn_eps: BatchNorm eps (TensorFlow: 1e-3).
+        global_pool: "avg" (paper), "max", "avgmax" or "" (none; needs ``num_classes=0``, and drops
+            the embedding head, which takes pooled features).
     """
+
+    _pool_attr = "global_pool"
 
     def __init__(
         self,
@@ -392,6 +410,7 @@ class InceptionResNetV1(InceptionBase):
         embed_normalize: bool = True,
         drop_rate: float = 0.2,
         bn_eps: float = 1e-3,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         _check_blocks(num_blocks, residual_scales)
@@ -440,15 +459,16 @@ class InceptionResNetV1(InceptionBase):
         )  # fmt: skip
         # N x 1792 x 8 x 8
         self.num_features = 1792
-        self.global_pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.global_pool = make_global_pool(global_pool, num_classes)
+        self.global_pool_type = global_pool
         self.head_drop = nn.Dropout(p=drop_rate)
-        if embed_dim:
+        if embed_dim and global_pool:
             self.last_linear: nn.Module | None = nn.Linear(self.num_features, embed_dim, bias=False)
             self.last_bn: nn.Module | None = nn.BatchNorm1d(embed_dim, eps=bn_eps)
         else:
             self.last_linear = None
             self.last_bn = None
-        self.head_hidden_size = embed_dim or self.num_features
+        self.head_hidden_size = self.num_features if self.last_linear is None else embed_dim
         self.classif = self._make_classifier(num_classes)
 
         init_weights(self, "kaiming")
@@ -459,9 +479,19 @@ class InceptionResNetV1(InceptionBase):
             interpolation="bicubic", crop_pct=0.875, min_input_size=self.min_input_size,
             first_conv="conv2d_1a.conv", classifier="classif",
         )  # fmt: skip
+        # feature stages: the stem's convs at strides 2 and 4, the A and B block stacks, the last C block
+        self.init_stages(
+            ["conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
+             "repeat", "mixed_6a", "repeat_1", "mixed_7a", "repeat_2", "block8"],
+            [("conv2d_2b", 64, 2), ("conv2d_4a", 192, 4), ("repeat", 256, 8), ("repeat_1", 896, 16),
+             ("block8", 1792, 32)],
+        )  # fmt: skip
+
+    def feature_side(self, h: int) -> int:
+        return _min_side(h)
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
-        if num_classes == 0 and self.embed_dim and self.embed_normalize:
+        if num_classes == 0 and self.last_linear is not None and self.embed_normalize:
             return L2Norm()
         return make_classifier(self.head_hidden_size, num_classes)
 
@@ -484,7 +514,7 @@ class InceptionResNetV1(InceptionBase):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Pooling, dropout, the embedding (if any; ``pre_logits`` returns it before normalization),
         then the classifier."""
-        x = torch.flatten(self.global_pool(x), 1)
+        x = self._pool_flatten(self.global_pool(x))
         # N x 1792
         x = self.head_drop(x)
         if self.last_linear is not None and self.last_bn is not None:
@@ -492,11 +522,13 @@ class InceptionResNetV1(InceptionBase):
             # N x embed_dim
         return x if pre_logits else self.classif(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier for ``num_classes`` outputs (0: features / normalized embedding)."""
-        self.num_classes = num_classes
+    def _reset_heads(self, num_classes: int) -> None:
+        """The classifier (0: features / the normalized embedding); without global pooling the
+        embedding head goes too (it takes pooled features)."""
+        if self.global_pool_type == "":
+            self.last_linear = self.last_bn = None
+            self.head_hidden_size = self.num_features
         self.classif = self._make_classifier(num_classes)
-        self.default_cfg = {**self.default_cfg, "num_classes": num_classes}
 
 
 @register_model

@@ -37,10 +37,10 @@ from .layers import (
     ConvBNAct,
     ConvLayer,
     InceptionBase,
-    imagenet_to_inception_input,
     init_weights,
     make_cfg,
     make_classifier,
+    make_global_pool,
     min_input_size,
     spatial_out,
 )
@@ -210,10 +210,15 @@ def _stage6_side(h: int) -> int:
     return spatial_out(spatial_out(n, 3, 2), 3, 2)  # maxpool2, Mixed_6a
 
 
+def _final_side(h: int) -> int:
+    """The side at the 8x8 stage (Mixed_7a to 7c)."""
+    return spatial_out(_stage6_side(h), 3, 2)
+
+
 def _min_sizes() -> tuple[int, int]:
     """Smallest square inputs for the main network (Mixed_7a needs 3x3) and for the aux head
     (its 5x5/3 pool then 5x5 conv need 17x17 at Mixed_6e)."""
-    main = min_input_size(lambda h: spatial_out(_stage6_side(h), 3, 2))
+    main = min_input_size(_final_side)
     aux = min_input_size(lambda h: spatial_out(spatial_out(_stage6_side(h), 5, 3), 5))
     return main, aux
 
@@ -230,6 +235,7 @@ class InceptionV3(InceptionBase):
             torchvision weights need it; their entry sets it).
         drop_rate: dropout before the classifier (torchvision: 0.5; the paper does not give one).
         bn_eps: BatchNorm eps (TensorFlow/torchvision: 1e-3).
+        global_pool: "avg" (paper), "max", "avgmax" or "" (none; needs ``num_classes=0``).
     """
 
     def __init__(
@@ -241,6 +247,7 @@ class InceptionV3(InceptionBase):
         transform_input: bool = False,
         drop_rate: float = 0.5,
         bn_eps: float = 1e-3,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         if transform_input and in_chans != 3:
@@ -288,8 +295,9 @@ class InceptionV3(InceptionBase):
         # N x 2048 x 8 x 8
         self.Mixed_7c = InceptionE(2048, conv_layer=conv)
         # N x 2048 x 8 x 8
-        self.num_features = 2048
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = self.head_hidden_size = 2048
+        self.avgpool = make_global_pool(global_pool, num_classes)
+        self.global_pool_type = global_pool
         self.dropout = nn.Dropout(p=drop_rate)
         self.fc = make_classifier(self.num_features, num_classes)
 
@@ -301,6 +309,15 @@ class InceptionV3(InceptionBase):
             in_chans, num_classes, 299, crop_pct=0.875, min_input_size=self.min_input_size,
             first_conv="Conv2d_1a_3x3.conv", classifier="fc",
             aux_classifiers=("AuxLogits.fc",) if aux_logits else (), aux_modules=("AuxLogits",),
+        )  # fmt: skip
+        # feature stages as timm's inception_v3 (the last module at each stride)
+        self.init_stages(
+            ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+             "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+             "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"],
+            [("Conv2d_2b_3x3", 64, 2), ("Conv2d_4a_3x3", 192, 4), ("Mixed_5d", 288, 8), ("Mixed_6e", 768, 16),
+             ("Mixed_7c", 2048, 32)],
+            aux_taps={"Mixed_6e": "AuxLogits"},
         )  # fmt: skip
 
     def _init_weights(self) -> None:
@@ -315,8 +332,8 @@ class InceptionV3(InceptionBase):
     def has_aux(self) -> bool:
         return self.aux_logits
 
-    def _transform_input(self, x: Tensor) -> Tensor:
-        return imagenet_to_inception_input(x) if self.transform_input else x
+    def feature_side(self, h: int) -> int:
+        return _final_side(h)
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         aux: list[Tensor] = []
@@ -344,18 +361,15 @@ class InceptionV3(InceptionBase):
         return x, aux
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
+        x = self._pool_flatten(self.avgpool(x))
         # N x 2048
         x = self.dropout(x)
         return x if pre_logits else self.fc(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier (and aux classifier) for ``num_classes`` outputs, for fine-tuning."""
-        self.num_classes = num_classes
+    def _reset_heads(self, num_classes: int) -> None:
         self.fc = make_classifier(self.num_features, num_classes)
         if self.AuxLogits is not None:
             self.AuxLogits.fc = make_classifier(768, num_classes)
-        self.default_cfg = {**self.default_cfg, "num_classes": num_classes}
 
 
 @register_model

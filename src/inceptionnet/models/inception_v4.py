@@ -45,6 +45,7 @@ from .layers import (
     init_weights,
     make_cfg,
     make_classifier,
+    make_global_pool,
     min_input_size,
     spatial_out,
 )
@@ -253,7 +254,10 @@ class InceptionV4(InceptionBase):
         drop_rate: dropout before the classifier (paper: keep probability 0.8, so 0.2; timm's
             default 0.0; either way nothing changes in eval mode).
         bn_eps: BatchNorm eps (TensorFlow: 1e-3).
+        global_pool: "avg" (paper), "max", "avgmax" or "" (none; needs ``num_classes=0``).
     """
+
+    _pool_attr = "global_pool"
 
     def __init__(
         self,
@@ -262,6 +266,7 @@ class InceptionV4(InceptionBase):
         *,
         drop_rate: float = 0.2,
         bn_eps: float = 1e-3,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -293,8 +298,9 @@ class InceptionV4(InceptionBase):
             *[InceptionC(conv_layer=conv) for _ in range(3)],
             # N x 1536 x 8 x 8
         )
-        self.num_features = 1536
-        self.global_pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = self.head_hidden_size = 1536
+        self.global_pool = make_global_pool(global_pool, num_classes)
+        self.global_pool_type = global_pool
         self.head_drop = nn.Dropout(p=drop_rate)
         self.last_linear = make_classifier(self.num_features, num_classes)
 
@@ -306,22 +312,29 @@ class InceptionV4(InceptionBase):
             interpolation="bicubic", crop_pct=0.875, min_input_size=self.min_input_size,
             first_conv="features.0.conv", classifier="last_linear",
         )  # fmt: skip
+        # feature stages as timm's inception_v4: the stem's padded conv and Mixed3a, the last Inception-A,
+        # -B and -C blocks
+        self.init_stages(
+            [f"features.{i}" for i in range(len(self.features))],
+            [("features.2", 64, 2), ("features.3", 160, 4), ("features.9", 384, 8), ("features.17", 1024, 16),
+             ("features.21", 1536, 32)],
+        )  # fmt: skip
+
+    def feature_side(self, h: int) -> int:
+        return _min_side(h)
 
     def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
         # N x 3 x 299 x 299 -> N x 1536 x 8 x 8
         return self.features(x), []
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(self.global_pool(x), 1)
+        x = self._pool_flatten(self.global_pool(x))
         # N x 1536
         x = self.head_drop(x)
         return x if pre_logits else self.last_linear(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier for ``num_classes`` outputs (0: pooled features), for fine-tuning."""
-        self.num_classes = num_classes
+    def _reset_heads(self, num_classes: int) -> None:
         self.last_linear = make_classifier(self.num_features, num_classes)
-        self.default_cfg = {**self.default_cfg, "num_classes": num_classes}
 
 
 @register_model

@@ -7,14 +7,17 @@ conv + bias + ReLU (``ConvAct``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import channel_stats
 from ..errors import InputShapeError
+from ._features import feature_take_indices, fx_symbolic_tracing, run_module
 
 NORMS = ("bn", "none")
 # The activations of the ablation flag ``act``: name -> module factory; ACTS is derived from it so a
@@ -87,10 +90,54 @@ class ConvBNAct(nn.Sequential):
 ConvLayer = Callable[..., nn.Module]
 
 
-def check_input(x: Tensor, in_chans: int, min_size: int, name: str) -> None:
-    """Raise a clear error before any compute for inputs the network cannot take."""
+_LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def check_input(
+    x: Tensor,
+    in_chans: int,
+    min_size: int,
+    name: str,
+    dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+) -> None:
+    """Raise a clear error before any compute for inputs the network cannot take.
+
+    Every problem is an ``InputShapeError`` (a ``ValueError``), non-tensors and wrong dtypes
+    included: the model takes a floating-point tensor N x C x H x W in the dtype of its weights
+    (``dtype``; float32 unless the model was converted, e.g. ``model.double()``) on their device
+    (``device``). Under ``torch.autocast`` float16 / bfloat16 / float32 inputs are all accepted (autocast
+    casts them). Scripting, tracing and compiling skip the checks."""
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return
+    want = "float32" if dtype is None else str(dtype).removeprefix("torch.")
+    if not isinstance(x, Tensor):
+        module = type(x).__module__.split(".")[0]
+        kind = type(x).__name__ if module == "builtins" else f"{module}.{type(x).__name__}"
+        how = "torch.from_numpy(x).float()" if module == "numpy" else "torch.as_tensor(x).float()"
+        raise InputShapeError(
+            f"{name} expects a {want} tensor N x C x H x W, got {kind}; convert it with {how} "
+            "(for one image, add the batch dimension with .unsqueeze(0))"
+        )
+    if not x.is_floating_point():
+        conv = "x.float()" if want == "float32" else f"x.to(torch.{want})"
+        hint = " / 255 (then normalize with the model's mean and std)" if x.dtype == torch.uint8 else ""
+        raise InputShapeError(
+            f"{name} expects a {want} tensor N x C x H x W, got a tensor of dtype "
+            f"{str(x.dtype).removeprefix('torch.')}; convert it with {conv}{hint}"
+        )
+    if dtype is not None and x.dtype != dtype:
+        autocast = x.dtype in _LOW_PRECISION and dtype in _LOW_PRECISION and _autocast_on(x)
+        if not autocast:
+            got = str(x.dtype).removeprefix("torch.")
+            raise InputShapeError(
+                f"{name} has {want} weights but got a {got} input; convert it with x.to(torch.{want}) "
+                f"(or the model with model.to(torch.{got}))"
+            )
+    if device is not None and x.device != device and "meta" not in (x.device.type, device.type):
+        raise InputShapeError(
+            f"{name} is on {device} but the input is on {x.device}; move it with x.to('{device}')"
+        )
     if x.dim() != 4:
         raise InputShapeError(
             f"{name} expects a 4-D batch N x C x H x W, got a {x.dim()}-D tensor of shape "
@@ -104,6 +151,13 @@ def check_input(x: Tensor, in_chans: int, min_size: int, name: str) -> None:
     h, w = int(x.shape[2]), int(x.shape[3])
     if h < min_size or w < min_size:
         raise InputShapeError(f"input {h}x{w} is too small for {name}: the minimum is {min_size}x{min_size}")
+
+
+def _autocast_on(x: Tensor) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(x.device.type))
+    except (RuntimeError, TypeError):  # a device type autocast does not know
+        return False
 
 
 def imagenet_to_inception_input(x: Tensor) -> Tensor:
@@ -206,19 +260,91 @@ def make_cfg(
     )
 
 
-class InceptionBase(nn.Module):
-    """What every model of the family shares: the timm-style API and a Tensor-returning ``forward``.
+class InputTransform(nn.Module):
+    """``imagenet_to_inception_input`` as a module: the first step of a feature extractor of a model
+    built with ``transform_input=True``."""
 
-    Subclasses implement ``_features(x, with_aux) -> (features, aux_logits)``, ``forward_head`` and
-    ``reset_classifier``; they set ``num_classes``, ``in_chans``, ``num_features``, ``default_cfg``.
+    def forward(self, x: Tensor) -> Tensor:
+        return imagenet_to_inception_input(x)
+
+
+class AdaptiveAvgMaxPool2d(nn.Module):
+    """Global pooling ``"avgmax"`` (timm's): the mean of the global average and the global max."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1))
+
+
+GLOBAL_POOLS = ("avg", "max", "avgmax", "")
+
+
+def make_global_pool(pool_type: str, num_classes: int) -> nn.Module:
+    """The global pooling before the classifier: ``"avg"`` (every model's default), ``"max"``,
+    ``"avgmax"`` or ``""`` (none: ``forward`` returns the N x C x H x W map, so ``num_classes`` must
+    be 0). Avg and max pools are torch's ``AdaptiveAvg/MaxPool2d((1, 1))``."""
+    if pool_type not in GLOBAL_POOLS:
+        raise ValueError(
+            f"unknown global_pool {pool_type!r}; choose one of {', '.join(repr(p) for p in GLOBAL_POOLS)}"
+        )
+    if pool_type == "" and num_classes:
+        raise ValueError(
+            f"global_pool='' (no pooling) needs num_classes=0, got {num_classes}: a classifier takes "
+            "pooled features"
+        )
+    if pool_type == "avg":
+        return nn.AdaptiveAvgPool2d((1, 1))
+    if pool_type == "max":
+        return nn.AdaptiveMaxPool2d((1, 1))
+    return AdaptiveAvgMaxPool2d() if pool_type == "avgmax" else nn.Identity()
+
+
+class InceptionBase(nn.Module):
+    """What every model of the family shares: the timm model API and a Tensor-returning ``forward``.
+
+    A family implements the written-out ``_features(x, with_aux) -> (features, aux_logits)`` (the
+    paper's blocks, shape comments), ``forward_head``, ``_reset_heads`` and ``feature_side``, and
+    declares its trunk with ``init_stages``; it sets ``num_classes``, ``in_chans``,
+    ``num_features``, ``head_hidden_size``, ``default_cfg``. From the declaration come, for every
+    model: ``feature_info``, ``forward_intermediates``, ``prune_intermediate_layers``,
+    ``create_model(..., features_only=True)`` (``_features.py``) and gradient checkpointing.
+
+    ``torch.jit.script(model)`` compiles ``forward`` as the logits path; ``torch.fx`` traces it
+    (torchvision's ``create_feature_extractor`` works); eager calls check the input first and take
+    ``return_aux=True``.
     """
 
-    num_classes: int
-    in_chans: int
-    num_features: int
-    min_input_size: int = 1
-    min_aux_input_size: int = 1
-    default_cfg: dict[str, Any]
+    # TorchScript reads class annotations as types and cannot resolve postponed (string) ones, so
+    # the attributes are typed for mypy only; TorchScript infers them from their values.
+    if TYPE_CHECKING:
+        num_classes: int
+        in_chans: int
+        num_features: int
+        head_hidden_size: int
+        min_input_size: int
+        min_aux_input_size: int
+        default_cfg: dict[str, Any]
+        transform_input: bool
+        grad_checkpointing: bool
+        global_pool_type: str
+        layer_names: list[str]
+        feature_info: list[dict[str, Any]]
+        feature_ends: list[int]
+        aux_taps: dict[str, str]
+
+    __jit_unused_properties__ = ["pretrained_cfg"]
+    _pool_attr = "avgpool"  # the name of the global pooling module ("global_pool" in timm's layouts)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.min_input_size = 1
+        self.min_aux_input_size = 1
+        self.transform_input = False
+        self.grad_checkpointing = False
+        self.global_pool_type = "avg"
+        self.layer_names = []
+        self.feature_info = []
+        self.feature_ends = []
+        self.aux_taps = {}
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
@@ -228,29 +354,206 @@ class InceptionBase(nn.Module):
     def has_aux(self) -> bool:
         return False
 
-    def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+    # ---------------------------------------------------------------------------------------------
+    # What a family declares
+
+    def init_stages(
+        self,
+        layer_names: Sequence[str],
+        stages: Sequence[tuple[str, int, int]],
+        aux_taps: Mapping[str, str] | None = None,
+    ) -> None:
+        """Declare the trunk: ``layer_names``, the modules ``_features`` runs, in its order;
+        ``stages``, (module, channels, reduction) of each feature stage end (timm's
+        ``feature_info``); ``aux_taps``, trunk module -> the aux head that reads its output. A test
+        runs the declared trunk against ``_features`` for every model. Call it after ``default_cfg``
+        is set: it adds ``pool_size`` and ``fixed_input_size`` to it."""
+        self.layer_names = list(layer_names)
+        self.feature_info = [dict(num_chs=c, reduction=r, module=m) for m, c, r in stages]
+        self.feature_ends = [self.layer_names.index(m) for m, _, _ in stages]
+        self.aux_taps = dict(aux_taps or {})
+        self.sync_pool_size()
+
+    def feature_side(self, h: int) -> int:
+        """Side of the ``forward_features`` map for an ``h`` x ``h`` input."""
         raise NotImplementedError
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """N x C x H x W features before global pooling."""
-        check_input(x, self.in_chans, self.min_input_size, type(self).__name__)
-        return self._features(x, False)[0]
+    def sync_pool_size(self) -> None:
+        """``default_cfg["pool_size"]``: the final feature map's size at the cfg's input size."""
+        side = self.feature_side(int(self.default_cfg["input_size"][-1]))
+        self.default_cfg = {**self.default_cfg, "pool_size": (side, side), "fixed_input_size": False}
+
+    def _features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor]]:
+        raise NotImplementedError
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         raise NotImplementedError
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_heads(self, num_classes: int) -> None:
+        """New classifier(s) for ``num_classes`` (the main one and any aux heads)."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor, return_aux: bool = False) -> Tensor | ModelOutput:
-        """Logits (always a Tensor); with ``return_aux=True`` a ``ModelOutput(logits, aux)``."""
-        min_size = self.min_aux_input_size if return_aux and self.has_aux else self.min_input_size
-        check_input(x, self.in_chans, max(min_size, self.min_input_size), type(self).__name__)
-        feats, aux = self._features(x, return_aux)
+    def _transform_input(self, x: Tensor) -> Tensor:
+        return imagenet_to_inception_input(x) if self.transform_input else x
+
+    # ---------------------------------------------------------------------------------------------
+    # Input checks (eager only)
+
+    @torch.jit.unused
+    def _check_input(self, x: Tensor, min_size: int) -> None:
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or fx_symbolic_tracing():
+            return
+        p = next(self.parameters(), None)
+        dtype = p.dtype if p is not None and p.is_floating_point() else None
+        check_input(x, self.in_chans, min_size, type(self).__name__, dtype, None if p is None else p.device)
+
+    def input_checker(self) -> Callable[..., None]:
+        """``check(x, dtype=, device=)`` with this model's channels, minimum size and name (for the
+        feature extractors, which hold the trunk but not the model)."""
+        return partial(
+            check_input, in_chans=self.in_chans, min_size=self.min_input_size, name=type(self).__name__
+        )
+
+    def input_transform(self) -> nn.Module | None:
+        return InputTransform() if self.transform_input else None
+
+    # ---------------------------------------------------------------------------------------------
+    # Forward
+
+    def forward(self, x: Tensor, return_aux: bool = False) -> Tensor:
+        """Logits (always a Tensor); with ``return_aux=True`` (eager) a ``ModelOutput(logits, aux)``.
+
+        Scripted and FX-traced, this is the logits path (``return_aux`` is ignored there)."""
+        # nested: TorchScript drops a block under ``if not torch.jit.is_scripting()`` unseen, but
+        # compiles the other operand of an ``and`` (here a function it cannot compile)
+        if not torch.jit.is_scripting():  # noqa: SIM102
+            if not fx_symbolic_tracing():
+                return self._forward_eager(x, return_aux)
+        feats, _ = self._features(x, False)
+        return self.forward_head(feats)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor, return_aux: bool) -> Any:
+        with_aux = bool(return_aux)
+        min_size = self.min_input_size
+        if with_aux and self.has_aux:
+            min_size = max(self.min_aux_input_size, min_size)
+        self._check_input(x, min_size)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            feats, _, aux = self._run_trunk(x, with_aux=with_aux)
+        else:
+            feats, aux = self._features(x, with_aux)
         logits = self.forward_head(feats)
-        if return_aux:
+        if with_aux:
             return ModelOutput(logits, tuple(aux))
         return logits
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """N x C x H x W features before global pooling."""
+        if not torch.jit.is_scripting():  # noqa: SIM102 (nested as in forward)
+            if not fx_symbolic_tracing():
+                self._check_input(x, self.min_input_size)
+                if self.grad_checkpointing and torch.is_grad_enabled():
+                    return self._run_trunk(x)[0]
+        return self._features(x, False)[0]
+
+    def _run_trunk(
+        self, x: Tensor, with_aux: bool = False, last: int | None = None, take: Sequence[int] = ()
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The declared trunk, module by module (checkpointed when enabled): the output of module
+        ``last`` (default: the last), the outputs of the modules at ``take``, the aux logits."""
+        x = self._transform_input(x)
+        feats: list[Tensor] = []
+        aux: list[Tensor] = []
+        names = self.layer_names if last is None else self.layer_names[: last + 1]
+        for i, name in enumerate(names):
+            x = run_module(self.get_submodule(name), x, self.grad_checkpointing)
+            if i in take:
+                feats.append(x)
+            head = getattr(self, self.aux_taps[name]) if with_aux and name in self.aux_taps else None
+            if head is not None:
+                aux.append(head(x))
+        return x, feats, aux
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """timm's ``forward_intermediates``: the feature maps at the stages ``indices`` (``None``:
+        all, an int: the last n, a list: those, negative from the end; ``feature_info`` lists them)
+        and the final features (``forward_features``' output; with ``stop_early``, the last stage
+        asked for). ``norm``: no final norm in this family, ignored. Aux heads are not run."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        self._check_input(x, self.min_input_size)
+        take, max_index = feature_take_indices(len(self.feature_ends), indices)
+        last = self.feature_ends[max_index] if stop_early else None
+        x, feats, _ = self._run_trunk(x, last=last, take=[self.feature_ends[i] for i in take])
+        return feats if intermediates_only else (x, feats)
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's: the trunk modules after the last stage in ``indices`` become ``nn.Identity``; then
+        (``prune_head``, or when the trunk was cut) the aux heads go and the head becomes
+        ``reset_classifier(0, "")``, so ``forward`` returns that stage's map. Returns the stages kept."""
+        take, max_index = feature_take_indices(len(self.feature_ends), indices)
+        prune_end = max_index < len(self.feature_ends) - 1
+        for name in self.layer_names[self.feature_ends[max_index] + 1 :]:
+            self.set_submodule(name, nn.Identity())
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            for name in self.default_cfg.get("aux_modules", ()):
+                if getattr(self, name, None) is not None:
+                    setattr(self, name, None)
+            if hasattr(self, "aux_logits"):
+                self.aux_logits = False
+            self.default_cfg = {**self.default_cfg, "aux_classifiers": ()}
+            self.reset_classifier(0, "")
+        return take
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Gradient checkpointing per trunk block (``torch.utils.checkpoint``, non-reentrant) in
+        training steps: the same outputs and gradients, activations recomputed in backward instead
+        of kept (``_features.run_module``)."""
+        self.grad_checkpointing = bool(enable)
+
+    # ---------------------------------------------------------------------------------------------
+    # Head
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.default_cfg["classifier"])
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier (and aux classifiers) for ``num_classes`` outputs (0: pooled features),
+        for fine-tuning; ``global_pool`` ("avg", "max", "avgmax", "": none) replaces the pooling.
+        New layers take the model's device, dtype and train/eval mode."""
+        pool_type = self.global_pool_type if global_pool is None else global_pool
+        pool = make_global_pool(pool_type, num_classes)
+        old = list(self.parameters())  # held, so that no new parameter can reuse a freed one's id
+        before = {id(p) for p in old}
+        ref = old[0] if old else None
+        setattr(self, self._pool_attr, pool)
+        self.global_pool_type = pool_type
+        self.num_classes = num_classes
+        self._reset_heads(num_classes)
+        if ref is not None:
+            for m in self.modules():
+                if any(id(p) not in before for p in m.parameters(recurse=False)):
+                    m.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else None)
+        del old
+        self.train(self.training)
+        self.default_cfg = {**self.default_cfg, "num_classes": num_classes}
+
+    def _pool_flatten(self, x: Tensor) -> Tensor:
+        """N x C after a global pool; the map as it is without one (``global_pool=""``)."""
+        return torch.flatten(x, 1) if self.global_pool_type != "" else x
 
 
 def make_classifier(num_features: int, num_classes: int) -> nn.Module:

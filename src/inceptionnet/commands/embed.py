@@ -1,0 +1,231 @@
+"""``inceptionnet embed``: one vector per image (retrieval, kNN, clustering), written to a safetensors file.
+
+    inceptionnet embed googlenet --weights imagenet1k_v1 photos/ -o embeddings.safetensors
+    inceptionnet embed inception_resnet_v1 --weights vggface2 faces/ -o faces.safetensors
+    inceptionnet embed --checkpoint runs/x/best.pt shirts/ -o shirts.safetensors --stage 3
+
+The vectors are the model's pooled features (what its classifier reads; ``num_classes=0``), or with
+``--stage N`` the feature map of stage N (``feature_info``) globally average-pooled; with the face
+weights of inception_resnet_v1 they are its L2-normalized 512-d embeddings. The file holds the
+tensor ``embeddings`` (N x D, float32, in the order of the file list) and its metadata the file list
+(``files``, JSON) and how the vectors were made. Folders are searched recursively for image files
+(sorted); an unreadable image prints ``error: ...`` and is left out (exit code 2 at the end). The
+output is written atomically and never over an input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import data as D
+from ..errors import ImageReadError, NonFiniteError
+from ..fileio import atomic_write, check_output_dir, is_safetensors, same_file
+from ..runtime import DEVICE_HELP, flush_denormal, progress, resolve_device
+
+FORMAT = "inceptionnet-embeddings"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Options between the inputs too (``embed MODEL --weights W DIR -o OUT``)."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        return self.parse_intermixed_args(args, namespace)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = _Parser(
+        description="Embed images: a model's pooled features (or a stage's, globally pooled) per image, "
+        "with the file list, in a safetensors file.",
+        add_help=add_help,
+    )
+    p.add_argument(
+        "items", nargs="+", metavar="MODEL / INPUT",
+        help="the model name (leave it out with --checkpoint), then image files or folders (searched recursively)",
+    )  # fmt: skip
+    p.add_argument(
+        "--weights", default=None, help="weight entry (e.g. imagenet1k_v1) or .pth/.safetensors file"
+    )
+    p.add_argument("--checkpoint", default=None, help="a training checkpoint instead of MODEL --weights")
+    p.add_argument("-o", "--output", required=True, help="the embeddings file to write (.safetensors)")
+    p.add_argument(
+        "--stage", type=int, default=None,
+        help="embed the feature map of this stage (0 = the first of feature_info; negative from the end), "
+        "globally average-pooled, instead of the pooled final features",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default cpu)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def image_files(inputs: Sequence[str]) -> list[Path]:
+    """The files to embed: files as given, folders searched recursively for image files (sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        if not str(item).strip():
+            raise ValueError("an input path is empty (''); give image files or folders")
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in D.IMAGE_EXTENSIONS and f.is_file())
+            if not found:
+                raise FileNotFoundError(
+                    f"folder {p} holds no image files ({', '.join(D.IMAGE_EXTENSIONS[:6])}, ...)"
+                )
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"image or folder {p} does not exist")
+    return files
+
+
+def check_output(output: str, inputs: Sequence[Path]) -> Path:
+    """Refuse an output that is one of the inputs, a folder, or an existing file that is not an
+    embeddings file (an earlier one is replaced); checked before any work."""
+    out = Path(output)
+    if not str(output).strip():
+        raise ValueError("-o is empty; give an output file name, e.g. embeddings.safetensors")
+    if out.is_dir():
+        raise ValueError(f"-o {out} is a directory; give a file name, e.g. {out / 'embeddings.safetensors'}")
+    for p in inputs:
+        if out.exists() and p.exists() and same_file(out, p):
+            raise ValueError(
+                f"-o {out} is an input file: writing it would replace the input; choose another file"
+            )
+    if out.is_file() and out.stat().st_size and _format_of(out) != FORMAT:
+        raise ValueError(
+            f"-o {out} exists and is not an embeddings file; refusing to replace it: choose another output "
+            "file or delete it first"
+        )
+    check_output_dir(out.parent, "-o", create=False)
+    return out
+
+
+def _format_of(path: Path) -> str | None:
+    if not is_safetensors(path):
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # noqa: BLE001 - a damaged file: not ours to replace
+        return None
+
+
+def _batches(files: Sequence[Path], size: int) -> Iterator[list[Path]]:
+    for i in range(0, len(files), size):
+        yield list(files[i : i + size])
+
+
+def run_embed(
+    inputs: Sequence[str],
+    output: str,
+    *,
+    model_name: str | None = None,
+    weights: str | None = None,
+    checkpoint: str | None = None,
+    stage: int | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> tuple[int, list[str]]:
+    """Embed ``inputs`` into ``output``; returns (vectors written, error lines of unreadable files)."""
+    from ..checkpoint import load_for_inference
+    from ..models.inception_resnet import L2Norm
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    files = image_files(inputs)
+    sources = [Path(s) for s in (checkpoint, weights) if s and Path(s).is_file()]
+    out = check_output(output, [*files, *sources])
+    dev = resolve_device(device)
+    model, name, icfg, _ = load_for_inference(checkpoint, model_name, weights, dev)
+    model.reset_classifier(0)  # the pooled features (facenet's head: the L2-normalized embedding)
+    n_stages = len(model.feature_info)
+    if stage is not None and not -n_stages <= stage < n_stages:
+        raise ValueError(f"--stage must be in 0..{n_stages - 1} (or negative from the end), got {stage}")
+    stage = None if stage is None else stage % n_stages
+    transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
+
+    def embed(x: Tensor) -> Tensor:
+        if stage is None:
+            return model(x)
+        maps = model.forward_intermediates(x, indices=[stage], stop_early=True, intermediates_only=True)
+        return maps[0].mean((2, 3))
+
+    vectors: list[Tensor] = []
+    done: list[str] = []
+    errors: list[str] = []
+    batches = progress(_batches(files, batch_size), total=-(-len(files) // batch_size), desc="embed")
+    with flush_denormal(), torch.inference_mode():
+        for batch in batches:
+            xs = []
+            for f in batch:
+                try:
+                    xs.append(transform(D.read_image(f, icfg.in_chans)))
+                    done.append(str(f))
+                except ImageReadError as e:
+                    errors.append(str(e))
+                    print(f"error: {e}", file=sys.stderr)
+            if xs:
+                vectors.append(embed(torch.stack(xs).to(dev)).float().cpu())
+    if not vectors:
+        raise ImageReadError(f"none of the {len(files)} files could be read; nothing written")
+    emb = torch.cat(vectors).contiguous()
+    if not bool(torch.isfinite(emb).all()):
+        raise NonFiniteError("some embeddings are not finite (NaN/inf): the weights or the inputs overflow")
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "model": name,
+        "source": checkpoint or str(weights),
+        "stage": "pooled" if stage is None else str(stage),
+        "module": "" if stage is None else model.feature_info[stage]["module"],
+        "normalized": json.dumps(stage is None and isinstance(model.get_classifier(), L2Norm)),
+        "dim": str(emb.shape[1]),
+        "count": str(emb.shape[0]),
+        "input": json.dumps(icfg.to_dict()),
+        "files": json.dumps(done),
+    }
+
+    def write(tmp: str) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"embeddings": emb}, tmp, metadata={k: str(v) for k, v in meta.items()})
+
+    atomic_write(out, write)
+    print(f"wrote {emb.shape[0]} embeddings of dimension {emb.shape[1]} ({name}, {meta['stage']}) to {out}")
+    return emb.shape[0], errors
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..models import list_models
+
+    items = list(args.items)
+    model_name = None
+    if not args.checkpoint:
+        model_name = items.pop(0)
+        if model_name not in list_models():
+            from ..models._registry import unknown_model_message
+
+            raise ValueError(f"{unknown_model_message(model_name)}; usage: embed MODEL --weights W INPUT...")
+        if not args.weights:
+            raise ValueError(
+                f"embed {model_name} needs --weights (an entry name or a file), or use --checkpoint"
+            )
+    elif len(items) > 1 and items[0] in list_models() and not Path(items[0]).exists():
+        model_name = items.pop(0)  # embed MODEL --checkpoint FILE ...: checked against the checkpoint
+    if not items:
+        raise ValueError("give image files or folders to embed")
+    _, errors = run_embed(
+        items, args.output, model_name=model_name, weights=args.weights, checkpoint=args.checkpoint,
+        stage=args.stage, batch_size=args.batch_size, device=args.device,
+    )  # fmt: skip
+    return 2 if errors else 0
