@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
 	# Reference implementations for compatibility tests only; they pin old torch, hence --no-deps.
-	$(BIN)/pip install -q --no-deps pretrainedmodels==0.7.4 facenet-pytorch==2.6.0
+	$(BIN)/pip install -q --no-deps pretrainedmodels==0.7.4 facenet-pytorch==2.6.0 pytorch-fid==0.3.0 torch-fidelity==0.4.0
 	$(BIN)/pip install -q six munch
 	touch $(STAMP)
 

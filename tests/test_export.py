@@ -29,7 +29,14 @@ ort = pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[1]
 # slow at any size on 2 cores: exported at model.min_input_size; the GoogLeNets at 32x32
-BIG = {"bn_inception", "inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"}
+BIG = {
+    "bn_inception",
+    "inception_v3",
+    "fid_inception_v3",
+    "inception_v4",
+    "inception_resnet_v1",
+    "inception_resnet_v2",
+}
 MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in inceptionnet.list_models()]
 ATOL = 1e-4  # the fp32 bound; the tests pass rtol=0 so it applies as it is
 

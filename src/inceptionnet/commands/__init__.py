@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("inceptionnet.commands.bench", "throughput vs torchvision, ONNX Runtime and torch.compile"),
     "ablate": ("inceptionnet.commands.ablate", "ablation studies of googlenet_small on Fashion-MNIST"),
     "demo": ("inceptionnet.commands.demo", "train, evaluate and predict on Fashion-MNIST in ~5 minutes"),
+    "fid": ("inceptionnet.commands.fid", "FID between image folders or .npz statistics (pytorch-fid's)"),
+    "isc": ("inceptionnet.commands.isc", "Inception Score of an image folder (torch-fidelity's)"),
 }
 
 

@@ -20,6 +20,9 @@ without). The paper's Table 1 in these names:
 * average pool, dropout, fc.
 
 Pooling inside the blocks is torchvision's: 3x3/1 average pools counting the zero padding.
+``fid_inception_v3`` is the same topology with the 2015 TensorFlow graph's pooling (named flags
+``pool_exclude_pad``, ``last_max_pool``) and 1008 classes: the FID network of pytorch-fid,
+torch-fidelity and clean-fid, its state_dict key-for-key pytorch-fid's.
 """
 
 from __future__ import annotations
@@ -53,15 +56,36 @@ __all__ = [
     "InceptionD",
     "InceptionE",
     "InceptionV3",
+    "fid_inception_v3",
     "inception_v3",
 ]
+
+
+POOLS = ("avg", "avg_exclude_pad", "max")
+
+
+def _branch_pool(x: Tensor, pool: str) -> Tensor:
+    """The 3x3/1 pool of a block's pooling branch: torchvision's average counting the zero padding
+    ("avg"), TensorFlow's average over the valid pixels only ("avg_exclude_pad"), or a max pool."""
+    if pool == "max":
+        return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=pool == "avg")
+
+
+def _check_pool(pool: str) -> str:
+    if pool not in POOLS:
+        raise ValueError(f"pool={pool!r}: expected one of {', '.join(POOLS)}")
+    return pool
 
 
 class InceptionA(nn.Module):
     """35x35 module (paper Figure 5): 1x1 | 1x1 -> 5x5 | 1x1 -> 3x3 -> 3x3 | avg pool -> 1x1."""
 
-    def __init__(self, in_channels: int, pool_features: int, *, conv_layer: ConvLayer = ConvBNAct) -> None:
+    def __init__(
+        self, in_channels: int, pool_features: int, *, conv_layer: ConvLayer = ConvBNAct, pool: str = "avg"
+    ) -> None:
         super().__init__()
+        self.pool = _check_pool(pool)
         self.branch1x1 = conv_layer(in_channels, 64, kernel_size=1)
 
         self.branch5x5_1 = conv_layer(in_channels, 48, kernel_size=1)
@@ -77,7 +101,7 @@ class InceptionA(nn.Module):
         branch1x1 = self.branch1x1(x)
         branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
         branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_branch_pool(x, self.pool))
         return torch.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
 
 
@@ -103,8 +127,11 @@ class InceptionC(nn.Module):
     """17x17 module (paper Figure 6, n=7): 1x1 | 1x1 -> 1x7 -> 7x1 | 1x1 -> 7x1 -> 1x7 -> 7x1 -> 1x7 |
     avg pool -> 1x1."""
 
-    def __init__(self, in_channels: int, channels_7x7: int, *, conv_layer: ConvLayer = ConvBNAct) -> None:
+    def __init__(
+        self, in_channels: int, channels_7x7: int, *, conv_layer: ConvLayer = ConvBNAct, pool: str = "avg"
+    ) -> None:
         super().__init__()
+        self.pool = _check_pool(pool)
         c7 = channels_7x7
         self.branch1x1 = conv_layer(in_channels, 192, kernel_size=1)
 
@@ -126,7 +153,7 @@ class InceptionC(nn.Module):
         branch7x7dbl = self.branch7x7dbl_1(x)
         branch7x7dbl = self.branch7x7dbl_3(self.branch7x7dbl_2(branch7x7dbl))
         branch7x7dbl = self.branch7x7dbl_5(self.branch7x7dbl_4(branch7x7dbl))
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_branch_pool(x, self.pool))
         return torch.cat([branch1x1, branch7x7, branch7x7dbl, branch_pool], 1)
 
 
@@ -155,8 +182,9 @@ class InceptionE(nn.Module):
     """8x8 module with expanded filter banks (paper Figure 7): 1x1 | 1x1 -> (1x3, 3x1) |
     1x1 -> 3x3 -> (1x3, 3x1) | avg pool -> 1x1."""
 
-    def __init__(self, in_channels: int, *, conv_layer: ConvLayer = ConvBNAct) -> None:
+    def __init__(self, in_channels: int, *, conv_layer: ConvLayer = ConvBNAct, pool: str = "avg") -> None:
         super().__init__()
+        self.pool = _check_pool(pool)
         self.branch1x1 = conv_layer(in_channels, 320, kernel_size=1)
 
         self.branch3x3_1 = conv_layer(in_channels, 384, kernel_size=1)
@@ -176,7 +204,7 @@ class InceptionE(nn.Module):
         branch3x3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
         b3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         branch3x3dbl = torch.cat([self.branch3x3dbl_3a(b3dbl), self.branch3x3dbl_3b(b3dbl)], 1)
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_branch_pool(x, self.pool))
         return torch.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], 1)
 
 
@@ -236,6 +264,12 @@ class InceptionV3(InceptionBase):
         drop_rate: dropout before the classifier (torchvision: 0.5; the paper does not give one).
         bn_eps: BatchNorm eps (TensorFlow/torchvision: 1e-3).
         global_pool: "avg" (paper), "max", "avgmax" or "" (none; needs ``num_classes=0``).
+        pool_exclude_pad: the pooling branches of Mixed_5b-5d, 6b-6e and 7b (7c too unless
+            ``last_max_pool``) average over the valid pixels only, as TensorFlow's ``AvgPool`` with
+            ``padding='SAME'`` does (the 2015 TF graph's value: True; torchvision: False).
+        last_max_pool: Mixed_7c's pooling branch is a 3x3/1 max pool (the 2015 TF graph, the FID
+            network: True, ``mixed_10/tower_2/pool`` is a ``MaxPool``; torchvision and the paper: False,
+            an average pool).
     """
 
     def __init__(
@@ -248,6 +282,8 @@ class InceptionV3(InceptionBase):
         drop_rate: float = 0.5,
         bn_eps: float = 1e-3,
         global_pool: str = "avg",
+        pool_exclude_pad: bool = False,
+        last_max_pool: bool = False,
     ) -> None:
         super().__init__()
         if transform_input and in_chans != 3:
@@ -256,7 +292,11 @@ class InceptionV3(InceptionBase):
         self.in_chans = in_chans
         self.aux_logits = aux_logits
         self.transform_input = transform_input
+        self.pool_exclude_pad = pool_exclude_pad
+        self.last_max_pool = last_max_pool
         conv = partial(ConvBNAct, bn_eps=bn_eps)
+        pool = "avg_exclude_pad" if pool_exclude_pad else "avg"
+        pool_7c = "max" if last_max_pool else pool
 
         # N x 3 x 299 x 299
         self.Conv2d_1a_3x3 = conv(in_chans, 32, kernel_size=3, stride=2)
@@ -273,27 +313,27 @@ class InceptionV3(InceptionBase):
         # N x 192 x 71 x 71
         self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2)
         # N x 192 x 35 x 35
-        self.Mixed_5b = InceptionA(192, pool_features=32, conv_layer=conv)
+        self.Mixed_5b = InceptionA(192, pool_features=32, conv_layer=conv, pool=pool)
         # N x 256 x 35 x 35
-        self.Mixed_5c = InceptionA(256, pool_features=64, conv_layer=conv)
+        self.Mixed_5c = InceptionA(256, pool_features=64, conv_layer=conv, pool=pool)
         # N x 288 x 35 x 35
-        self.Mixed_5d = InceptionA(288, pool_features=64, conv_layer=conv)
+        self.Mixed_5d = InceptionA(288, pool_features=64, conv_layer=conv, pool=pool)
         # N x 288 x 35 x 35
         self.Mixed_6a = InceptionB(288, conv_layer=conv)
         # N x 768 x 17 x 17
-        self.Mixed_6b = InceptionC(768, channels_7x7=128, conv_layer=conv)
-        self.Mixed_6c = InceptionC(768, channels_7x7=160, conv_layer=conv)
-        self.Mixed_6d = InceptionC(768, channels_7x7=160, conv_layer=conv)
-        self.Mixed_6e = InceptionC(768, channels_7x7=192, conv_layer=conv)
+        self.Mixed_6b = InceptionC(768, channels_7x7=128, conv_layer=conv, pool=pool)
+        self.Mixed_6c = InceptionC(768, channels_7x7=160, conv_layer=conv, pool=pool)
+        self.Mixed_6d = InceptionC(768, channels_7x7=160, conv_layer=conv, pool=pool)
+        self.Mixed_6e = InceptionC(768, channels_7x7=192, conv_layer=conv, pool=pool)
         # N x 768 x 17 x 17
         self.AuxLogits: InceptionAux | None = (
             InceptionAux(768, num_classes, conv_layer=conv) if aux_logits else None
         )
         self.Mixed_7a = InceptionD(768, conv_layer=conv)
         # N x 1280 x 8 x 8
-        self.Mixed_7b = InceptionE(1280, conv_layer=conv)
+        self.Mixed_7b = InceptionE(1280, conv_layer=conv, pool=pool)
         # N x 2048 x 8 x 8
-        self.Mixed_7c = InceptionE(2048, conv_layer=conv)
+        self.Mixed_7c = InceptionE(2048, conv_layer=conv, pool=pool_7c)
         # N x 2048 x 8 x 8
         self.num_features = self.head_hidden_size = 2048
         self.avgpool = make_global_pool(global_pool, num_classes)
@@ -378,6 +418,28 @@ def inception_v3(**kwargs: Any) -> InceptionV3:
     return InceptionV3(**kwargs)
 
 
+@register_model
+def fid_inception_v3(**kwargs: Any) -> InceptionV3:
+    """The FID network: TensorFlow's 2015 Inception v3 graph (``inception-2015-12-05.tgz``) as ported
+    by pytorch-fid (``pt_inception-2015-12-05-6726825d.pth``; torch-fidelity and clean-fid use the same
+    graph). 23,850,960 params at 1008 classes; the state_dict is key-for-key pytorch-fid's
+    ``fid_inception_v3()``.
+
+    Its deviations from :func:`inception_v3`, as the TF graph has them:
+
+    * ``num_classes=1008`` (the TF graph's softmax, 1000 classes plus 8 unused);
+    * ``pool_exclude_pad=True``: the pooling branches of Mixed_5b-5d, 6b-6e and 7b average over the
+      valid pixels only (TF ``AvgPool``, ``padding='SAME'``; ``count_include_pad=False``);
+    * ``last_max_pool=True``: Mixed_7c's pooling branch is a 3x3/1 **max** pool;
+    * ``transform_input=False``: the input is in [-1, 1] (``2 * x - 1`` of an image in [0, 1]);
+    * BN eps 1e-3, as in the TF graph and torchvision.
+    """
+    kwargs.setdefault("num_classes", 1008)
+    kwargs.setdefault("pool_exclude_pad", True)
+    kwargs.setdefault("last_max_pool", True)
+    return InceptionV3(**kwargs)
+
+
 # --------------------------------------------------------------------------------------------------
 # Weights
 
@@ -390,4 +452,14 @@ register_weights(WeightEntry(
     params=27161264, gmacs=5.713, model_kwargs={"transform_input": True},
     source="torchvision Inception_V3_Weights.IMAGENET1K_V1 (ported from TensorFlow); the file holds the "
     "AuxLogits head, loaded with aux_logits=True and skipped otherwise",
+))  # fmt: skip
+
+register_weights(WeightEntry(
+    model="fid_inception_v3", tag="tf_2015_12_05",
+    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    filename="pt_inception-2015-12-05-6726825d.pth", sha256="6726825d", num_classes=1008,
+    input_size=(3, 299, 299), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0,
+    params=23850960,
+    source="pytorch-fid's port of TensorFlow's inception-2015-12-05.tgz, the FID network (pool3 features "
+    "of this file are what FID, IS and KID are reported with)",
 ))  # fmt: skip
