@@ -817,9 +817,9 @@ def test_embed_checkpoint_and_face_embeddings(image_dir, tmp_path):
     vecs, meta = _read_embeddings(out)
     assert vecs.shape == (5, m.num_features) and meta["model"] == "googlenet_small"
     # inception_resnet_v1 with the face weights' architecture (facenet's, the vggface2 entry's flags):
-    # its L2-normalized 512-d embeddings. 512 classes: checkpoint.CLASSIFIER_KEYS reads last_linear (the
-    # embedding) before classif, so another class count is not recognized (see the report)
-    face = create_model("inception_resnet_v1", num_classes=512, embed_dim=512, num_blocks=(5, 10, 6),
+    # its L2-normalized 512-d embeddings; 7 classes, not 512: the class count is read from classif, not
+    # from last_linear (the embedding)
+    face = create_model("inception_resnet_v1", num_classes=7, embed_dim=512, num_blocks=(5, 10, 6),
                         slim_final_block=True)  # fmt: skip
     wfile = tmp_path / "face.pth"
     torch.save({"model": face.state_dict(), "model_name": "inception_resnet_v1",

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import traceback
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,28 +166,42 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
-def check_output_file(output: PathLike, flag: str, inputs: Mapping[str, PathLike | None]) -> Path:
-    """Refuse an output file that is one of the command's inputs (``inputs``: flag -> path or None),
-    a directory, or an existing file of another kind worth keeping (a checkpoint, weights, an image,
-    an archive); an earlier export or an unknown file may be replaced. Checked before any work."""
+def _exported_model_or_unknown(path: Path) -> bool:
+    return file_kind(path) in (None, "torchscript", "onnx", "text")
+
+
+def check_output_file(
+    output: PathLike,
+    flag: str,
+    inputs: Mapping[str, PathLike | None] | Iterable[tuple[str, PathLike | None]],
+    *,
+    replaceable: Callable[[Path], bool] = _exported_model_or_unknown,
+    what: str = "an exported model",
+    example: str = "model.onnx",
+) -> Path:
+    """Refuse an output file that is one of the command's inputs (``inputs``: flag -> path or None,
+    or such pairs), a directory, or an existing file worth keeping: one that ``replaceable`` does not
+    accept (by default a checkpoint, weights, an image, an archive; an earlier export or an unknown
+    file may be replaced). Checked before any work."""
     out = Path(output)
     if not str(output).strip():
-        raise ValueError(f"{flag} is empty; give an output file name")
-    for in_flag, p in inputs.items():
+        raise ValueError(f"{flag} is empty; give an output file name, e.g. {example}")
+    pairs = inputs.items() if isinstance(inputs, Mapping) else inputs
+    for in_flag, p in pairs:
         if p and Path(p).is_file() and same_file(out, p):
             raise ValueError(
                 f"{flag} {out} is the {in_flag} file itself: writing it would replace the input; "
                 "choose another output file"
             )
     if out.is_dir():
-        raise ValueError(f"{flag} {out} is a directory; give a file name, e.g. {out / 'model.onnx'}")
-    if out.is_file() and out.stat().st_size:
+        raise ValueError(f"{flag} {out} is a directory; give a file name, e.g. {out / example}")
+    if out.is_file() and out.stat().st_size and not replaceable(out):
         kind = file_kind(out)
-        if kind not in (None, "torchscript", "onnx", "text"):
-            raise ValueError(
-                f"{flag} {out} exists and is {KIND_NAMES.get(kind, kind)}, not an exported model; "
-                "refusing to replace it: choose another output file or delete it first"
-            )
+        name = KIND_NAMES.get(kind, kind) if kind else "a file of another kind"
+        raise ValueError(
+            f"{flag} {out} exists and is {name}, not {what}; "
+            "refusing to replace it: choose another output file or delete it first"
+        )
     check_output_dir(out.parent, flag, create=False)
     return out
 

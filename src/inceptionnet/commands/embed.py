@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .. import data as D
 from ..errors import ImageReadError, NonFiniteError
-from ..fileio import atomic_write, check_output_dir, is_safetensors, same_file
+from ..fileio import atomic_write, check_output_file, is_safetensors
 from ..runtime import DEVICE_HELP, flush_denormal, progress, resolve_device
 
 FORMAT = "inceptionnet-embeddings"
@@ -87,28 +87,6 @@ def image_files(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-def check_output(output: str, inputs: Sequence[Path]) -> Path:
-    """Refuse an output that is one of the inputs, a folder, or an existing file that is not an
-    embeddings file (an earlier one is replaced); checked before any work."""
-    out = Path(output)
-    if not str(output).strip():
-        raise ValueError("-o is empty; give an output file name, e.g. embeddings.safetensors")
-    if out.is_dir():
-        raise ValueError(f"-o {out} is a directory; give a file name, e.g. {out / 'embeddings.safetensors'}")
-    for p in inputs:
-        if out.exists() and p.exists() and same_file(out, p):
-            raise ValueError(
-                f"-o {out} is an input file: writing it would replace the input; choose another file"
-            )
-    if out.is_file() and out.stat().st_size and _format_of(out) != FORMAT:
-        raise ValueError(
-            f"-o {out} exists and is not an embeddings file; refusing to replace it: choose another output "
-            "file or delete it first"
-        )
-    check_output_dir(out.parent, "-o", create=False)
-    return out
-
-
 def _format_of(path: Path) -> str | None:
     if not is_safetensors(path):
         return None
@@ -145,7 +123,10 @@ def run_embed(
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     files = image_files(inputs)
     sources = [Path(s) for s in (checkpoint, weights) if s and Path(s).is_file()]
-    out = check_output(output, [*files, *sources])
+    out = check_output_file(
+        output, "-o", [("input", p) for p in [*files, *sources]],
+        replaceable=lambda p: _format_of(p) == FORMAT, what="an embeddings file", example="embeddings.safetensors",
+    )  # fmt: skip
     dev = resolve_device(device)
     model, name, icfg, _ = load_for_inference(checkpoint, model_name, weights, dev)
     model.reset_classifier(0)  # the pooled features (facenet's head: the L2-normalized embedding)
