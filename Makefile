@@ -4,24 +4,29 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 FMNIST  := /usr/share/datasets/fashion-mnist
 STAMP   := $(VENV)/.installed
+CHROMEDRIVER := /usr/bin/chromedriver
 
 .PHONY: setup demo test lint clean
 
-setup: $(STAMP) $(FMNIST)
+setup: $(STAMP) $(FMNIST) $(CHROMEDRIVER)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision first, pinned: pip takes them from this machine's local wheels.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,openvino]'  # openvino: the optional fast-path backend (openvino + nncf)
 	# Reference implementations for compatibility tests only; they pin old torch, hence --no-deps.
-	$(BIN)/pip install -q --no-deps pretrainedmodels==0.7.4 facenet-pytorch==2.6.0 pytorch-fid==0.3.0 torch-fidelity==0.4.0
+	$(BIN)/pip install -q --no-deps pretrainedmodels==0.7.4 facenet-pytorch==2.6.0 pytorch-fid==0.3.0 torch-fidelity==0.4.0 clean-fid==0.1.35
 	$(BIN)/pip install -q six munch
 	touch $(STAMP)
 
 $(FMNIST):
 	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+
+# Debian's browser and driver for tests/test_browser.py (the serve page); installed once (the file is the stamp)
+$(CHROMEDRIVER):
+	apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 
 demo: setup
 	$(BIN)/inceptionnet demo

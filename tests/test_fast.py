@@ -12,6 +12,7 @@ import inceptionnet
 from inceptionnet.commands import bench
 from inceptionnet.deploy.fast import FastInferenceError, optimize_for_inference
 from inceptionnet.deploy.fold import fold_bn, merge_parallel_convs
+from inceptionnet.deploy.openvino import available as openvino_available
 
 
 def _trained_stats(name: str, size: int, **kw: object) -> nn.Module:
@@ -64,8 +65,9 @@ def test_backends_match_eager(name: str, size: int, backend: str) -> None:
     fast = optimize_for_inference(m, x, backend=backend)
     assert fast.max_abs_diff <= fast.tolerance
     assert fast.top1_agreement == 1.0
-    if backend == "auto":
-        assert fast.backend in ("eager", "onnxruntime") and set(fast.timings) == {"eager", "onnxruntime"}
+    if backend == "auto":  # every installed fp32 backend but compile (slow to build) is a candidate
+        names = {"eager", "onnxruntime"} | ({"openvino"} if openvino_available() else set())
+        assert fast.backend in names and set(fast.timings) == names
     x2 = torch.randn(3, 3, size, size)  # another batch size: dynamic batch
     with torch.no_grad():
         _close(fast(x2), m(x2))
@@ -87,8 +89,10 @@ def test_bad_arguments() -> None:
     x = torch.randn(1, 3, 32, 32)
     with pytest.raises(ValueError, match="unknown backend"):
         optimize_for_inference(m, x, backend="tensorrt")
-    with pytest.raises(ValueError, match="fp32 only"):
+    with pytest.raises(ValueError, match="runs fp32 and int8 only, not bf16"):
         optimize_for_inference(m, x, backend="onnxruntime", dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="dtype='auto' chooses among backends"):
+        optimize_for_inference(m, x, backend="eager", dtype="auto")
 
 
 @pytest.mark.slow
@@ -112,8 +116,10 @@ def test_bench_json_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert md[0].startswith("| model (input) |") and len(md) == 2 + len(report["results"])
     assert md[2].startswith("| googlenet_small (32) | 2 | tv-eager | float32 |") and "| 1.00 |" in md[2]
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report["schema"] == 1 and report["mode"] == "infer"
-    assert set(report["env"]) == {"torch", "onnxruntime", "threads", "cpu", "bf16_native"}
+    assert report["schema"] == 2 and report["mode"] == "infer"
+    assert set(report["env"]) == {
+        "torch", "onnxruntime", "threads", "cpu", "bf16_native", "cpu_model", "cpu_flags", "openvino", "nncf"
+    }  # fmt: skip
     assert report["config"]["backends"] == ["tv-eager", "eager", "onnxruntime"]
     assert report["peak_gflops"]["float32"] > 0
     keys = {

@@ -1,9 +1,15 @@
-"""FID / IS / KID against the reference implementations (pytorch-fid, torch-fidelity) with the same
-random weights, built by pytorch-fid's own classes."""
+"""FID against pytorch-fid with the same random weights (built by pytorch-fid's own classes): the
+network, the number, the fast path, the command line, sharding under torchrun, errors.
+
+Each test computes what it needs (no shared feature fixtures): pytest-xdist may run the tests of one
+module on different workers, so a shared module fixture would be computed twice."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +17,7 @@ import torch
 
 from inceptionnet import create_model
 from inceptionnet.commands import run
+from inceptionnet.errors import NonFiniteError
 from inceptionnet.metrics import scores as M
 
 pfi = pytest.importorskip("pytorch_fid.inception")
@@ -19,7 +26,7 @@ pfs = pytest.importorskip("pytorch_fid.fid_score")
 N_IMAGES = 70  # > 64 + 1: a full-rank covariance at --dims 64
 
 
-def _reference_inception() -> torch.nn.Module:
+def reference_inception() -> torch.nn.Module:
     """pytorch-fid's fid_inception_v3() topology with random weights (no download)."""
     t = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
     t.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
@@ -34,18 +41,27 @@ def _reference_inception() -> torch.nn.Module:
     return t.eval()
 
 
+def random_fid_state_dict() -> dict[str, torch.Tensor]:
+    """Random weights (PyTorch's default init) with each BN's running statistics set from one batch
+    of synthetic 299x299 images: without that, the default init shrinks the signal layer by layer and
+    the pool3 features of any two images agree to 1e-8 (IS exactly 1, KID 0: nothing to compare)."""
+    torch.manual_seed(0)
+    net = reference_inception()
+    yy, xx = torch.meshgrid(torch.arange(299.0), torch.arange(299.0), indexing="ij")
+    x = torch.stack([torch.sin(xx / (9 + 4 * i)) * torch.cos(yy / (7 + 3 * i)) for i in range(8)])
+    x = (x[:, None] + 0.3 * torch.randn(8, 3, 299, 299)).clamp(-1, 1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative: the running statistics become this batch's
+    with torch.no_grad():
+        net.train()(x)
+    return net.eval().state_dict()
+
+
 @pytest.fixture(scope="module")
 def ref_sd() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    sd = _reference_inception().state_dict()
-    # non-trivial BN statistics, so that the BN path is checked too
-    g = torch.Generator().manual_seed(1)
-    for k, v in sd.items():
-        if k.endswith("running_mean"):
-            sd[k] = torch.randn(v.shape, generator=g) * 0.1
-        elif k.endswith("running_var"):
-            sd[k] = torch.rand(v.shape, generator=g) + 0.5
-    return sd
+    return random_fid_state_dict()
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +71,13 @@ def weights_file(ref_sd, tmp_path_factory) -> str:
     return str(p)
 
 
-def _write_folder(path, seed: int, noise: float) -> None:
+def write_folder(path, seed: int, noise: float, n: int = N_IMAGES) -> None:
     from PIL import Image
 
     path.mkdir()
     rng = np.random.RandomState(seed)
     yy, xx = np.mgrid[0:32, 0:32]
-    for i in range(N_IMAGES):
+    for i in range(n):
         base = (np.sin(xx / (3 + i % 5)) + np.cos(yy / (2 + i % 7))) * 60 + 128
         img = base[..., None] + rng.randn(32, 32, 3) * noise
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path / f"{i:03d}.png")
@@ -70,8 +86,8 @@ def _write_folder(path, seed: int, noise: float) -> None:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("imgs")
-    _write_folder(root / "a", 0, 10.0)
-    _write_folder(root / "b", 1, 40.0)
+    write_folder(root / "a", 0, 10.0)
+    write_folder(root / "b", 1, 40.0)
     return str(root / "a"), str(root / "b")
 
 
@@ -81,7 +97,7 @@ def patched_pytorch_fid(monkeypatch, ref_sd):
 
 
 def test_state_dict_key_for_key_and_outputs(ref_sd, patched_pytorch_fid):
-    ref = _reference_inception()
+    ref = reference_inception()
     ref.load_state_dict(ref_sd)
     ours = create_model("fid_inception_v3", num_classes=1008).eval()
     assert set(ours.state_dict()) == set(ref_sd)
@@ -96,6 +112,11 @@ def test_state_dict_key_for_key_and_outputs(ref_sd, patched_pytorch_fid):
         for dims, r in zip(M.DIMS, refs, strict=True):
             f, _ = M._taps(ours, x, dims)
             assert (f - r.mean((2, 3))).abs().max() <= 1e-5, dims
+        fast = M.FIDNetwork(ours, "fast")  # BN folded, 1x1 merged, channels_last
+        for dims, r in zip(M.DIMS, refs, strict=True):
+            f, _ = fast(x, dims)
+            ref = r.mean((2, 3))
+            assert (f - ref).abs().max() <= 1e-5 * ref.abs().max() + 1e-5, dims
 
 
 def test_flags_default_off_keep_inception_v3():
@@ -107,95 +128,111 @@ def test_flags_default_off_keep_inception_v3():
     assert sum(p.numel() for p in f.parameters()) == 23850960
 
 
-def test_fid_equals_pytorch_fid(folders, weights_file, patched_pytorch_fid):
+def test_fid_equals_pytorch_fid_eager_and_fast(folders, weights_file, patched_pytorch_fid):
+    """pytorch-fid's number is an eager fp32 FID of the same network (ours in eager mode gives its
+    features, test above); the fast path (the default) must equal it within 1e-4 relative."""
     a, b = folders
     ref = pfs.calculate_fid_given_paths([a, b], batch_size=32, device="cpu", dims=64, num_workers=0)
-    ours = M.fid(a, b, weights=weights_file, dims=64, batch_size=16, show_progress=False)
+    net = M.fid_network(M.load_fid_model(weights_file), "fast")
+    fa, fb = (M.folder_features(p, net, dims=64, batch_size=16, show_progress=False) for p in (a, b))
+    fast = M.frechet_distance(*M.stats_of(fa.features), *M.stats_of(fb.features))
     assert ref > 0
-    assert abs(ours - ref) <= 1e-3 * abs(ref), (ours, ref)
-    assert M.fid(a, a, weights=weights_file, dims=64, show_progress=False) == pytest.approx(0, abs=1e-6)
+    assert abs(fast - ref) <= 1e-4 * abs(ref), (fast, ref)
+    assert M.frechet_distance(*M.stats_of(fa.features), *M.stats_of(fa.features)) == pytest.approx(
+        0, abs=1e-6
+    )
 
 
-def test_cli_fid_save_stats_and_npz(folders, weights_file, tmp_path, capsys, patched_pytorch_fid):
+def _cli_json(argv: list[str], capsys) -> dict:
+    assert run("fid", [*argv, "--json"]) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_fid_save_stats_npz_and_torchrun(folders, weights_file, tmp_path, capsys):
     a, b = folders
-    assert run("fid", [a, b, "--weights", weights_file, "--dims", "64", "--device", "cpu"]) == 0
+    common = ["--weights", weights_file, "--dims", "64", "--device", "cpu", "--batch-size", "35"]
+    assert run("fid", [a, b, *common]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("FID: ")
-    value = float(line.split()[1])
+    value = float(line[5:])
+    assert value > 0
     out = tmp_path / "a.npz"
-    assert run("fid", [a, "--save-stats", str(out), "--weights", weights_file, "--dims", "64"]) == 0
-    capsys.readouterr()
-    with np.load(out) as f:
-        mu, sigma = f["mu"], f["sigma"]
-    m_ref, s_ref = pfs.compute_statistics_of_path(a, pfi.InceptionV3([0]), 32, 64, "cpu", 0)
-    assert np.allclose(mu, m_ref, rtol=1e-4, atol=1e-6) and np.allclose(sigma, s_ref, rtol=1e-3, atol=1e-6)
-    assert run("fid", [str(out), b, "--weights", weights_file, "--dims", "64", "--json"]) == 0
-    j = json.loads(capsys.readouterr().out)
-    assert j["fid"] == pytest.approx(value, rel=1e-6)
-
-
-def test_inception_score_and_kid_equal_torch_fidelity():
-    tf_isc = pytest.importorskip("torch_fidelity.metric_isc")
-    tf_kid = pytest.importorskip("torch_fidelity.metric_kid")
-    rng = np.random.RandomState(0)
-    logits = rng.randn(100, 1008) * 3
-    ref = tf_isc.isc_features_to_metric(torch.from_numpy(logits).float(), splits=10)
-    m, s = M.inception_score(logits.astype(np.float32).astype(np.float64), splits=10)
-    assert m == pytest.approx(ref["inception_score_mean"], rel=1e-3)
-    assert s == pytest.approx(ref["inception_score_std"], rel=1e-3)
-    f1 = rng.randn(120, 64).astype(np.float32)
-    f2 = (rng.randn(120, 64) + 0.3).astype(np.float32)
-    ref = tf_kid.kid_features_to_metric(
-        torch.from_numpy(f1), torch.from_numpy(f2), kid_subsets=20, kid_subset_size=50, verbose=False
+    assert _cli_json([a, "--save-stats", str(out), *common], capsys)["images"] == N_IMAGES
+    f = M.folder_features(a, M.load_fid_model(weights_file), dims=64, backend="eager", show_progress=False)
+    mu, sigma = M.stats_of(f.features)
+    with np.load(out) as z:
+        assert np.allclose(z["mu"], mu, rtol=1e-4, atol=1e-6) and np.allclose(
+            z["sigma"], sigma, rtol=1e-3, atol=1e-7
+        )
+    j = _cli_json([str(out), b, *common], capsys)
+    assert (
+        j["fid"] == pytest.approx(value, rel=1e-9) and j["backend"] == "fast" and j["resize"] == "pytorch-fid"
     )
-    m, s = M.kernel_inception_distance(
-        f1.astype(np.float64), f2.astype(np.float64), subsets=20, subset_size=50
-    )
-    assert m == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-3)
-    assert s == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-3)
+    # an existing .npz is kept unless --overwrite; --overwrite never replaces another kind of file
+    assert run("fid", [a, "--save-stats", str(out), *common]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    weights_copy = tmp_path / "w.pth"
+    shutil.copy(weights_file, weights_copy)
+    assert run("fid", [a, "--save-stats", str(weights_copy), "--overwrite", *common]) == 2
+    assert "refusing to replace it" in capsys.readouterr().err
+    # two processes, each reading half of each folder: the same number
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="1", INCEPTIONNET_NO_DOWNLOAD="1")
+    env.pop("RANK", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "inceptionnet.metrics", "fid", a, b, *common, "--json"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1  # rank 0 prints
+    assert json.loads(lines[0])["fid"] == pytest.approx(value, rel=1e-6)
 
 
-def test_errors(folders, weights_file, tmp_path, capsys):
+def test_errors(folders, weights_file, ref_sd, tmp_path, capsys):
     a, _ = folders
     empty = tmp_path / "empty"
     empty.mkdir()
     bad_npz = tmp_path / "bad.npz"
     np.savez(bad_npz, x=np.zeros(3))
+    npz_192 = tmp_path / "s192.npz"
+    np.savez(npz_192, mu=np.zeros(192), sigma=np.eye(192))
     wrong = tmp_path / "wrong.pth"
     torch.save(create_model("googlenet").state_dict(), wrong)
+    nan = tmp_path / "nan.pth"
+    torch.save(
+        {**ref_sd, "Conv2d_1a_3x3.conv.weight": ref_sd["Conv2d_1a_3x3.conv.weight"] * float("nan")}, nan
+    )
+    broken = tmp_path / "broken"
+    shutil.copytree(a, broken)
+    (broken / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    w = ["--weights", weights_file]
     cases = [
-        ([str(empty), a, "--weights", weights_file, "--dims", "64"], "no images"),
-        ([a, a, "--weights", weights_file, "--dims", "192"], "at least 193"),
-        ([str(bad_npz), a, "--weights", weights_file, "--dims", "64"], "'mu' and 'sigma'"),
+        ([str(empty), a, *w, "--dims", "64"], "no images"),
+        ([a, a, *w, "--dims", "192"], "needs at least 193"),
+        ([str(bad_npz), a, *w, "--dims", "64"], "'mu' and 'sigma'"),
+        ([str(npz_192), a, *w, "--dims", "64"], "192-d features, --dims is 64"),
         ([a, a, "--weights", str(wrong), "--dims", "64"], "not the FID network"),
+        ([a, a, "--weights", str(nan), "--dims", "64"], "NaN or infinite features"),
+        ([str(broken), a, *w, "--dims", "64"], "000_broken.png"),
+        ([a, a, *w, "--dims", "64", "--kid", "--kid-subset-size", "71"], "--kid-subset-size 70 or less"),
+        ([str(npz_192), a, *w, "--dims", "192", "--kid"], "holds only mu and sigma"),
     ]
     for argv, msg in cases:
         assert run("fid", argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and msg in err[0], err
+    assert run("isc", [a, *w, "--splits", "71"]) == 2
+    assert "fewer than --splits 71" in capsys.readouterr().err
+    with pytest.raises(NonFiniteError):
+        M.frechet_distance(np.zeros(2), np.eye(2) * np.nan, np.zeros(2), np.eye(2))
 
 
-def test_cli_isc_equals_torch_fidelity_on_same_logits(folders, weights_file, ref_sd, capsys):
-    tf_isc = pytest.importorskip("torch_fidelity.metric_isc")
+def test_skip_bad_images_counts_them(folders, weights_file, tmp_path, capsys):
     a, _ = folders
-    model = M.load_fid_model(weights_file)
-    feats = M.folder_features(a, model, dims=2048, batch_size=35, show_progress=False)
-    assert feats.logits.shape == (N_IMAGES, 1008)
-    # torch-fidelity's layer "logits_unbiased": pool3 @ fc.weight.T, from pytorch-fid's network
-    ref_net = _reference_inception()
-    ref_net.load_state_dict(ref_sd)
-    from PIL import Image
-
-    x = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))) for f in feats.files])
-    x = x.permute(0, 3, 1, 2).float() / 255
-    x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
-    with torch.no_grad():
-        ref_net.fc = torch.nn.Identity()
-        pool = ref_net(x)
-    ref_logits = pool @ ref_sd["fc.weight"].T
-    assert np.abs(feats.logits - ref_logits.double().numpy()).max() <= 1e-4
-    ref = tf_isc.isc_features_to_metric(ref_logits, splits=5)
-    assert run("isc", [a, "--weights", weights_file, "--splits", "5", "--json"]) == 0
-    j = json.loads(capsys.readouterr().out)
-    assert j["isc_mean"] == pytest.approx(ref["inception_score_mean"], rel=1e-3)
-    assert j["isc_std"] == pytest.approx(ref["inception_score_std"], rel=1e-3, abs=1e-9)
+    broken = tmp_path / "broken"
+    shutil.copytree(a, broken)
+    (broken / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    argv = [str(broken), a, "--weights", weights_file, "--dims", "64", "--skip-bad-images", "--json"]
+    assert run("fid", argv) == 0
+    cap = capsys.readouterr()
+    assert cap.err.strip() == "skipped 1 unreadable images (--skip-bad-images)"
+    assert json.loads(cap.out)["fid"] == pytest.approx(0, abs=1e-6)  # the same 70 images

@@ -73,32 +73,57 @@ from torch import Tensor, nn
 from ..errors import first_line
 from ..runtime import quiet_output, time_fn
 
-SCHEMA = 1
+SCHEMA = 2  # 2: int8 rows, the OpenVINO / ORT-int8 peers, cpu flags, int8 and FMA ceilings, summary
 INFER_BACKENDS = (
     "tv-eager",
     "tv-channels-last",
     "tv-compile",
     "tv-onnxruntime",
+    "tv-onnxruntime-int8",
+    "tv-openvino",
+    "tv-openvino-bf16",
+    "tv-openvino-int8",
     "eager",
     "eager-bf16",
     "compile",
     "compile-bf16",
     "onnxruntime",
+    "onnxruntime-int8",
+    "openvino",
+    "openvino-bf16",
+    "openvino-int8",
 )
 TRAIN_BACKENDS = ("tv-train-fp32", "train-fast")
 SLOW_BACKENDS = ("tv-compile", "compile", "compile-bf16")
-BF16_BACKENDS = ("eager-bf16", "compile-bf16")
+BF16_BACKENDS = ("eager-bf16", "compile-bf16", "tv-openvino-bf16", "openvino-bf16")
+OPENVINO_BACKENDS = (
+    "tv-openvino",
+    "tv-openvino-bf16",
+    "tv-openvino-int8",
+    "openvino",
+    "openvino-bf16",
+    "openvino-int8",
+)
+PEERS = ("tv-onnxruntime", "tv-onnxruntime-int8", "tv-openvino", "tv-openvino-bf16", "tv-openvino-int8")
+CALIBRATION_IMAGES = 16  # random images, the same for every int8 row (random weights: no real images fit)
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
 TORCHVISION = {"googlenet": "googlenet", "inception_v3": "inception_v3"}
 GEMM_N = 2048
 
 
 def default_backends(mode: str) -> list[str]:
+    from ..deploy.openvino import available
     from ..runtime import bf16_supported
 
     if mode == "train":
         return list(TRAIN_BACKENDS)
+    ov = available()
     return [
-        b for b in INFER_BACKENDS if b not in SLOW_BACKENDS and (b not in BF16_BACKENDS or bf16_supported())
+        b
+        for b in INFER_BACKENDS
+        if b not in SLOW_BACKENDS
+        and (b not in BF16_BACKENDS or bf16_supported())
+        and (b not in OPENVINO_BACKENDS or ov)
     ]
 
 
@@ -109,11 +134,60 @@ def default_backends(mode: str) -> list[str]:
 def gemm_peak_gflops(dtype: torch.dtype, n: int = GEMM_N, repeats: int = 7) -> float:
     """GFLOP/s of a plain n x n x n matmul (2 n^3 FLOPs), best of ``repeats`` (best, not median: it is
     a reference for what the GEMM can reach; with 3 repeats it measured 115 to 184 GFLOP/s fp32 in
-    three runs on one machine)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    times = time_fn(lambda: torch.mm(a, b), warmup=2, repeats=repeats, min_repeat_s=0.0)
+    three runs on one machine). ``torch.int8``: ``torch._int_mm`` (int8 x int8 -> int32 through
+    oneDNN/MKL's integer GEMM), in GOP/s."""
+    if dtype == torch.int8:
+        a = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+        b = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+        fn: Callable[[], Any] = lambda: torch._int_mm(a, b)  # noqa: E731
+    else:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        fn = lambda: torch.mm(a, b)  # noqa: E731
+    times = time_fn(fn, warmup=2, repeats=repeats, min_repeat_s=0.0)
     return 2 * n**3 / min(times) / 1e9
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and which of the SIMD / matrix features that int8 and bf16 use it has."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"model": name, "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+FMA_PEAK_C = Path(__file__).resolve().parents[3] / "scripts" / "fma_peak.c"
+
+
+def fma_peak(threads: int) -> dict[str, float] | None:
+    """``scripts/fma_peak.c`` compiled (-O3 -march=native -fopenmp) and run on ``threads`` threads: the
+    fp32 FMA / bf16 / int8 (VNNI) instruction ceilings; None without the file (an installed package)
+    or a C compiler."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None or not FMA_PEAK_C.is_file():
+        return None
+    with tempfile.TemporaryDirectory(prefix="inceptionnet-fma-") as tmp:
+        exe = Path(tmp) / "fma_peak"
+        try:
+            subprocess.run([cc, "-O3", "-march=native", "-fopenmp", str(FMA_PEAK_C), "-o", str(exe)],
+                           check=True, capture_output=True, timeout=120)  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=120, env=env)
+            return {k: float(v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,8 +222,52 @@ def _default_size(model: nn.Module) -> int:
     return int(cfg.get("input_size", (3, 224, 224))[-1])
 
 
+def _peer_fn(
+    backend: str, base: nn.Module, x: Tensor, calib: Tensor, quiet: bool
+) -> tuple[Callable[[Tensor], Tensor], str]:
+    """ONNX Runtime / OpenVINO on torchvision's plain export (no graph work of ours), configured as
+    their docs recommend: ORT with all graph optimizations (its default) and intra-op threads = the
+    threads; int8 by ORT's static QDQ quantizer (per-channel, U8S8); OpenVINO's throughput hint for a
+    batch (its requests run in parallel) and latency hint for batch 1, bf16 by
+    INFERENCE_PRECISION_HINT, int8 by NNCF; both int8 rows calibrated on the same random images."""
+    from ..deploy import openvino as OV
+    from ..deploy.export import export_model, ort_session
+    from ..deploy.quant import quantize_onnx_qdq
+
+    with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
+        path = Path(tmp) / "plain.onnx"
+        export_model(
+            copy.deepcopy(base).eval(), path, input_size=(int(x.shape[2]), int(x.shape[3])),
+            in_chans=int(x.shape[1]), quiet=quiet,
+        )  # fmt: skip
+        if backend.startswith("tv-onnxruntime"):
+            note = "ONNX Runtime on the plain export (fp32, NCHW)"
+            if backend.endswith("int8"):
+                quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", calib)
+                path, note = (
+                    Path(tmp) / "int8.onnx",
+                    f"ONNX Runtime, plain export, static QDQ int8 per-channel ({len(calib)} images)",
+                )
+            sess = ort_session(path)
+            in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+
+            def run_ort(inp: Tensor) -> Tensor:
+                return torch.from_numpy(sess.run([out_name], {in_name: inp.numpy()})[0])
+
+            return run_ort, note
+        model = OV.read_onnx(path)
+    dtype = {"tv-openvino": "float32", "tv-openvino-bf16": "bfloat16", "tv-openvino-int8": "int8"}[backend]
+    if dtype == "int8":
+        model = OV.quantize(model, calib)
+    runner = OV.Runner(OV.compile_model(model, dtype, int(x.shape[0])))
+    hint = "THROUGHPUT" if x.shape[0] > 1 else "LATENCY"
+    return runner, f"OpenVINO on the plain export, {hint}, {runner.requests} request(s)" + (
+        f", NNCF int8 ({len(calib)} images)" if dtype == "int8" else f", {dtype}"
+    )
+
+
 def _infer_fn(
-    backend: str, ours: nn.Module, base: nn.Module, x: Tensor, quiet: bool
+    backend: str, ours: nn.Module, base: nn.Module, x: Tensor, quiet: bool, calib: Tensor | None = None
 ) -> tuple[Callable[[Tensor], Tensor], str]:
     """The callable of one inference backend and a note of what it runs."""
     from ..deploy.fast import optimize_for_inference
@@ -174,29 +292,22 @@ def _infer_fn(
         return run, "fp32 " + ("channels_last" if cl else "NCHW") + (
             ", torch.compile" if backend == "tv-compile" else ""
         )
-    if backend == "tv-onnxruntime":
-        from ..deploy.export import export_model, ort_session
-
-        with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
-            path = Path(tmp) / "plain.onnx"
-            export_model(
-                copy.deepcopy(base).eval(), path, input_size=(int(x.shape[2]), int(x.shape[3])),
-                in_chans=int(x.shape[1]), quiet=quiet,
-            )  # fmt: skip
-            sess = ort_session(path)
-        in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
-
-        def run_ort(inp: Tensor) -> Tensor:
-            return torch.from_numpy(sess.run([out_name], {in_name: inp.numpy()})[0])
-
-        return run_ort, "ONNX Runtime on the plain export (fp32, NCHW)"
+    if calib is None:
+        calib = torch.randn(CALIBRATION_IMAGES, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    if backend in PEERS:
+        with quiet_output(quiet):
+            return _peer_fn(backend, base, x, calib, quiet)
     name, _, suffix = backend.partition("-")
-    dtype = torch.bfloat16 if suffix == "bf16" else torch.float32
+    dtype = suffix or "float32"
     with quiet_output(quiet):
-        fast = optimize_for_inference(ours, x, backend=name, dtype=dtype, quiet=quiet)
+        fast = optimize_for_inference(
+            ours, x, backend=name, dtype=dtype, quiet=quiet, calibration=calib if dtype == "int8" else None
+        )
     note = f"merged {fast.merged_convs} 1x1 convs" if fast.merged_convs else "BN folded, no 1x1 merge"
-    if dtype == torch.bfloat16:
-        note += f", top-1 agreement {fast.top1_agreement:.3f}"
+    if name == "openvino":
+        note += f", OpenVINO {'THROUGHPUT' if x.shape[0] > 1 else 'LATENCY'}"
+    if dtype != "float32":
+        note += f", top-1 agreement {fast.top1_agreement:.3f} (random weights: not meaningful)"
     return fast, note
 
 
@@ -319,17 +430,24 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     except ImportError:
         ort_version = None
     native_bf16 = bf16_supported()
+    cpu = cpu_info()
+    say(f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}")
     say("timing a 2048x2048 GEMM for the peak reference")
     peak = {
         "float32": gemm_peak_gflops(torch.float32),
         "bfloat16": gemm_peak_gflops(torch.bfloat16) if native_bf16 else None,  # emulated bf16: no peak
+        "int8": gemm_peak_gflops(torch.int8) if mode == "infer" else None,
     }
+    if mode == "infer" and FMA_PEAK_C.is_file():
+        say("running scripts/fma_peak.c for the instruction ceilings")
+    fma = fma_peak(torch.get_num_threads()) if mode == "infer" else None
     results: list[dict[str, Any]] = []
     for name in args.models:
         ours, base, source = build_models(name, args.num_classes)
         size = args.input_size or _default_size(ours)
         gflop = model_gflops(ours, size) * (3 if mode == "train" else 1)
         fns: dict[str, Any] = {}
+        prev_bs = 0
         for bs in args.batch_sizes:
             x = torch.randn(
                 bs, int(getattr(ours, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(bs)
@@ -340,6 +458,8 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
                 dtype = (
                     "bfloat16"
                     if ("bf16" in backend or (backend == "train-fast" and native_bf16))
+                    else "int8"
+                    if backend.endswith("int8")
                     else "float32"
                 )
                 common = dict(
@@ -353,11 +473,13 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
                         call: Callable[[], Any] = step
                         diff = None
                     else:
-                        if (
-                            backend not in fns
-                        ):  # built once per model: dynamic batch, checked on the first input
-                            fns[backend] = _infer_fn(backend, ours, base, x, quiet=not args.debug)
-                        fn, note = fns[backend]
+                        # built once per model (dynamic batch, checked on the first input); OpenVINO's
+                        # rows once per batch size: its performance hint depends on the batch
+                        key = f"{backend}@{bs}" if "openvino" in backend else backend
+                        if key not in fns:
+                            fns.pop(f"{backend}@{prev_bs}", None)  # free the previous batch's engine
+                            fns[key] = _infer_fn(backend, ours, base, x, quiet=not args.debug)
+                        fn, note = fns[key]
                         out = fn(x)
                         if ref is None:
                             ref = out.float()
@@ -385,6 +507,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
                 )  # fmt: skip
                 results.append(row)
                 say(f"  {ips:.1f} img/s (median {med * 1e3:.1f} ms, min {best * 1e3:.1f} ms)")
+            prev_bs = bs
     return {
         "schema": SCHEMA,
         "mode": mode,
@@ -394,6 +517,10 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
             "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(),
             "bf16_native": native_bf16,
+            "cpu_model": cpu["model"],
+            "cpu_flags": cpu["flags"],
+            "openvino": _version("openvino"),
+            "nncf": _version("nncf"),
         },
         "config": {
             "models": list(args.models),
@@ -404,8 +531,43 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
             "backends": backends,
         },
         "peak_gflops": peak,
+        "fma_peak": fma,
         "results": results,
+        "summary": summarize_results(results),
     }
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def summarize_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, input, batch): our fastest row vs the fastest peer row (ONNX Runtime / OpenVINO on
+    torchvision's export), overall and in bf16. Ratios are None where a side has no row."""
+
+    def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return max(rows, key=lambda r: r["img_per_s"]) if rows else None
+
+    out = []
+    keys = dict.fromkeys((r["model"], r["input_size"], r["batch_size"]) for r in results)
+    for model, size, batch in keys:
+        rows = [r for r in results if (r["model"], r["input_size"], r["batch_size"]) == (model, size, batch)
+                and r["status"] == "ok"]  # fmt: skip
+        ours = [r for r in rows if not r["backend"].startswith("tv-")]
+        peers = [r for r in rows if r["backend"] in PEERS]
+        entry: dict[str, Any] = {"model": model, "input_size": size, "batch_size": batch}
+        for tag, sel in (("", lambda r: True), ("_bf16", lambda r: r["dtype"] == "bfloat16")):
+            o, p = best([r for r in ours if sel(r)]), best([r for r in peers if sel(r)])
+            entry[f"best_ours{tag}"] = o["backend"] if o else None
+            entry[f"best_peer{tag}"] = p["backend"] if p else None
+            entry[f"ratio{tag}"] = o["img_per_s"] / p["img_per_s"] if o and p else None
+        out.append(entry)
+    return out
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -429,9 +591,24 @@ def format_table(report: dict[str, Any]) -> str:
     env = report["env"]
     lines.append(
         f"GEMM peak: fp32 {pk['float32']:.0f} GFLOP/s" + (f", bf16 {pk['bfloat16']:.0f}" if pk["bfloat16"] else "")
-        + f"; torch {env['torch']}, onnxruntime {env['onnxruntime']}, {env['threads']} threads, "
-        + f"native bf16: {env['bf16_native']}; 'x tv' = img/s / the tv-eager (or tv-train-fp32) row"
+        + (f", int8 {pk['int8']:.0f} GOP/s (torch._int_mm)" if pk.get("int8") else "")
+        + f"; torch {env['torch']}, onnxruntime {env['onnxruntime']}, openvino {env.get('openvino')}, "
+        + f"{env['threads']} threads, native bf16: {env['bf16_native']}; 'x tv' = img/s / the tv-eager (or tv-train-fp32) row"
     )  # fmt: skip
+    lines.append(f"CPU: {env.get('cpu_model')}; flags: {' '.join(env.get('cpu_flags') or []) or '-'}")
+    fma = report.get("fma_peak")
+    if fma:
+        lines.append(
+            f"instruction ceilings (scripts/fma_peak.c, {fma.get('threads', 0):.0f} threads): fp32 FMA "
+            f"{fma.get('fp32_fma_gflops', 0):.0f} GFLOP/s, bf16 dot {fma.get('bf16_dot_gflops', 0):.0f}, "
+            f"int8 VNNI {fma.get('int8_vnni_gops', 0):.0f} GOP/s"
+        )
+    for e in report.get("summary", []):
+        if e["ratio"] is not None:
+            line = f"{e['model']} {e['input_size']} batch {e['batch_size']}: best ours {e['best_ours']} = {e['ratio']:.2f}x best peer {e['best_peer']}"
+            if e["ratio_bf16"] is not None:
+                line += f"; bf16: {e['best_ours_bf16']} = {e['ratio_bf16']:.2f}x {e['best_peer_bf16']}"
+            lines.append(line)
     return "\n".join(lines)
 
 

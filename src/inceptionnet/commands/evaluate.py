@@ -29,7 +29,7 @@ from ..errors import NonFiniteError
 from ..fileio import json_text
 from ..runtime import resolve_device
 from ..train.engine import evaluate
-from .predict import add_model_args, check_empty_flags
+from .predict import add_fast_args, add_model_args, check_empty_flags, fast_path
 
 TTA_MODES = ("none", "flip", "10crop", "144crop")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -50,6 +50,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
     p.add_argument("--amp", default="off", choices=AMP_MODES, help="mixed precision (default off)")
     p.add_argument("--channels-last", action="store_true")
+    add_fast_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
@@ -110,6 +111,19 @@ def make_tta(mode: str, size: int) -> Callable[[nn.Module, Tensor], Tensor] | No
     return run
 
 
+class _FastModule(nn.Module):
+    """``optimize_for_inference``'s callable where ``evaluate`` expects a module."""
+
+    def __init__(self, fast: Any) -> None:
+        super().__init__()
+        self.fast = fast
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.fast(x)
+        assert isinstance(out, Tensor)
+        return out
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Every flag of eval, before any work: one line naming the flag."""
     check_empty_flags(args, "--checkpoint", "--model", "--weights", "--dataset", "--data", "--device")
@@ -162,8 +176,13 @@ def main(args: argparse.Namespace) -> int:
     loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if getattr(args, "backend", None) is not None or getattr(args, "dtype", "fp32") not in ("fp32", None):
+        if args.amp != "off" or args.tta != "none":
+            raise ValueError("--backend runs the fast path as it is; drop --amp / --tta")
+        net = _FastModule(fast_path(args, model, icfg, device, batch=args.batch_size, dataset=dataset))
     res = evaluate(
-        model, loader, device, len(classes), amp=args.amp, channels_last=args.channels_last,
+        net, loader, device, len(classes), amp=args.amp, channels_last=args.channels_last,
         show_progress=args.progress, tta=make_tta(args.tta, icfg.input_size),
     )  # fmt: skip
     if not math.isfinite(res["loss"]) and not args.allow_nan:

@@ -1,22 +1,50 @@
 """``inceptionnet fid``: Fréchet Inception Distance between two image folders or ``.npz`` statistics.
 
     inceptionnet fid real/ fake/ --weights pt_inception-2015-12-05-6726825d.pth
+    inceptionnet fid real/ fake/ --weights ... --resize torch-fidelity --kid --kid-subset-size 100
     inceptionnet fid real/ --save-stats real.npz
     inceptionnet fid real.npz fake/ --json
+    torchrun --nproc-per-node 2 -m inceptionnet.metrics fid real/ fake/ --weights ...
 
-pytorch-fid's number: its network (``fid_inception_v3``), resize and statistics (docs/METRICS.md).
+pytorch-fid's number: its network (``fid_inception_v3``), resize and statistics; ``--resize``
+torch-fidelity / clean for those tools' input rules; ``--kid``: torch-fidelity's KID too
+(docs/METRICS.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
+from typing import Any
 
 from ..runtime import DEVICE_HELP, resolve_device
 
 
+def add_feature_args(p: argparse.ArgumentParser) -> None:
+    """The flags of how features are made, shared by ``fid`` and ``isc``."""
+    from ..metrics.resize import RESIZE_MODES
+    from ..metrics.scores import BACKENDS
+
+    p.add_argument("--weights", default=None, help="the FID network's state_dict file (pytorch-fid's .pth)")
+    p.add_argument(
+        "--resize", default="pytorch-fid", choices=RESIZE_MODES,
+        help="bring images to 299x299 as this tool does (default pytorch-fid; docs/METRICS.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--backend", default="fast", choices=BACKENDS,
+        help="fast: BN folded, 1x1 convs merged, channels_last (checked against eager); eager: as is",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and count them")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    from ..metrics.scores import DIMS, RESIZE_MODES
+    from ..metrics.scores import DIMS
 
     p = argparse.ArgumentParser(
         description="FID between two image folders or .npz statistics files (pytorch-fid's numbers).",
@@ -25,45 +53,113 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "paths", nargs="+", metavar="A B", help="two image folders or .npz files (one with --save-stats)"
     )
-    p.add_argument("--weights", default=None, help="the FID network's state_dict file (pytorch-fid's .pth)")
     p.add_argument("--dims", type=int, default=2048, choices=DIMS, help="feature taps (2048: pool3)")
-    p.add_argument("--resize", default="pytorch-fid", choices=RESIZE_MODES, help="resize to 299 as this tool")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_feature_args(p)
     p.add_argument("--save-stats", default=None, metavar="OUT.npz", help="write the first folder's mu, sigma")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--overwrite", action="store_true", help="--save-stats may replace an existing .npz")
+    p.add_argument("--kid", action="store_true", help="KID too (torch-fidelity's; needs two folders)")
+    p.add_argument("--kid-subsets", type=int, default=100, help="KID: number of random subsets")
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="KID: images per subset")
     return p
 
 
+def feature_kwargs(args: argparse.Namespace, device: Any) -> dict[str, Any]:
+    return dict(
+        batch_size=args.batch_size, resize=args.resize, backend=args.backend, device=device,
+        skip_bad=args.skip_bad_images,
+    )  # fmt: skip
+
+
+def report_skipped(feats: Any, rank: int) -> None:
+    if feats is not None and feats.skipped and rank == 0:
+        print(f"skipped {len(feats.skipped)} unreadable images (--skip-bad-images)", file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
-    from ..fileio import check_output_file
+    import torch.distributed as dist
+
+    from ..train.build import init_distributed
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    rank, _, local_rank = init_distributed(args)
+    try:
+        return run(args, rank, local_rank)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _check(args: argparse.Namespace) -> None:
     from ..metrics import scores as M
 
-    device = resolve_device(args.device)
     if args.save_stats is not None:
         if len(args.paths) != 1 or args.paths[0].endswith(".npz"):
             raise ValueError("--save-stats takes one image folder")
-        out = check_output_file(args.save_stats, "--save-stats", {"A": args.paths[0]})
-        model = M.load_fid_model(args.weights, device)
-        feats = M.folder_features(
-            args.paths[0],
-            model,
-            dims=args.dims,
-            batch_size=args.batch_size,
-            resize=args.resize,
-            device=device,
-        )
-        mu, sigma = M.stats_of(feats.features, args.paths[0])
-        M.save_stats(out, mu, sigma)
-        print(json.dumps({"stats": str(out), "images": len(feats.files)}) if args.json else f"saved {out}")
-        return 0
+        if args.kid:
+            raise ValueError("--kid compares two folders; leave it out with --save-stats")
+        return
     if len(args.paths) != 2:
         raise ValueError(f"fid takes two folders or .npz files, got {len(args.paths)}")
-    value = M.fid(
-        args.paths[0], args.paths[1], weights=args.weights, dims=args.dims, batch_size=args.batch_size,
-        resize=args.resize, device=device,
-    )  # fmt: skip
-    print(
-        json.dumps({"fid": value, "dims": args.dims, "resize": args.resize}) if args.json else f"FID: {value}"
-    )
+    for p in args.paths:
+        if not p.endswith(".npz"):
+            M.check_image_count(len(M.image_files(p)), args.dims, p)
+        elif args.kid:
+            raise ValueError(f"--kid needs the features of two image folders; {p} holds only mu and sigma")
+    if args.kid:
+        n = min(len(M.image_files(p)) for p in args.paths)
+        if args.kid_subset_size > n:
+            raise ValueError(
+                f"--kid-subset-size {args.kid_subset_size} is larger than the number of images ({n}); "
+                f"use --kid-subset-size {n} or less (torch-fidelity refuses it too)"
+            )
+        if args.kid_subset_size < 2 or args.kid_subsets < 1:
+            raise ValueError("--kid-subset-size must be at least 2 and --kid-subsets at least 1")
+
+
+def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
+    from ..fileio import check_output_file, file_kind
+    from ..metrics import scores as M
+
+    device = resolve_device(args.device, local_rank)
+    _check(args)  # every input check before the network is loaded
+    out = None
+    if args.save_stats is not None:
+        if Path(args.save_stats).is_file() and not args.overwrite:
+            raise ValueError(
+                f"--save-stats {args.save_stats} exists; pass --overwrite to replace it, or choose another file"
+            )
+        out = check_output_file(
+            args.save_stats, "--save-stats", {"A": args.paths[0]}, replaceable=lambda p: file_kind(p) == "npz",
+            what="an .npz statistics file", example="stats.npz",
+        )  # fmt: skip
+    needs_net = not all(p.endswith(".npz") for p in args.paths)
+    net = M.fid_network(M.load_fid_model(args.weights, device), args.backend) if needs_net else None
+    kw = feature_kwargs(args, device)
+    if out is not None:
+        mu, sigma, feats = M.source_stats(args.paths[0], net, args.dims, **kw)
+        report_skipped(feats, rank)
+        if rank == 0:
+            M.save_stats(out, mu, sigma)
+            n = len(feats.files) if feats else 0
+            print(json.dumps({"stats": str(out), "images": n}) if args.json else f"saved {out} ({n} images)")
+        return 0
+    m1, s1, f1 = M.source_stats(args.paths[0], net, args.dims, **kw)
+    report_skipped(f1, rank)
+    m2, s2, f2 = M.source_stats(args.paths[1], net, args.dims, **kw)
+    report_skipped(f2, rank)
+    result: dict[str, Any] = {"fid": M.frechet_distance(m1, s1, m2, s2)}
+    if args.kid:
+        assert f1 is not None and f2 is not None
+        kid = M.kernel_inception_distance(
+            f1.features, f2.features, subsets=args.kid_subsets, subset_size=args.kid_subset_size
+        )
+        result.update(kid_mean=kid[0], kid_std=kid[1])
+    if rank == 0:
+        if args.json:
+            print(json.dumps({**result, "dims": args.dims, "resize": args.resize, "backend": args.backend}))
+        else:
+            print(f"FID: {result['fid']}")
+            if args.kid:
+                print(f"KID: {result['kid_mean']} ± {result['kid_std']}")
     return 0

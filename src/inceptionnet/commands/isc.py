@@ -1,6 +1,7 @@
 """``inceptionnet isc``: Inception Score of an image folder (torch-fidelity's definition).
 
     inceptionnet isc samples/ --weights pt_inception-2015-12-05-6726825d.pth
+    inceptionnet isc samples/ --weights ... --resize torch-fidelity      # torch-fidelity's number
 
 The 1008-way softmax of the FID network (fc without its bias: torch-fidelity's ``logits_unbiased``),
 images shuffled with numpy RandomState(2020), ``--splits`` chunks; mean ± std over the chunks
@@ -12,38 +13,50 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..runtime import DEVICE_HELP, resolve_device
+from .fid import add_feature_args, feature_kwargs, report_skipped
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    from ..metrics.scores import RESIZE_MODES
-
     p = argparse.ArgumentParser(description="Inception Score of an image folder.", add_help=add_help)
     p.add_argument("folder", help="a folder of images")
-    p.add_argument("--weights", default=None, help="the FID network's state_dict file (pytorch-fid's .pth)")
     p.add_argument("--splits", type=int, default=10, help="chunks the score is averaged over")
-    p.add_argument("--resize", default="pytorch-fid", choices=RESIZE_MODES, help="resize to 299 as this tool")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    add_feature_args(p)
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..metrics import scores as M
+    import torch.distributed as dist
+
+    from ..train.build import init_distributed
 
     if args.splits < 1:
         raise ValueError(f"--splits must be at least 1, got {args.splits}")
-    device = resolve_device(args.device)
-    model = M.load_fid_model(args.weights, device)
-    feats = M.folder_features(
-        args.folder, model, dims=2048, batch_size=args.batch_size, resize=args.resize, device=device
-    )
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    rank, _, local_rank = init_distributed(args)
+    try:
+        return run(args, rank, local_rank)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
+    from ..metrics import scores as M
+    from ..runtime import resolve_device
+
+    device = resolve_device(args.device, local_rank)
+    n = len(M.image_files(args.folder))
+    if n < args.splits:
+        raise ValueError(f"{args.folder}: {n} images, fewer than --splits {args.splits}")
+    net = M.fid_network(M.load_fid_model(args.weights, device), args.backend)
+    feats = M.folder_features(args.folder, net, dims=2048, **feature_kwargs(args, device))
+    report_skipped(feats, rank)
     mean, std = M.inception_score(feats.logits, args.splits)
-    if args.json:
-        print(
-            json.dumps({"isc_mean": mean, "isc_std": std, "splits": args.splits, "images": len(feats.files)})
-        )
-    else:
-        print(f"IS: {mean} ± {std}")
+    if rank == 0:
+        if args.json:
+            print(json.dumps({"isc_mean": mean, "isc_std": std, "splits": args.splits, "images": len(feats.files),
+                              "resize": args.resize, "backend": args.backend}))  # fmt: skip
+        else:
+            print(f"IS: {mean} ± {std}")
     return 0

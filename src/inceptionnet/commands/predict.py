@@ -43,6 +43,69 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def add_fast_args(p: argparse.ArgumentParser) -> None:
+    """--backend / --dtype / --calibration: run through ``optimize_for_inference`` (eval and predict)."""
+    p.add_argument(
+        "--backend", default=None,
+        help="run the fast path (deploy.fast): eager, compile, onnxruntime, openvino or auto "
+        "(the fastest that passes its checks); default: the plain eager model",
+    )  # fmt: skip
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        help="with --backend: fp32 (default), bf16, int8, or auto (lower precision too)",
+    )
+    p.add_argument(
+        "--calibration", default=None, metavar="NAME:SPLIT",
+        help="int8 / auto: calibration images (default: the model's data set, train split)",
+    )  # fmt: skip
+
+
+def fast_path(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    icfg: D.InputConfig,
+    device: torch.device,
+    batch: int,
+    dataset: str | None = None,
+) -> Any:
+    """``model`` itself without --backend; else the ``optimize_for_inference`` callable (one line on
+    stderr says which path was chosen and how it was checked)."""
+    from ..deploy.fast import BACKENDS, optimize_for_inference
+    from ..deploy.quant import parse_dtype
+
+    backend = getattr(args, "backend", None)
+    dtype = parse_dtype(getattr(args, "dtype", "fp32") or "fp32")
+    if backend is None:
+        if dtype != "float32":
+            raise ValueError(f"--dtype {args.dtype} needs --backend (e.g. --backend auto)")
+        return model
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    calibration = getattr(args, "calibration", None)
+    dataset = dataset or icfg.dataset
+    if (
+        calibration is None
+        and dtype in ("int8", "auto")
+        and dataset in D.DATASETS
+        and dataset != "imagefolder"
+    ):
+        calibration = f"{dataset}:train"
+    if dtype == "int8" and calibration is None:
+        raise ValueError("--dtype int8 needs --calibration NAME:SPLIT (the model's data set is not built in)")
+    example = torch.randn(
+        batch, icfg.in_chans, icfg.input_size, icfg.input_size, generator=torch.Generator().manual_seed(0)
+    )
+    fast = optimize_for_inference(
+        model, example.to(device), backend=backend, dtype=dtype, calibration=calibration
+    )
+    agree = (
+        "" if fast.top1_agreement != fast.top1_agreement else f", top-1 agreement {fast.top1_agreement:.4f}"
+    )
+    print(f"fast path: {fast.backend} {str(fast.dtype).removeprefix('torch.')}{agree}", file=sys.stderr)
+    return fast
+
+
 def check_empty_flags(args: argparse.Namespace, *flags: str) -> None:
     """``--flag ""`` is a mistake (an unset variable in a script): one line naming the flag."""
     for flag in flags:
@@ -55,6 +118,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Classify image files.", add_help=add_help)
     p.add_argument("images", nargs="+", help="image files (any format PIL reads)")
     add_model_args(p)
+    add_fast_args(p)
     p.add_argument("--onnx", default=None, help="an exported .onnx file, run with ONNX Runtime")
     p.add_argument("--topk", type=int, default=5, help="how many classes to show per image")
     p.add_argument(
@@ -82,6 +146,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("an image path is empty (''); give image files")
     device = resolve_device(args.device)
     if args.onnx:
+        if getattr(args, "backend", None) is not None:
+            raise ValueError("--onnx runs the exported file with ONNX Runtime; drop --backend")
         return predict_onnx(args, device)
     from ..checkpoint import load_for_inference  # here: the --onnx path loads no model code
 
@@ -89,9 +155,10 @@ def main(args: argparse.Namespace) -> int:
         args.checkpoint, args.model, args.weights, device, allow_nan=args.allow_nan
     )
     transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
+    run = fast_path(args, model, icfg, device, batch=1)
     with flush_denormal():
         results = predict_files(
-            args.images, lambda x: model(x.to(device)), icfg, transform, classes, args.topk, args.invert,
+            args.images, lambda x: run(x.to(device)), icfg, transform, classes, args.topk, args.invert,
             allow_nan=args.allow_nan,
         )  # fmt: skip
     return report(results, args.json)

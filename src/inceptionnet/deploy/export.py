@@ -45,9 +45,10 @@ from ..fileio import atomic_write, make_shareable
 from ..runtime import quiet_output
 from .verify import check_close
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "openvino")
 SUFFIX_FORMATS = {
     ".onnx": "onnx",
+    ".xml": "openvino",
     ".pt": "torchscript",
     ".ts": "torchscript",
     ".jit": "torchscript",
@@ -84,6 +85,7 @@ class ExportResult:
     tolerance: float
     verify_batch: int
     metadata: dict[str, Any]
+    top1_agreement: float | None = None  # int8 files: on the calibration images, vs eager fp32
 
 
 # --------------------------------------------------------------------------------------------------
@@ -308,6 +310,7 @@ def export_model(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     quiet: bool = True,
+    int8_calibration: Tensor | None = None,
 ) -> ExportResult:
     """Export ``model``'s logits path to ``path`` (ONNX or TorchScript), verified before it is kept.
 
@@ -316,9 +319,16 @@ def export_model(
     e.g. the unfolded model when ``model`` is ``fold_bn(reference)``. The file is written to a temp
     file beside ``path`` and renamed over it only after it verified; otherwise ``ExportError`` and
     ``path`` is left as it was. ``log`` gets one line per step.
+
+    ``fmt="openvino"``: OpenVINO IR (``path`` .xml and its .bin; ``deploy.openvino``), converted from the
+    verified ONNX graph. ``int8_calibration`` (model-ready images; ONNX and OpenVINO): the file is
+    quantized to int8 (ONNX Runtime static QDQ / NNCF) on those images and verified by top-1 agreement
+    with ``reference`` on them (>= ``MIN_INT8_AGREEMENT``) instead of the max abs diff.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if int8_calibration is not None and fmt == "torchscript":
+        raise ValueError("int8 export is for the onnx and openvino formats")
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be a positive integer or None (dynamic), got {batch}")
     path = Path(path)
@@ -373,6 +383,8 @@ def export_model(
             f"ONNX Runtime (CPU) vs eager PyTorch on a random batch of {x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
         )
         result.update(exporter=exporter, diff=diff, tol=tol)
+        if int8_calibration is not None:
+            result["agreement"] = _quantize_onnx_in_place(tmp, meta, int8_calibration, reference, say)
         make_shareable(tmp)
 
     def write_torchscript(tmp: str) -> None:
@@ -407,9 +419,114 @@ def export_model(
         result.update(exporter=exporter, diff=diff, tol=tol)
         make_shareable(tmp)
 
-    atomic_write(path, write_onnx if fmt == "onnx" else write_torchscript)
+    if fmt == "openvino":
+        _write_openvino(path, write_onnx, meta, x, ref, reference, int8_calibration, atol, rtol, result, say)
+    else:
+        atomic_write(path, write_onnx if fmt == "onnx" else write_torchscript)
     say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    return ExportResult(path, fmt, result["exporter"], result["diff"], result["tol"], int(x.shape[0]), meta)
+    return ExportResult(
+        path, fmt, result["exporter"], result["diff"], result["tol"], int(x.shape[0]), meta,
+        result.get("agreement"),
+    )  # fmt: skip
+
+
+MIN_INT8_AGREEMENT = 0.99
+
+
+def check_int8_agreement(
+    run: Callable[[Tensor], Tensor], images: Tensor, reference: nn.Module, what: str, batch: int = 32
+) -> float:
+    """Top-1 agreement of ``run`` with ``reference`` on ``images``; ExportError below the minimum."""
+    from .quant import top1_agreement
+
+    with torch.no_grad():
+        got = torch.cat([run(b) for b in images.split(batch)])
+        ref = torch.cat([reference(b) for b in images.split(batch)])
+    agree = top1_agreement(got, ref)
+    if not agree >= MIN_INT8_AGREEMENT:
+        raise ExportError(
+            f"{what}: top-1 agreement with eager fp32 {agree:.4f} < {MIN_INT8_AGREEMENT} on {len(images)} "
+            "calibration images; the file was not written (try more --calibration-size images or fp32)"
+        )
+    return agree
+
+
+def _quantize_onnx_in_place(
+    tmp: str, meta: dict[str, Any], images: Tensor, reference: nn.Module, say: Callable[[str], None]
+) -> float:
+    """The verified fp32 file ``tmp`` -> its static QDQ int8 form, metadata kept, checked by agreement."""
+    import onnx
+
+    from .quant import quantize_onnx_qdq
+
+    q = tmp + ".int8"
+    try:
+        quantize_onnx_qdq(tmp, q, images, INPUT_NAME)
+        meta.update(
+            precision="int8", quantization=f"ONNX Runtime static QDQ, per-channel, {len(images)} images"
+        )
+        proto = onnx.load(q)
+        onnx.helper.set_model_props(proto, encode_onnx_metadata(meta))
+        onnx.save(proto, tmp)
+    finally:
+        Path(q).unlink(missing_ok=True)
+    say(
+        f"quantized to int8 (ONNX Runtime static QDQ, per-channel weights) on {len(images)} calibration images"
+    )
+    sess = ort_session(tmp)
+
+    def run(b: Tensor) -> Tensor:
+        return torch.from_numpy(sess.run([OUTPUT_NAME], {INPUT_NAME: b.numpy()})[0])
+
+    agree = check_int8_agreement(run, images, reference, "int8 ONNX file")
+    say(
+        f"ONNX Runtime int8 vs eager PyTorch: top-1 agreement {agree:.4f} on {len(images)} calibration images"
+    )
+    return agree
+
+
+def _write_openvino(
+    path: Path, write_onnx: Callable[[str], None], meta: dict[str, Any], x: Tensor, ref: Tensor,
+    reference: nn.Module, images: Tensor | None, atol: float, rtol: float, result: dict[str, Any],
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """IR from the verified ONNX graph (NNCF int8 with ``images``), reloaded and checked, then written
+    as ``path`` (.xml) and its .bin, each by an atomic rename."""
+    import shutil
+    import tempfile
+
+    from . import openvino as OV
+
+    OV.require("nncf" if images is not None else "openvino")
+    with tempfile.TemporaryDirectory(prefix="inceptionnet-ir-") as tmp:
+        onnx_path = str(Path(tmp) / "model.onnx")
+        write_onnx(onnx_path)  # exported and verified with ONNX Runtime first
+        model = OV.read_onnx(onnx_path)
+        meta.update(format="openvino", openvino=OV.require().__version__)
+        if images is not None:
+            model = OV.quantize(model, images)
+            meta.update(precision="int8", quantization=f"NNCF post-training, {len(images)} images")
+            say(f"quantized to int8 with NNCF on {len(images)} calibration images")
+        ir = Path(tmp) / "model.xml"
+        OV.save_ir(model, ir, meta)
+        loaded, got_meta = OV.load_ir(ir)
+        if got_meta != json.loads(json.dumps(meta)):
+            raise ExportError("the OpenVINO IR's metadata did not survive reloading")
+        run = OV.Runner(OV.compile_model(loaded, "int8" if images is not None else "float32", 1))
+        if images is not None:
+            result["agreement"] = check_int8_agreement(run, images, reference, "int8 OpenVINO IR")
+            say(
+                f"reloaded IR (OpenVINO) vs eager PyTorch: top-1 agreement {result['agreement']:.4f} on {len(images)} calibration images"
+            )
+        else:
+            diff, tol = check_close(run(x), ref, "reloaded OpenVINO IR", atol=atol, rtol=rtol,
+                                    note="; the file was not written")  # fmt: skip
+            result.update(diff=diff, tol=tol)
+            say(
+                f"reloaded IR (OpenVINO) vs eager PyTorch on a random batch of {x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
+            )
+        for src, dst in ((ir.with_suffix(".bin"), path.with_suffix(".bin")), (ir, path)):  # .bin first
+            atomic_write(dst, lambda t, src=src: shutil.copyfile(src, t))  # type: ignore[misc]
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

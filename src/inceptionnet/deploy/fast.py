@@ -3,6 +3,9 @@
     >>> fast = inceptionnet.optimize_for_inference(model, torch.randn(32, 3, 224, 224))
     >>> fast.backend, fast.max_abs_diff
     ('onnxruntime', 3.1e-06)
+    >>> fast = inceptionnet.optimize_for_inference(model, x, dtype="auto", calibration="fashion_mnist:train")
+    >>> fast.backend, fast.dtype, fast.top1_agreement     # the fastest path that kept 99 % top-1
+    ('openvino', torch.qint8, 0.996)
     >>> logits = fast(x)
 
 What the backends do, each on a copy (the model passed in is untouched):
@@ -18,19 +21,33 @@ What the backends do, each on a copy (the model passed in is untouched):
 * ``"onnxruntime"``: the BN-folded graph (not the 1x1 merge: ORT runs the merged graph's splits
   slower than separate convs) exported with the project's verified exporter
   (``export.export_model``), run in an ONNX Runtime session with ``torch.get_num_threads()`` intra-op
-  threads and denormals flushed. CPU only.
+  threads and denormals flushed. CPU only. int8: that file quantized statically by ORT
+  (``deploy.quant.quantize_onnx_qdq``: QDQ, per-channel weights, calibrated on the calibration images).
+* ``"openvino"`` (the optional extra ``inceptionnet[openvino]``): the BN-folded, 1x1-merged graph
+  exported to ONNX (verified) and compiled by OpenVINO's CPU plugin with its throughput hint for
+  batches / latency hint for batch 1 (``deploy.openvino``); bf16 through ``INFERENCE_PRECISION_HINT``;
+  int8 through NNCF's post-training quantization calibrated on the calibration images. CPU only.
 * ``dtype=torch.bfloat16``: ``"eager"`` / ``"compile"`` on a bf16 copy of the optimized model (weights
   stored in bf16 once, instead of autocast casting every weight on every call; with BN folded there
   is no fp32-only layer left), input cast to bf16, logits returned as fp32. ``bf16_supported()`` says
   whether the CPU computes bf16 natively (AVX512-BF16/AMX); without it bf16 is emulated and slow.
-* ``"auto"``: builds the candidates (default: eager and onnxruntime for fp32, eager for bf16;
-  ``candidates=`` to add ``"compile"``), times each on the example input and keeps the fastest.
+* ``dtype="int8"`` (or ``torch.qint8``): ``"onnxruntime"`` and ``"openvino"``; needs ``calibration``.
+  (PyTorch's own PT2E/X86InductorQuantizer route measured about 120 img/s on googlenet batch 32 where
+  OpenVINO int8 runs several times that, so it is not a backend here.)
+* ``"auto"``: builds the candidates, checks each, times each on the example input and keeps the fastest.
+  Default candidates: every installed backend that runs ``dtype`` (fp32: eager, onnxruntime, openvino;
+  bf16: eager, openvino; int8: onnxruntime, openvino; compile only when named in ``candidates=``).
+  ``dtype="auto"`` adds lower precision only when ``calibration`` is given, because only real images
+  can show it keeps the model's answers: fp32 candidates, plus bf16 ones where the CPU has native bf16,
+  plus int8 ones. ``candidates=`` names them as ``"openvino-int8"``, ``"eager-bf16"``, ``"onnxruntime"``.
 
 Every backend is checked against the original model in eval mode, eager fp32, on the example input
 when it is created: fp32 must agree to ``max abs diff <= atol + rtol * max|reference|`` (atol 1e-4,
-rtol 1e-5, as ``export``); bf16 outputs must be finite and of the right shape, and the top-1 agreement
-with fp32 is stored in ``.top1_agreement`` (``min_top1_agreement=`` turns it into a check).
-``FastInferenceError`` when a check fails.
+rtol 1e-5, as ``export``); bf16 / int8 outputs must be finite and of the right shape. With calibration
+images, ``.top1_agreement`` is the fraction of them whose top-1 class matches eager fp32 (else: of the
+example batch). ``min_top1_agreement=`` makes it a check; under ``"auto"`` bf16 and int8 candidates are
+held to ``AUTO_MIN_TOP1`` (99 %) unless ``min_top1_agreement`` says otherwise, and one that fails is
+dropped, with the reason in ``.timings``. ``FastInferenceError`` when a check fails.
 """
 
 from __future__ import annotations
@@ -38,7 +55,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,16 +66,36 @@ from torch import Tensor, nn
 from ..errors import FastInferenceError, InceptionNetError
 from ..runtime import flush_denormal, median_time
 from .fold import fold_bn, optimize_module
+from .quant import (
+    DEFAULT_CALIBRATION_SIZE,
+    TORCH_DTYPES,
+    calibration_images,
+    dtype_suffix,
+    parse_dtype,
+    top1_agreement,
+)
 from .verify import ATOL, RTOL, check_close, check_shape, max_abs_diff, tolerance
 
 __all__ = [
+    "AUTO_MIN_TOP1",
     "BACKENDS",
+    "DTYPES",
     "FastInferenceError",
     "FastModel",
     "optimize_for_inference",
 ]
 
-BACKENDS = ("auto", "eager", "compile", "onnxruntime")
+BACKENDS = ("auto", "eager", "compile", "onnxruntime", "openvino")
+# what each backend runs; "auto" picks among them
+BACKEND_DTYPES = {
+    "eager": ("float32", "bfloat16"),
+    "compile": ("float32", "bfloat16"),
+    "onnxruntime": ("float32", "int8"),
+    "openvino": ("float32", "bfloat16", "int8"),
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.qint8}  # names a CLI offers
+AUTO_MIN_TOP1 = 0.99
+CPU_ONLY = ("onnxruntime", "openvino")
 
 # --------------------------------------------------------------------------------------------------
 # The callable
@@ -67,10 +104,11 @@ BACKENDS = ("auto", "eager", "compile", "onnxruntime")
 class FastModel:
     """The callable ``optimize_for_inference`` returns: ``fast(x) -> logits``.
 
-    Attributes: ``backend``, ``dtype``, ``max_abs_diff`` / ``tolerance`` (vs eager fp32 on the example
-    input), ``top1_agreement`` (fraction of the example batch whose argmax matches eager fp32),
+    Attributes: ``backend``, ``dtype`` (``torch.float32`` / ``torch.bfloat16`` / ``torch.qint8``),
+    ``max_abs_diff`` / ``tolerance`` (vs eager fp32 on the example input), ``top1_agreement`` (fraction
+    of the calibration images, else of the example batch, whose argmax matches eager fp32),
     ``merged_convs`` (1x1 convs merged), ``setup_s`` (seconds to build and check), ``timings`` (for
-    ``backend="auto"``: median seconds per call of each candidate, or the error text).
+    ``backend="auto"``: median seconds per call of each candidate, or why it was dropped).
     """
 
     def __init__(
@@ -109,21 +147,32 @@ def _torch_fn(module: Callable[..., Any], dtype: torch.dtype) -> Callable[[Tenso
     return run
 
 
-def _ort_fn(opt: nn.Module, reference: nn.Module, example: Tensor, quiet: bool) -> Callable[[Tensor], Tensor]:
-    from .export import export_model, ort_session
+def _export_onnx(graph: nn.Module, reference: nn.Module, example: Tensor, path: Path, quiet: bool) -> None:
+    """``graph`` (a rewrite of ``reference``) to a verified fp32 ONNX file with a dynamic batch."""
+    from .export import export_model
 
-    if example.device.type != "cpu":
-        raise FastInferenceError("the onnxruntime backend runs on the CPU; pass a CPU model and input")
-    cpu_opt = copy.deepcopy(opt).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    cpu = copy.deepcopy(graph).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    try:
+        export_model(
+            cpu.eval(), path, input_size=(int(example.shape[2]), int(example.shape[3])),
+            in_chans=int(example.shape[1]), reference=reference, atol=ATOL, rtol=RTOL, quiet=quiet,
+        )  # fmt: skip
+    except InceptionNetError as e:
+        raise FastInferenceError(f"ONNX export for the engine: {e}") from e
+
+
+def _ort_fn(
+    graph: nn.Module, reference: nn.Module, example: Tensor, calib: Tensor | None, quiet: bool
+) -> Callable[[Tensor], Tensor]:
+    from .export import ort_session
+    from .quant import quantize_onnx_qdq
+
     with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
         path = Path(tmp) / "model.onnx"
-        try:
-            export_model(
-                cpu_opt, path, input_size=(int(example.shape[2]), int(example.shape[3])),
-                in_chans=int(example.shape[1]), reference=reference, atol=ATOL, rtol=RTOL, quiet=quiet,
-            )  # fmt: skip
-        except InceptionNetError as e:
-            raise FastInferenceError(f"onnxruntime backend: {e}") from e
+        _export_onnx(graph, reference, example, path, quiet)
+        if calib is not None:  # int8
+            quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", calib)
+            path = Path(tmp) / "int8.onnx"
         sess = ort_session(path, config={"session.set_denormal_as_zero": "1"})
     in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
 
@@ -134,17 +183,94 @@ def _ort_fn(opt: nn.Module, reference: nn.Module, example: Tensor, quiet: bool) 
     return run
 
 
+def _openvino_fn(
+    graph: nn.Module, reference: nn.Module, example: Tensor, dtype: str, calib: Tensor | None, quiet: bool
+) -> Callable[[Tensor], Tensor]:
+    from . import openvino as OV
+
+    OV.require("openvino")
+    if dtype == "int8":
+        OV.require("nncf")
+    with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        _export_onnx(graph, reference, example, path, quiet)
+        ov_model = OV.read_onnx(path)
+    if dtype == "int8":
+        assert calib is not None
+        ov_model = OV.quantize(ov_model, calib)
+    return OV.Runner(OV.compile_model(ov_model, dtype, int(example.shape[0])))
+
+
 def _check(fast: FastModel, got: Tensor, ref: Tensor) -> None:
     what = f"{fast.backend} backend ({str(fast.dtype).removeprefix('torch.')})"
     check_shape(got, ref, what, FastInferenceError)
     got, ref = got.float().cpu(), ref.float().cpu()
     fast.max_abs_diff, fast.tolerance = max_abs_diff(got, ref), tolerance(ref)
-    if ref.dim() == 2 and ref.shape[1] > 0:
-        fast.top1_agreement = float((got.argmax(1) == ref.argmax(1)).float().mean())
+    fast.top1_agreement = top1_agreement(got, ref)
     if fast.dtype == torch.float32:
         check_close(got, ref, what, against="eager fp32", error=FastInferenceError)
     elif not bool(torch.isfinite(got).all()):
         raise FastInferenceError(f"{what}: non-finite outputs where eager fp32 has finite ones")
+
+
+def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch: int) -> Tensor:
+    with torch.inference_mode(), flush_denormal():
+        return torch.cat([fn(b).float().cpu() for b in x.split(max(1, batch))])
+
+
+def _candidates(
+    dtype: str, candidates: Sequence[str] | None, calibrated: bool, device: torch.device
+) -> list[str]:
+    """The (backend-dtype) names ``auto`` builds, e.g. ["eager", "openvino", "openvino-int8"]."""
+    from ..runtime import bf16_supported
+    from . import openvino as OV
+
+    if candidates:
+        names = []
+        for c in candidates:
+            backend, _, suffix = c.partition("-")
+            cdt = parse_dtype(suffix) if suffix else ("float32" if dtype == "auto" else dtype)
+            if backend not in BACKEND_DTYPES:
+                raise ValueError(f"unknown candidate {c!r}; choose from {', '.join(BACKEND_DTYPES)}")
+            names.append(backend + dtype_suffix(cdt))
+    else:
+        dtypes = [dtype] if dtype != "auto" else ["float32"]
+        if dtype == "auto" and calibrated:
+            dtypes += (["bfloat16"] if bf16_supported(device) else []) + ["int8"]
+        names = [
+            b + dtype_suffix(d)
+            for d in dtypes
+            for b in BACKEND_DTYPES
+            if d in BACKEND_DTYPES[b] and b != "compile" and (b != "openvino" or OV.available())
+        ]
+    if device.type != "cpu":
+        names = [n for n in names if n.partition("-")[0] not in CPU_ONLY]
+    return names
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    backend, _, suffix = name.partition("-")
+    return backend, parse_dtype(suffix) if suffix else "float32"
+
+
+def _check_args(backend: str, dt: str, example_input: Tensor, calibration: Any) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if example_input.dim() != 4:
+        raise ValueError(f"example_input must be N x C x H x W, got shape {tuple(example_input.shape)}")
+    if backend != "auto" and dt == "auto":
+        raise ValueError("dtype='auto' chooses among backends: use backend='auto'")
+    if backend != "auto" and dt not in BACKEND_DTYPES[backend]:
+        runs = " and ".join(_SHORT[d] for d in BACKEND_DTYPES[backend])
+        raise ValueError(f"the {backend} backend runs {runs} only, not {_SHORT[dt]}")
+    if dt == "int8" and calibration is None:
+        raise ValueError(
+            "int8 needs calibration images: calibration= a tensor, a DataLoader or a data set name such as "
+            "'fashion_mnist:train'"
+        )
+
+
+_SHORT = {"float32": "fp32", "bfloat16": "bf16", "int8": "int8", "auto": "auto"}
 
 
 def optimize_for_inference(
@@ -152,91 +278,111 @@ def optimize_for_inference(
     example_input: Tensor,
     *,
     backend: str = "auto",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     candidates: Sequence[str] | None = None,
+    calibration: Tensor | Iterable[Any] | str | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     min_top1_agreement: float | None = None,
     auto_iters: int = 3,
     quiet: bool = True,
 ) -> FastModel:
     """A fast callable computing ``model(x)`` (logits) for inputs shaped like ``example_input``.
 
-    ``backend``: "eager", "compile", "onnxruntime" or "auto" (the fastest of ``candidates``, each
-    timed ``auto_iters`` times on ``example_input`` after a warm-up). ``dtype``: ``torch.float32``
-    or ``torch.bfloat16`` (autocast; eager/compile only). The result is checked against the eager
-    fp32 model on ``example_input`` (see the module docstring); ``FastInferenceError`` otherwise.
-    ``model`` itself is not modified.
+    ``backend``: "eager", "compile", "onnxruntime", "openvino" or "auto" (the fastest of ``candidates``
+    that passes its checks, each timed ``auto_iters`` times on ``example_input`` after a warm-up).
+    ``dtype``: ``torch.float32``, ``torch.bfloat16``, ``torch.qint8`` / ``"int8"``, or ``"auto"`` (with
+    ``backend="auto"``: lower precision too when ``calibration`` is given). ``calibration``: images
+    (a tensor, a DataLoader, or ``"NAME:SPLIT"`` of a built-in data set), at most ``calibration_size``
+    of them used: int8 is calibrated on them and bf16 / int8 are checked on them (top-1 agreement with
+    eager fp32). The result is checked against the eager fp32 model (see the module docstring);
+    ``FastInferenceError`` otherwise. ``model`` itself is not modified.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
-    if example_input.dim() != 4:
-        raise ValueError(f"example_input must be N x C x H x W, got shape {tuple(example_input.shape)}")
-    if backend == "onnxruntime" and dtype != torch.float32:
-        raise ValueError("the onnxruntime backend runs fp32 only; use backend='eager' or 'compile' for bf16")
+    dt = parse_dtype(dtype)
+    _check_args(backend, dt, example_input, calibration)
     t0 = time.perf_counter()
     reference = copy.deepcopy(model).eval()
     with torch.inference_mode(), flush_denormal():
         ref = reference(example_input)
     if not isinstance(ref, Tensor):
         raise FastInferenceError(f"the model returned {type(ref).__name__}, not a logits Tensor")
+    calib = calib_ref = None
+    if calibration is not None:
+        calib = calibration_images(calibration, model, example_input, calibration_size)
+        calib_ref = _batched(reference, calib.to(example_input.device), int(example_input.shape[0]))
     opt, merged = optimize_module(model)
-    opt = opt.to(dtype)
-    device = example_input.device
+    graphs: dict[str, nn.Module] = {"float32": opt}
+    auto = backend == "auto"
 
     def build(name: str) -> FastModel:
         start = time.perf_counter()
-        if name == "eager":
-            fn = _torch_fn(opt, dtype)
-        elif name == "compile":
+        b, d = _split_name(name)
+        if b in CPU_ONLY and example_input.device.type != "cpu":
+            raise FastInferenceError(f"the {b} backend runs on the CPU; pass a CPU model and input")
+        if b in ("eager", "compile"):
+            if d not in graphs:
+                graphs[d] = copy.deepcopy(opt).to(TORCH_DTYPES[d])
+            mod: Callable[..., Any] = graphs[d]
             # freezing: parameters become graph constants, so Inductor folds them and prepacks the
             # conv weights for oneDNN once (it applies under inference_mode, as _torch_fn calls it)
-            # (compiling does not modify ``opt``, so eager and compile candidates share its weights)
-            fn = _torch_fn(torch.compile(opt, options={"freezing": True}), dtype)
-        else:
+            # (compiling does not modify the graph, so eager and compile candidates share its weights)
+            fn = _torch_fn(
+                torch.compile(mod, options={"freezing": True}) if b == "compile" else mod, TORCH_DTYPES[d]
+            )
+        elif b == "onnxruntime":
             # ORT fuses conv+relu itself and runs the merged-1x1 graph slower (its Split copies):
             # export the BN-folded graph without the merge
-            fn = _ort_fn(fold_bn(model).eval(), reference, example_input, quiet)
-        fast = FastModel(fn, name, dtype, 0 if name == "onnxruntime" else merged)
+            fn = _ort_fn(
+                fold_bn(model).eval(), reference, example_input, calib if d == "int8" else None, quiet
+            )
+        else:
+            fn = _openvino_fn(opt, reference, example_input, d, calib, quiet)
+        fast = FastModel(fn, b, TORCH_DTYPES[d], 0 if b == "onnxruntime" else merged)
         try:
             got = fast(example_input)
+            _check(fast, got, ref)
+            if d != "float32" and calib is not None and calib_ref is not None:
+                fast.top1_agreement = top1_agreement(
+                    _batched(fast, calib, int(example_input.shape[0])), calib_ref
+                )
         except InceptionNetError:
             raise
         except Exception as e:
             raise FastInferenceError(f"{name} backend failed on the example input: {e}") from e
-        _check(fast, got, ref)
-        if min_top1_agreement is not None and not fast.top1_agreement >= min_top1_agreement:
+        need = min_top1_agreement
+        if need is None and auto and d != "float32" and calib is not None:
+            need = AUTO_MIN_TOP1
+        if need is not None and not fast.top1_agreement >= need:
+            on = (
+                f"{len(calib)} calibration images"
+                if calib is not None and d != "float32"
+                else "the example input"
+            )
             raise FastInferenceError(
-                f"{name} backend ({dtype}): top-1 agreement with eager fp32 {fast.top1_agreement:.3f} "
-                f"< {min_top1_agreement}"
+                f"{b} backend ({_SHORT[d]}): top-1 agreement with eager fp32 {fast.top1_agreement:.4f} "
+                f"< {need} on {on}"
             )
         fast.setup_s = time.perf_counter() - start
         return fast
 
-    if backend != "auto":
-        fast = build(backend)
+    if not auto:
+        fast = build(backend + dtype_suffix(dt))
         fast.setup_s = time.perf_counter() - t0
         return fast
-    names = list(candidates or (["eager", "onnxruntime"] if dtype == torch.float32 else ["eager"]))
-    if dtype != torch.float32:
-        names = [n for n in names if n != "onnxruntime"]
-    if device.type != "cpu":
-        names = [n for n in names if n != "onnxruntime"]
+    names = _candidates(dt, candidates, calib is not None, example_input.device)
     best: FastModel | None = None  # slower candidates are dropped as soon as they lose
     best_t = float("inf")
     timings: dict[str, float | str] = {}
     errors = []
     for name in names:
-        if name not in BACKENDS[1:]:
-            raise ValueError(f"unknown candidate {name!r}; choose from {', '.join(BACKENDS[1:])}")
+        key = name.partition("-")[0] if dt != "auto" and _split_name(name)[1] == dt else name
         try:
             fast = build(name)
         except (FastInferenceError, ImportError) as e:
-            timings[name] = f"error: {e}"
+            timings[key] = f"{'dropped' if 'agreement' in str(e) else 'error'}: {e}"
             errors.append(str(e))
             continue
         t = median_time(partial(fast, example_input), max(1, auto_iters))
-        timings[name] = t
+        timings[key] = t
         if t < best_t:
             best, best_t = fast, t
         del fast

@@ -1,11 +1,15 @@
 """Generative-model metrics with the FID network: FID (pytorch-fid's), Inception Score and KID
-(torch-fidelity's). See docs/METRICS.md."""
+(torch-fidelity's), with pytorch-fid's, torch-fidelity's or clean-fid's resize. See docs/METRICS.md."""
 
+from .resize import RESIZE_MODES, preprocess, tf1_bilinear_resize
 from .scores import (
+    BACKENDS,
     DIMS,
-    RESIZE_MODES,
     Features,
+    FIDNetwork,
+    check_image_count,
     fid,
+    fid_network,
     folder_features,
     frechet_distance,
     image_files,
@@ -14,14 +18,19 @@ from .scores import (
     load_fid_model,
     load_stats,
     save_stats,
+    source_stats,
     stats_of,
 )
 
 __all__ = [
+    "BACKENDS",
     "DIMS",
     "RESIZE_MODES",
+    "FIDNetwork",
     "Features",
+    "check_image_count",
     "fid",
+    "fid_network",
     "folder_features",
     "frechet_distance",
     "image_files",
@@ -29,6 +38,9 @@ __all__ = [
     "kernel_inception_distance",
     "load_fid_model",
     "load_stats",
+    "preprocess",
     "save_stats",
+    "source_stats",
     "stats_of",
+    "tf1_bilinear_resize",
 ]

@@ -1,10 +1,13 @@
 """FID, Inception Score and KID with the FID network (``fid_inception_v3``), as pytorch-fid and
 torch-fidelity compute them.
 
-* Features: images read as RGB (``data.read_image``), scaled to [0, 1], resized to 299x299 (mode
-  ``pytorch-fid``: bilinear, ``align_corners=False``), scaled to [-1, 1]; the 2048-d pool3 features
-  (or the 768 / 192 / 64-d taps, globally averaged, as pytorch-fid's blocks 2 / 1 / 0) and the
-  1008-way logits. Folders are read in batches (never all images in memory).
+* Features: images read as RGB (``data.read_image``), each brought to 299x299 in [-1, 1] by one of
+  three tools' rules (``--resize``: ``metrics.resize``); the 2048-d pool3 features (or the 768 / 192
+  / 64-d taps, globally averaged, as pytorch-fid's blocks 2 / 1 / 0) and the 1008-way logits.
+  Folders are read in batches (never all images in memory); under ``torchrun`` each rank reads its
+  part of the sorted file list and the features are gathered in file order.
+* Backends: ``fast`` (BN folded, parallel 1x1 convs merged, channels_last, denormals flushed:
+  ``deploy.fold.optimize_module``; checked against eager when built) or ``eager``.
 * FID: float64 mean and covariance (``np.cov``, ddof 1), ``scipy.linalg.sqrtm`` exactly as
   pytorch-fid's ``calculate_frechet_distance``.
 * IS and KID: torch-fidelity's definitions (``inception_score``, ``kernel_inception_distance``).
@@ -13,8 +16,9 @@ torch-fidelity compute them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +28,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import data as D
-from ..errors import CheckpointError, DataNotFoundError
-from ..runtime import progress
+from ..errors import CheckpointError, DataNotFoundError, FastInferenceError, ImageReadError, NonFiniteError
+from ..runtime import flush_denormal, is_dist, progress
+from .resize import RESIZE_MODES, preprocess
 
 __all__ = [
+    "BACKENDS",
     "DIMS",
     "RESIZE_MODES",
+    "FIDNetwork",
     "Features",
-    "frechet_distance",
+    "check_image_count",
     "fid",
+    "fid_network",
     "folder_features",
+    "frechet_distance",
     "image_files",
     "inception_score",
     "kernel_inception_distance",
     "load_fid_model",
     "load_stats",
     "save_stats",
+    "source_stats",
     "stats_of",
 ]
 
 DIMS = (64, 192, 768, 2048)
-RESIZE_MODES = ("pytorch-fid",)
+BACKENDS = ("fast", "eager")
 # pytorch-fid's IMAGE_EXTENSIONS (it globs '*.ext' in the folder, not recursively)
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")
 FID_WEIGHTS = "tf_2015_12_05"
@@ -53,18 +63,20 @@ FID_WEIGHTS = "tf_2015_12_05"
 @dataclass
 class Features:
     """Per-image features (N x dims, float64) and the 1008-way unbiased logits (N x 1008, float64; with
-    dims 2048 only) of a folder."""
+    dims 2048 only) of a folder; ``files`` in that order, ``skipped`` the unreadable files left out."""
 
     features: np.ndarray
     logits: np.ndarray
     files: list[str]
+    skipped: list[str] = field(default_factory=list)
 
 
 def load_fid_model(
     weights: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu"
 ) -> nn.Module:
     """The FID network in eval mode: ``weights`` a state_dict file key-for-key pytorch-fid's (e.g.
-    ``pt_inception-2015-12-05-6726825d.pth``), or None for the weight entry (downloaded, sha256-checked)."""
+    ``pt_inception-2015-12-05-6726825d.pth``; torch-fidelity's ``weights-inception-2015-12-05`` file has
+    the same keys), or None for the weight entry (downloaded, sha256-checked)."""
     from ..models import create_model
 
     src = FID_WEIGHTS if weights is None else str(weights)
@@ -77,30 +89,6 @@ def load_fid_model(
             f"{src} is not the FID network's weights (pytorch-fid's pt_inception-2015-12-05 layout): {e}"
         ) from None
     return model.eval().to(device)
-
-
-def image_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The images of ``folder`` as pytorch-fid takes them: its extensions, not recursive, sorted."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise DataNotFoundError(f"{p}: not a folder of images nor an .npz statistics file")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
-    if not files:
-        raise DataNotFoundError(f"{p}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-    return files
-
-
-def _batches(files: Sequence[Path], batch_size: int) -> Iterator[Tensor]:
-    for i in range(0, len(files), batch_size):
-        yield torch.stack([D.read_image(f, 3) for f in files[i : i + batch_size]]).float() / 255.0
-
-
-def _preprocess(x: Tensor, resize: str) -> Tensor:
-    """[0, 1] N x 3 x H x W -> the network's 299x299 input in [-1, 1]."""
-    if resize != "pytorch-fid":
-        raise ValueError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}")
-    x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-    return 2 * x - 1
 
 
 @torch.no_grad()
@@ -123,47 +111,174 @@ def _taps(model: Any, x: Tensor, dims: int) -> tuple[Tensor, Tensor | None]:
     return pool, pool @ m.fc.weight.T
 
 
+class FIDNetwork:
+    """The FID network ready to run: ``eager`` (the model as it is) or ``fast`` (a copy with BN folded,
+    the parallel 1x1 convs merged and channels_last, run with denormals flushed). Checked on the first
+    image it sees, at the dims asked for: the features must be finite (``NonFiniteError``: damaged
+    weights) and the fast copy must agree with eager within the export tolerance (``FastInferenceError``)."""
+
+    def __init__(self, model: nn.Module, backend: str = "fast") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self.eager = model.eval()
+        self.module = self.eager
+        self.checked: set[int] = set()
+        if backend == "fast":
+            from ..deploy.fold import optimize_module
+
+            self.module, _ = optimize_module(model)
+
+    def _run(self, x: Tensor, dims: int) -> tuple[Tensor, Tensor | None]:
+        if self.backend == "eager":
+            return _taps(self.module, x, dims)
+        with flush_denormal():
+            return _taps(self.module, x.contiguous(memory_format=torch.channels_last), dims)
+
+    def __call__(self, x: Tensor, dims: int) -> tuple[Tensor, Tensor | None]:
+        out = self._run(x, dims)
+        if dims not in self.checked and x.shape[0]:
+            ref = _taps(self.eager, x[:1], dims)[0] if self.backend == "fast" else out[0][:1]
+            if not torch.isfinite(ref).all():
+                raise NonFiniteError("the FID network gives NaN or infinite features (damaged --weights?)")
+            if self.backend == "fast":
+                from ..deploy.verify import check_close
+
+                check_close(out[0][:1], ref, "FID network, --backend fast", error=FastInferenceError)
+            self.checked.add(dims)
+        return out
+
+
+def fid_network(model: nn.Module | FIDNetwork, backend: str = "fast") -> FIDNetwork:
+    return model if isinstance(model, FIDNetwork) else FIDNetwork(model, backend)
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The images of ``folder`` as pytorch-fid takes them: its extensions, not recursive, sorted."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise DataNotFoundError(f"{p}: not a folder of images nor an .npz statistics file")
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataNotFoundError(f"{p}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    return files
+
+
+def check_image_count(n: int, dims: int, source: str = "") -> None:
+    """FID needs a full-rank dims x dims covariance: at least dims + 1 images (pytorch-fid only warns
+    and adds eps to the diagonal, which gives a number that depends on eps)."""
+    if n < dims + 1:
+        raise ValueError(
+            f"{source or 'the images'}: {n} images give a rank-deficient {dims}x{dims} covariance; FID "
+            f"needs at least {dims + 1} (use more images or a smaller --dims)"
+        )
+
+
+def _read(files: Sequence[Path], skip_bad: bool, skipped: list[str]) -> Iterator[tuple[Path, Tensor]]:
+    for f in files:
+        try:
+            yield f, D.read_image(f, 3)
+        except ImageReadError as e:
+            if not skip_bad:
+                raise ImageReadError(f"{e} (--skip-bad-images leaves unreadable files out)") from None
+            skipped.append(str(f))
+
+
+def _extract(
+    files: Sequence[Path], net: FIDNetwork, dims: int, batch_size: int, resize: str,
+    device: torch.device | str, skip_bad: bool, desc: str, show_progress: bool,
+) -> Features:  # fmt: skip
+    feats: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    done: list[str] = []
+    skipped: list[str] = []
+    images = _read(files, skip_bad, skipped)
+    total = (len(files) + batch_size - 1) // batch_size
+    for _ in progress(range(total), total=total, desc=desc, enabled=show_progress):
+        batch = [(f, preprocess(img, resize)) for f, img in islice(images, batch_size)]
+        if not batch:
+            break
+        f, lg = net(torch.stack([x for _, x in batch]).to(device), dims)
+        if not torch.isfinite(f).all() or (lg is not None and not torch.isfinite(lg).all()):
+            raise NonFiniteError(
+                f"the FID network gave non-finite features for images of {desc} (damaged --weights?)"
+            )
+        feats.append(f.cpu().double().numpy())
+        done += [str(p) for p, _ in batch]
+        if lg is not None:
+            logits.append(lg.cpu().double().numpy())
+    d = feats[0].shape[1] if feats else dims
+    return Features(
+        np.concatenate(feats) if feats else np.empty((0, d)),
+        np.concatenate(logits) if logits else np.empty((0, 1008)),
+        done,
+        skipped,
+    )
+
+
+def _sharded(fn: Callable[[Sequence[Path]], Features], files: Sequence[Path]) -> Features:
+    """``fn`` on this rank's contiguous part of ``files`` under torchrun, the parts gathered in file
+    order on every rank (an error on any rank is raised on all, so none waits forever)."""
+    if not is_dist():
+        return fn(files)
+    import torch.distributed as dist
+
+    rank, world, n = dist.get_rank(), dist.get_world_size(), len(files)
+    try:
+        part: Any = fn(files[rank * n // world : (rank + 1) * n // world])
+    except Exception as e:  # noqa: BLE001 - handed to every rank, raised there
+        part = e
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, part)
+    for p in parts:
+        if isinstance(p, BaseException):
+            raise p
+    dims = max(p.features.shape[1] for p in parts)
+    return Features(
+        np.concatenate([p.features.reshape(-1, dims) for p in parts]),
+        np.concatenate([p.logits for p in parts]),
+        [f for p in parts for f in p.files],
+        [f for p in parts for f in p.skipped],
+    )
+
+
 def folder_features(
     folder: str | os.PathLike[str],
-    model: nn.Module,
+    model: nn.Module | FIDNetwork,
     *,
     dims: int = 2048,
     batch_size: int = 50,
     resize: str = "pytorch-fid",
+    backend: str = "fast",
     device: str | torch.device = "cpu",
+    skip_bad: bool = False,
     show_progress: bool = True,
 ) -> Features:
-    """Features of every image of ``folder``, read ``batch_size`` at a time."""
+    """Features of every image of ``folder``, read ``batch_size`` at a time (``model``: the FID
+    network, run with ``backend`` unless it is a ready :class:`FIDNetwork`). ``skip_bad`` leaves
+    unreadable files out (``.skipped``); otherwise the first one stops with its name."""
     if dims not in DIMS:
         raise ValueError(f"--dims {dims}: expected one of {', '.join(map(str, DIMS))}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}")
     files = image_files(folder)
-    feats: list[np.ndarray] = []
-    logits: list[np.ndarray] = []
-    total = (len(files) + batch_size - 1) // batch_size
-    for batch in progress(
-        _batches(files, batch_size), total=total, desc=f"features {folder}", enabled=show_progress
-    ):
-        f, lg = _taps(model, _preprocess(batch.to(device), resize), dims)
-        feats.append(f.cpu().double().numpy())
-        if lg is not None:
-            logits.append(lg.cpu().double().numpy())
-    return Features(
-        np.concatenate(feats),
-        np.concatenate(logits) if logits else np.empty((0, 1008)),
-        [str(f) for f in files],
+    net = fid_network(model, backend)
+    out = _sharded(
+        lambda part: _extract(
+            part, net, dims, batch_size, resize, device, skip_bad, str(folder), show_progress
+        ),
+        files,
     )
+    if not out.files:
+        raise DataNotFoundError(f"{folder}: none of its {len(files)} images is readable")
+    return out
 
 
 def stats_of(features: np.ndarray, source: str = "") -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) in float64 as pytorch-fid: ``np.mean`` and ``np.cov(rowvar=False)``."""
-    n, d = features.shape
-    if n < d + 1:
-        raise ValueError(
-            f"{source or 'the images'}: {n} images give a rank-deficient {d}x{d} covariance; FID needs "
-            f"at least {d + 1} (use more images or a smaller --dims)"
-        )
+    check_image_count(features.shape[0], features.shape[1], source)
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
 
 
@@ -186,6 +301,8 @@ def load_stats(path: str | os.PathLike[str], dims: int | None = None) -> tuple[n
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a D and a D x D array")
     if dims is not None and mu.shape[0] != dims:
         raise ValueError(f"{path}: statistics of {mu.shape[0]}-d features, --dims is {dims}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise NonFiniteError(f"{path}: mu or sigma holds NaN or infinity; make the statistics again")
     return mu, sigma
 
 
@@ -222,17 +339,24 @@ def frechet_distance(
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2)")
         covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    value = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    if not np.isfinite(value):
+        raise NonFiniteError(f"FID is {value}: the statistics hold NaN or infinity")
+    return value
 
 
-def _stats_of_source(
-    src: str | os.PathLike[str], model: nn.Module | None, dims: int, **kw: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def source_stats(
+    src: str | os.PathLike[str], model: nn.Module | FIDNetwork | None, dims: int, **kw: Any
+) -> tuple[np.ndarray, np.ndarray, Features | None]:
+    """(mu, sigma, features) of an image folder, or (mu, sigma, None) of an ``.npz`` file. The image
+    count is checked before any work (dims + 1 needed)."""
     if str(src).endswith(".npz"):
-        return load_stats(src, dims)
-    assert model is not None
+        return (*load_stats(src, dims), None)
+    check_image_count(len(image_files(src)), dims, str(src))
+    if model is None:
+        raise ValueError(f"{src}: an image folder needs the FID network (model=)")
     feats = folder_features(src, model, dims=dims, **kw)
-    return stats_of(feats.features, str(src))
+    return (*stats_of(feats.features, str(src)), feats)
 
 
 def fid(
@@ -240,21 +364,27 @@ def fid(
     b: str | os.PathLike[str],
     *,
     weights: str | os.PathLike[str] | None = None,
-    model: nn.Module | None = None,
+    model: nn.Module | FIDNetwork | None = None,
     dims: int = 2048,
     batch_size: int = 50,
     resize: str = "pytorch-fid",
+    backend: str = "fast",
     device: str | torch.device = "cpu",
+    skip_bad: bool = False,
     show_progress: bool = True,
 ) -> float:
     """FID between two image folders or ``.npz`` statistics files."""
+    for src in (a, b):  # before loading the network: cheap checks first
+        if not str(src).endswith(".npz"):
+            check_image_count(len(image_files(src)), dims, str(src))
     if model is None and not (str(a).endswith(".npz") and str(b).endswith(".npz")):
         model = load_fid_model(weights, device)
+    net = None if model is None else fid_network(model, backend)
     kw: dict[str, Any] = dict(
-        batch_size=batch_size, resize=resize, device=device, show_progress=show_progress
+        batch_size=batch_size, resize=resize, device=device, skip_bad=skip_bad, show_progress=show_progress
     )
-    m1, s1 = _stats_of_source(a, model, dims, **kw)
-    m2, s2 = _stats_of_source(b, model, dims, **kw)
+    m1, s1, _ = source_stats(a, net, dims, **kw)
+    m2, s2, _ = source_stats(b, net, dims, **kw)
     return frechet_distance(m1, s1, m2, s2)
 
 
@@ -301,7 +431,14 @@ def kernel_inception_distance(
     over ``subsets`` random subsets of ``subset_size`` (numpy RandomState(seed)); mean and std."""
     n = min(f1.shape[0], f2.shape[0])
     if n < subset_size:
-        raise ValueError(f"KID subset size {subset_size} is larger than the number of images ({n})")
+        raise ValueError(
+            f"KID subset size {subset_size} is larger than the number of images ({f1.shape[0]} and "
+            f"{f2.shape[0]}); use --kid-subset-size {n} or less (torch-fidelity refuses it too)"
+        )
+    if subset_size < 2 or subsets < 1:
+        raise ValueError(
+            f"KID needs --kid-subset-size >= 2 and --kid-subsets >= 1, got {subset_size}, {subsets}"
+        )
     rng = np.random.RandomState(seed)
     mmds = np.zeros(subsets)
     for i in range(subsets):

@@ -1,0 +1,419 @@
+"""The FastAPI app: ``create_app(engine, ServeConfig(...))``.
+
+    POST /v1/predict   images (multipart field ``file``, repeatable; or JSON ``{"image": b64}`` /
+                       ``{"images": [b64, ...]}``) -> top-k per image, the model name and weights id;
+                       options ``topk`` and ``invert`` as query parameters, form fields or JSON keys
+    POST /v1/explain   one image -> top-5, Grad-CAM PNG of ``target`` (index or class name; default
+                       top-1), and for GoogLeNet-family models the branch energies of ``block``
+    GET  /v1/models    the model: input config, classes, backend, blocks
+    GET  /healthz      {"status": "ok"} (503 while shutting down)
+    GET  /metrics      Prometheus text: requests, latency histogram, batch sizes, queue length
+    GET  /             the page (static/, served from the package)
+
+Every error is JSON ``{"error": "..."}`` with a 4xx status (5xx: the server's own fault); no request
+can stop the server: a failing batch fails its requests only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import ImageReadError, NonFiniteError, first_line
+from .batching import Batcher, ClosingError, QueueFullError
+from .engine import Engine, ImageTooLargeError
+
+log = logging.getLogger("inceptionnet.serve")
+
+STATIC = Path(__file__).parent / "static"  # package data (pyproject's package-data)
+ROUTES = ("/", "/v1/predict", "/v1/explain", "/v1/models", "/healthz", "/metrics")
+FIELDS = {"file", "topk", "invert", "target", "block"}  # the form fields / JSON keys we read
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class ServeConfig:
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 256  # images waiting; beyond: 503 + Retry-After
+    timeout_s: float = 30.0  # per request, queueing included; beyond: 504
+    max_body_bytes: int = 20 * 2**20
+    max_files: int = 32  # images per request
+    max_explain: int = 2  # explanations in flight (each a forward + backward of the eager model)
+
+
+class BodyLimit:
+    """413 for a body over ``max_bytes``: from Content-Length before reading, and while reading a
+    chunked body (the app never holds more than the limit)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await _error(413, self._message())(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self._message())
+            return msg
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return (
+            f"the request body is over this server's limit of {self.max_bytes / 2**20:g} MiB (--max-body-mb)"
+        )
+
+
+class Metrics:
+    """The app's Prometheus metrics, in a registry of its own (two apps in one process do not mix)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("inceptionnet_requests", "HTTP requests", ["path", "status"], registry=r)
+        self.latency = Histogram(
+            "inceptionnet_request_seconds", "request latency", ["path"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.images = Counter("inceptionnet_images", "images classified", registry=r)
+        self.batch_size = Histogram(
+            "inceptionnet_batch_size", "images per model call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )  # fmt: skip
+        self.queue = Gauge("inceptionnet_queue_images", "images waiting for a batch", registry=r)
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            path = scope["path"] if scope["path"] in ROUTES else "other"
+            status = [500]
+            t0 = time.perf_counter()
+
+            async def tracked(msg: Message) -> None:
+                if msg["type"] == "http.response.start":
+                    status[0] = int(msg["status"])
+                await send(msg)
+
+            try:
+                await app(scope, receive, tracked)
+            finally:
+                self.latency.labels(path).observe(time.perf_counter() - t0)
+                self.requests.labels(path, str(status[0])).inc()
+
+        return measured
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise HTTPException(400, f"{name} must be true or false, got {value!r}")
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise HTTPException(400, f"{name} must be an integer, got {value!r}") from None
+    if not lo <= n <= hi:
+        raise HTTPException(400, f"{name} must be between {lo} and {hi}, got {n}")
+    return n
+
+
+def _b64(text: Any, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise HTTPException(400, f"{where} must be a base64 string, got {type(text).__name__}")
+    if text.startswith("data:") and "," in text:  # a data: URL, as a browser's FileReader gives it
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, f"{where} is not valid base64") from None
+
+
+async def read_request(request: Request, cfg: ServeConfig) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    """(images as (name, bytes), options) from a multipart form or a JSON body; 400/415 otherwise."""
+    options: dict[str, Any] = dict(request.query_params)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    images: list[tuple[str, bytes]] = []
+    if ctype in (
+        "multipart/form-data",
+        "application/x-www-form-urlencoded",
+    ):  # a urlencoded form has no files
+        form = await request.form(max_files=cfg.max_files, max_fields=len(FIELDS) * 2)
+        for key, value in form.multi_items():
+            if key not in FIELDS:
+                raise HTTPException(400, f"unknown form field {key!r}; send images as field 'file'")
+            if key != "file":
+                options[key] = value
+            elif not isinstance(value, UploadFile):
+                raise HTTPException(400, "form field 'file' must be a file upload, not a text value")
+            else:
+                images.append((value.filename or f"file{len(images)}", await value.read()))
+    elif ctype == "application/json":
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise HTTPException(400, f"the body is not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise HTTPException(
+                400, 'the JSON body must be an object: {"image": "<base64>"} or {"images": [...]}'
+            )
+        unknown = set(body) - FIELDS - {"image", "images"}
+        if unknown:
+            raise HTTPException(400, f"unknown JSON key(s) {', '.join(map(repr, sorted(unknown)))}")
+        raw = [body["image"]] if "image" in body else body.get("images", [])
+        if not isinstance(raw, list):
+            raise HTTPException(400, "'images' must be a list of base64 strings")
+        images = [(f"image{i}", _b64(v, f"image {i}")) for i, v in enumerate(raw)]
+        options.update({k: v for k, v in body.items() if k in FIELDS})
+    else:
+        raise HTTPException(
+            415, f"send multipart/form-data (field 'file') or application/json, not {ctype or 'no type'!r}"
+        )
+    if not images:
+        raise HTTPException(
+            400, 'no image: send multipart field \'file\' (repeatable) or JSON {"image": "<base64>"}'
+        )
+    if len(images) > cfg.max_files:
+        raise HTTPException(
+            413, f"{len(images)} images in one request, over the limit of {cfg.max_files} (--max-files)"
+        )
+    return images, options
+
+
+async def decode_all(engine: Engine, images: list[tuple[str, bytes]], invert: bool) -> list[Any]:
+    out = []
+    for name, raw in images:
+        try:
+            out.append(await run_in_threadpool(engine.decode, raw, name, invert))
+        except ImageTooLargeError as e:
+            raise HTTPException(413, str(e)) from None
+        except ImageReadError as e:
+            raise HTTPException(400, first_line(e)) from None
+    return out
+
+
+def top_rows(probs: Any, classes: list[str], k: int) -> list[dict[str, Any]]:
+    top = probs.topk(min(k, len(classes)))
+    return [
+        {"label": classes[int(i)], "index": int(i), "prob": float(p)}
+        for p, i in zip(top.values, top.indices, strict=True)
+    ]
+
+
+def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
+    cfg = cfg or ServeConfig()
+    metrics = Metrics()
+    state: dict[str, Any] = {"explaining": 0}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        batcher = Batcher(
+            engine.probabilities, max_batch=cfg.max_batch, max_wait_s=cfg.max_wait_ms / 1000,
+            max_queue=cfg.max_queue, on_batch=metrics.batch_size.observe,
+        )  # fmt: skip
+        metrics.queue.set_function(lambda: batcher.queued)
+        batcher.start()
+        state["batcher"] = batcher
+        try:
+            yield
+        finally:
+            state["closing"] = True
+            await batcher.close()  # uvicorn has let in-flight requests finish: this drains the queue
+
+    # no /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json stays
+    app = FastAPI(title="inceptionnet", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(_Wrap, wrap=metrics.middleware)
+    _add_error_handlers(app)
+    _add_predict(app, engine, cfg, metrics, state)
+    _add_explain(app, engine, cfg, state)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"models": [engine.describe()]}
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        if state.get("closing"):
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return JSONResponse({"status": "ok", "model": engine.name})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+class _Wrap:
+    """``app.add_middleware`` for a plain ASGI wrapper function."""
+
+    def __init__(self, app: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        self.inner = wrap(app)
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return self.inner(scope, receive, send)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(_r: Request, e: HTTPException) -> JSONResponse:
+        return _error(e.status_code, str(e.detail), dict(e.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_r: Request, e: RequestValidationError) -> JSONResponse:
+        return _error(422, "; ".join(str(err.get("msg")) for err in e.errors()) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def internal(_r: Request, e: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return _error(500, f"internal error: {first_line(e)}")
+
+
+def _add_predict(
+    app: FastAPI, engine: Engine, cfg: ServeConfig, metrics: Metrics, state: dict[str, Any]
+) -> None:
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        images, options = await read_request(request, cfg)
+        topk = _int(options.get("topk", 5), "topk", 1, 10**6)  # more than the classes: all of them
+        xs = await decode_all(engine, images, _flag(options.get("invert", False), "invert"))
+        try:
+            probs = await asyncio.wait_for(state["batcher"].submit(xs), cfg.timeout_s)
+        except QueueFullError as e:
+            raise HTTPException(503, f"busy: {e}; retry shortly", headers={"Retry-After": "1"}) from None
+        except ClosingError:
+            raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "5"}) from None
+        except TimeoutError:
+            raise HTTPException(
+                504, f"no answer within {cfg.timeout_s:g} s (--timeout); retry later"
+            ) from None
+        except NonFiniteError as e:
+            raise HTTPException(500, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - the model failed on this batch: its requests fail, the server lives
+            log.exception("batch failed")
+            raise HTTPException(500, f"the model failed on this batch: {first_line(e)}") from None
+        metrics.images.inc(len(xs))
+        results = [
+            {"file": name, "top": top_rows(p, engine.classes, topk)}
+            for (name, _), p in zip(images, probs, strict=True)
+        ]
+        return {
+            "model": engine.name,
+            "weights": engine.weights_id,
+            "backend": engine.backend,
+            "results": results,
+        }
+
+
+def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str, Any]) -> None:
+    from .explain import default_block, explain, four_branch_blocks, overlay, png_bytes
+
+    def data_url(rgb: Any) -> str:
+        return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode()
+
+    def target_index(value: Any) -> int | None:
+        if value is None or str(value).strip() == "":
+            return None
+        if str(value) in engine.classes:
+            return engine.classes.index(str(value))
+        return _int(value, "target", 0, len(engine.classes) - 1)
+
+    @app.post("/v1/explain")
+    async def explain_image(request: Request) -> dict[str, Any]:
+        if engine.model is None:
+            raise HTTPException(
+                409,
+                "explanations need the PyTorch model: serve --checkpoint or --model/--weights, not --onnx",
+            )
+        images, options = await read_request(request, cfg)
+        if len(images) != 1:
+            raise HTTPException(400, f"/v1/explain takes one image, got {len(images)}")
+        target = target_index(options.get("target"))
+        block = options.get("block", default_block(four_branch_blocks(engine.model)))
+        block = None if block in (None, "", "none") else str(block)
+        (x,) = await decode_all(engine, images, _flag(options.get("invert", False), "invert"))
+        if state["explaining"] >= cfg.max_explain:
+            raise HTTPException(
+                503, "busy explaining other images; retry shortly", headers={"Retry-After": "1"}
+            )
+        state["explaining"] += 1
+        try:
+            e = await asyncio.wait_for(
+                run_in_threadpool(explain, engine.model, engine.icfg, x, target=target, block=block),
+                cfg.timeout_s,
+            )
+        except NonFiniteError as err:
+            raise HTTPException(500, str(err)) from None
+        except ValueError as err:  # a block the model does not have
+            raise HTTPException(400, str(err)) from None
+        except TimeoutError:
+            raise HTTPException(504, f"no explanation within {cfg.timeout_s:g} s (--timeout)") from None
+        finally:
+            state["explaining"] -= 1
+        return {
+            "model": engine.name, "weights": engine.weights_id, "file": images[0][0],
+            "top": top_rows(torch.from_numpy(e.probs), engine.classes, 5),
+            "target": {"index": e.target, "label": engine.classes[e.target]}, "cam_layer": e.cam_layer,
+            "input_png": data_url(overlay(e.image, e.cam, alpha=0.0)), "cam_png": data_url(overlay(e.image, e.cam)),
+            "block": e.block,
+            "branches": [
+                {"label": lab, "share": share, "png": data_url(overlay(e.image, m))}
+                for lab, share, m in zip(e.branch_labels, e.branch_shares, e.branch_maps if e.branch_maps is not None else [], strict=True)
+            ],
+        }  # fmt: skip

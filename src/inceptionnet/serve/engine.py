@@ -1,0 +1,231 @@
+"""The model a server runs, built once: ``load_engine(...) -> Engine``.
+
+An ``Engine`` turns uploaded bytes into the model's input with the project's own reader and
+transform (``data.read_image`` + ``data.eval_transform``, as ``predict`` uses them), checking the
+pixel count from the image header before anything is decoded, and runs batches on the fast path
+(``deploy.fast.optimize_for_inference``) or, for ``--onnx``, in an ONNX Runtime session.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import data as D
+from ..errors import CheckpointError, ImageReadError, NonFiniteError
+from ..fileio import sha256_of
+
+DEFAULT_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# the fast path is checked and timed on a batch of this many (at most --max-batch): larger batches only
+# make a server start slower (googlenet at 224: ~1 s per candidate run on 2 cores)
+EXAMPLE_BATCH = 8
+# uploads are written here for data.read_image (which reads files): memory, not disk, where it exists
+_SPOOL = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image whose header declares more pixels than the server's --max-pixels."""
+
+
+def dtype_choices() -> dict[str, Any]:
+    """``--dtype`` names -> what ``optimize_for_inference(dtype=...)`` takes: fp32, bf16 and whatever
+    ``deploy.fast.DTYPES`` adds (read at run time: the fast path grows backends and dtypes)."""
+    from ..deploy import fast
+
+    out: dict[str, Any] = dict(DEFAULT_DTYPES)
+    extra = getattr(fast, "DTYPES", None)
+    if isinstance(extra, Mapping):
+        out.update({str(k): v for k, v in extra.items()})
+    return out
+
+
+def backend_choices() -> tuple[str, ...]:
+    from ..deploy.fast import BACKENDS
+
+    return tuple(BACKENDS)
+
+
+@dataclass
+class Engine:
+    """What a server needs of its model. ``model``: the eager module (for Grad-CAM and the branch
+    view; None for an ONNX file); ``run``: N x C x H x W float -> N x classes logits."""
+
+    name: str
+    weights_id: str
+    icfg: D.InputConfig
+    classes: list[str]
+    run: Callable[[Tensor], Tensor]
+    backend: str
+    dtype: str
+    model: nn.Module | None = None
+    max_pixels: int = 16_000_000
+    transform: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.transform is None:
+            self.transform = D.eval_transform(self.icfg, self.icfg.in_chans, native_size=-1)
+
+    def decode(self, raw: bytes, filename: str, invert: bool = False) -> Tensor:
+        """Uploaded bytes -> the model's C x H x W input. ``ImageTooLargeError`` when the header declares
+        more than ``max_pixels`` (checked before decoding: a decompression bomb is never expanded),
+        ``ImageReadError`` naming ``filename`` for anything unreadable."""
+        return self.transform(self.read(raw, filename, invert))
+
+    def read(self, raw: bytes, filename: str, invert: bool = False) -> Tensor:
+        """Uploaded bytes -> uint8 C x H x W as ``data.read_image`` reads a file (``invert`` as
+        ``predict --invert``)."""
+        if not raw:
+            raise ImageReadError(f"cannot read image {filename}: the upload is empty")
+        self.check_pixels(raw, filename)
+        suffix = "".join(c for c in Path(filename).suffix[:8] if c.isalnum() or c == ".")
+        with tempfile.NamedTemporaryFile(dir=_SPOOL, prefix="inceptionnet-upload-", suffix=suffix) as f:
+            f.write(raw)
+            f.flush()
+            try:
+                x = D.read_image(f.name, self.icfg.in_chans)
+            except ImageReadError as e:  # the message names the spool file: name the upload instead
+                raise ImageReadError(str(e).replace(f.name, filename)) from None
+        return 255 - x if invert else x
+
+    def check_pixels(self, raw: bytes, filename: str) -> None:
+        """The header's width x height against ``max_pixels``; PIL reads only the header here."""
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - not an image PIL knows: read_image says so in its words
+            return
+        if w * h > self.max_pixels:
+            raise ImageTooLargeError(
+                f"image {filename} is {w}x{h} = {w * h:,} pixels, over this server's limit of "
+                f"{self.max_pixels:,} (--max-pixels); downscale it"
+            )
+
+    def probabilities(self, x: Tensor) -> Tensor:
+        """Softmax of one batch; ``NonFiniteError`` when the model's output is NaN/inf."""
+        with torch.inference_mode():
+            logits = torch.as_tensor(self.run(x)).float().cpu()
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteError(
+                "the model's output is not finite (NaN/inf): its weights or the input overflow"
+            )
+        return logits.softmax(dim=1)
+
+    def describe(self) -> dict[str, Any]:
+        from .explain import default_block, four_branch_blocks
+
+        blocks = four_branch_blocks(self.model) if self.model is not None else []
+        return {
+            "name": self.name, "weights": self.weights_id, "backend": self.backend, "dtype": self.dtype,
+            "input": self.icfg.to_dict(), "classes": list(self.classes),
+            "explain": self.model is not None, "blocks": blocks,
+            "default_block": default_block(blocks),
+        }  # fmt: skip
+
+
+def weights_id(checkpoint: str | None, model_name: str | None, weights: str | None, onnx: str | None) -> str:
+    """How a response names the weights: a weight entry by name (and its sha256 prefix), a file by
+    name and the first 12 hex digits of its sha256."""
+    from ..models import get_weight_entry
+
+    if model_name and weights:
+        entry = get_weight_entry(model_name, weights)
+        if entry is not None:
+            return f"{weights}" + (f" sha256:{entry.sha256[:12]}" if entry.sha256 else "")
+    path = Path(onnx or checkpoint or weights or "")
+    return f"{path.name} sha256:{sha256_of(path)[:12]}"
+
+
+def load_engine(
+    *,
+    checkpoint: str | None = None,
+    model_name: str | None = None,
+    weights: str | None = None,
+    onnx: str | None = None,
+    backend: str = "auto",
+    dtype: str = "fp32",
+    max_batch: int = 32,
+    device: str | torch.device = "cpu",
+    allow_nan: bool = False,
+    max_pixels: int = 16_000_000,
+    calibration: str | None = None,
+) -> Engine:
+    """The model built once (see the module docstring); every error is a one-line user error."""
+    if onnx:
+        return _onnx_engine(onnx, checkpoint, model_name, weights, backend, dtype, max_pixels)
+    from ..checkpoint import load_for_inference
+    from ..deploy.fast import optimize_for_inference
+
+    dtypes = dtype_choices()
+    if dtype not in dtypes:
+        raise ValueError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    model, name, icfg, classes = load_for_inference(
+        checkpoint, model_name, weights, device, allow_nan=allow_nan
+    )
+    example = torch.randn(min(max_batch, EXAMPLE_BATCH), icfg.in_chans, icfg.input_size, icfg.input_size)
+    # int8: the images it is calibrated on
+    extra: dict[str, Any] = {"calibration": calibration} if calibration else {}
+    fast = optimize_for_inference(model, example.to(device), backend=backend, dtype=dtypes[dtype], **extra)
+    return Engine(
+        name, weights_id(checkpoint, model_name, weights, None), icfg, classes,
+        lambda x: fast(x.to(device)), fast.backend, dtype, model=model, max_pixels=max_pixels,
+    )  # fmt: skip
+
+
+def _onnx_engine(
+    onnx: str, checkpoint: str | None, model_name: str | None, weights: str | None, backend: str, dtype: str,
+    max_pixels: int,
+) -> Engine:  # fmt: skip
+    """``--onnx FILE``: an ONNX Runtime session with the file's own preprocessing metadata."""
+    from ..deploy.export import decode_onnx_metadata, input_config_from_metadata, ort_session
+
+    for flag, value in (("--checkpoint", checkpoint), ("--model", model_name), ("--weights", weights)):
+        if value:
+            raise ValueError(f"--onnx serves the exported file on its own; drop {flag}")
+    if backend not in ("auto", "onnxruntime") or dtype != "fp32":
+        raise ValueError("--onnx runs in ONNX Runtime, fp32: drop --backend / --dtype")
+    path = Path(onnx)
+    if not path.is_file():
+        raise FileNotFoundError(f"--onnx {path}: no such file")
+    try:
+        sess = ort_session(path)
+    except Exception as e:  # noqa: BLE001 - ORT's InvalidProtobuf, Fail, ...: a file that is not ONNX
+        raise CheckpointError(f"--onnx {path} is not an ONNX model ONNX Runtime can load ({e})") from None
+    meta = decode_onnx_metadata(sess.get_modelmeta().custom_metadata_map)
+    icfg = input_config_from_metadata(meta, str(path))
+    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
+    if isinstance(inp.shape[0], int):
+        raise ValueError(
+            f"--onnx {path} was exported with a fixed batch of {inp.shape[0]}; the server batches requests: "
+            "export it with a dynamic batch (the default of 'inceptionnet export')"
+        )
+    n_out = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else meta.get("num_classes")
+    classes = [str(c) for c in meta.get("classes") or []] or [str(i) for i in range(int(n_out or 0))]
+    if not classes:
+        raise CheckpointError(
+            f"--onnx {path}: cannot tell the number of classes (no metadata, dynamic output)"
+        )
+
+    def run(x: Tensor) -> Tensor:
+        return torch.from_numpy(sess.run([out.name], {inp.name: x.contiguous().float().numpy()})[0])
+
+    name = str(meta.get("model_name") or path.stem)
+    return Engine(
+        name,
+        weights_id(None, None, None, onnx),
+        icfg,
+        classes,
+        run,
+        "onnxruntime",
+        "fp32",
+        max_pixels=max_pixels,
+    )
