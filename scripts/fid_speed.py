@@ -2,7 +2,7 @@
 modes put the same folders (docs/BENCHMARKS.md "FID feature extraction", docs/METRICS.md).
 
     flock /tmp/cpu.lock python scripts/fid_speed.py speed  [--images 200]   # images/s, 2048-d
-    flock /tmp/cpu.lock python scripts/fid_speed.py resize [--images 300]   # FID per --resize mode
+    flock -s /tmp/cpu.lock python scripts/fid_speed.py resize [--images 300]  # FID per --resize mode (no timing)
 
 Fashion-MNIST test images written as PNGs; the FID network with random weights (PyTorch's default
 init, BN statistics set from one batch of images, as tests/test_metrics.py does: without that the
@@ -10,7 +10,8 @@ signal, and the features, vanish into denormals, which would time the denormal s
 the network). ``speed``: one timed pass per implementation over the same folder, the model built
 before the clock starts; pytorch-fid's ``get_activations`` (its own network, resize and loader,
 ``num_workers=0``). ``resize``: FID --dims 192 of the test images [0, N) vs [N, 2N) (one
-distribution) and vs [N, 2N) noised (sigma 32), per mode.
+distribution) and vs [N, 2N) noised (sigma 32), per mode; and across modes (statistics of one
+mode against another's: what comparing with a reference made by another tool does).
 """
 
 from __future__ import annotations
@@ -92,15 +93,22 @@ def resize_modes(args: argparse.Namespace, sd: dict[str, torch.Tensor], root: Pa
     model.load_state_dict(sd)
     net = M.fid_network(model.eval(), "fast")
     out: dict[str, object] = {}
-    for mode in ("pytorch-fid", "torch-fidelity", "clean"):
-        stats = {}
+    modes = ("pytorch-fid", "torch-fidelity", "clean")
+    stats: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for mode in modes:
+        stats[mode] = {}
         for name, folder in (("a", a), ("b", b), ("c", c)):
             f = M.folder_features(folder, net, dims=192, resize=mode, show_progress=False)
-            stats[name] = M.stats_of(f.features)
+            stats[mode][name] = M.stats_of(f.features)
         out[mode] = {
-            "fid_same_distribution": M.frechet_distance(*stats["a"], *stats["b"]),
-            "fid_vs_noised": M.frechet_distance(*stats["a"], *stats["c"]),
+            "fid_same_distribution": M.frechet_distance(*stats[mode]["a"], *stats[mode]["b"]),
+            "fid_vs_noised": M.frechet_distance(*stats[mode]["a"], *stats[mode]["c"]),
         }
+    # the same folder a, statistics of two modes: what mixing tools' statistics costs
+    for i, m1 in enumerate(modes):
+        for m2 in modes[i + 1 :]:
+            out[f"a_{m1}_vs_a_{m2}"] = M.frechet_distance(*stats[m1]["a"], *stats[m2]["a"])
+            out[f"a_{m1}_vs_b_{m2}"] = M.frechet_distance(*stats[m1]["a"], *stats[m2]["b"])
     return out
 
 

@@ -8,7 +8,7 @@ them as any weights file) and the shipped Fashion-MNIST model, one server per se
 batching with --max-batch 32 --max-wait-ms 5, then --max-batch 1), each loaded by --concurrency
 async httpx clients for at most --requests requests or --seconds seconds: throughput, p50 / p99
 latency, errors. ``rss``: the Fashion-MNIST server's resident memory (VmRSS) after a warm-up and
-after --rss-requests more requests.
+during --rss-requests more requests, right after each slice of load and at rest.
 
 Bounded in count and time, loopback only; client and server share the machine's cores (the
 numbers are for comparing settings on one machine, not a capacity plan).
@@ -46,7 +46,12 @@ def cpu_line() -> str:
 
 def multipart(name: str, data: bytes) -> bytes:
     head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-    return head.encode() + b"Content-Type: application/octet-stream\r\n\r\n" + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return (
+        head.encode()
+        + b"Content-Type: application/octet-stream\r\n\r\n"
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def test_images() -> dict[str, bytes]:
@@ -174,19 +179,31 @@ def throughput(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) ->
 
 
 def rss(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> dict[str, Any]:
-    server = Server(["--model", "googlenet_small", "--weights", "fashion_mnist"], 32, args.backend, tmp / "server.log")
+    server = Server(
+        ["--model", "googlenet_small", "--weights", "fashion_mnist"], 32, args.backend, tmp / "server.log"
+    )
     body = multipart("x.png", images["fashion"])
     try:
         # warm-up: the decode thread pool and allocator arenas grow to their working size
         asyncio.run(load(server.url, body, args.rss_warmup, 120, args.concurrency))
-        before = rss_mib(server.proc.pid)
+
+        def at_rest() -> float:
+            """RSS after one lone request 1.2 s after the load: the model thread has trimmed the heap
+            (serve/batching.py, at most once a second) before it answered."""
+            time.sleep(1.2)
+            asyncio.run(load(server.url, body, 1, 10, 1))
+            return round(rss_mib(server.proc.pid), 1)
+
+        before = at_rest()
         marks = []
         for _ in range(args.rss_marks):
-            r = asyncio.run(load(server.url, body, args.rss_requests // args.rss_marks, 300, args.concurrency))
-            marks.append((r["requests"], r["errors"], round(rss_mib(server.proc.pid), 1)))
+            r = asyncio.run(
+                load(server.url, body, args.rss_requests // args.rss_marks, 300, args.concurrency)
+            )
+            marks.append((r["requests"], r["errors"], round(rss_mib(server.proc.pid), 1), at_rest()))
     finally:
         server.stop()
-    out = {"warmup": args.rss_warmup, "rss_before_mib": round(before, 1), "marks (requests, errors, rss_mib)": marks, "requests": sum(m[0] for m in marks),
+    out = {"warmup": args.rss_warmup, "rss_before_mib": round(before, 1), "marks (requests, errors, rss_mib under load, at rest)": marks, "requests": sum(m[0] for m in marks),
            "errors": sum(m[1] for m in marks)}  # fmt: skip
     print(json.dumps(out), flush=True)
     return out

@@ -341,7 +341,11 @@ def test_onnx_file_is_served_without_explanations(
     assert cli(["export", "googlenet_small", "--weights", "fashion_mnist", "-o", str(onnx)]) == 0
     capsys.readouterr()
     engine = load_engine(onnx=str(onnx))
-    assert engine.model is None and engine.backend == "onnxruntime" and engine.weights_id.startswith("fm.onnx sha256:")
+    assert (
+        engine.model is None
+        and engine.backend == "onnxruntime"
+        and engine.weights_id.startswith("fm.onnx sha256:")
+    )
     with TestClient(create_app(engine, CFG)) as c:
         files = [("file", (f"{i}.png", fmnist[0][i])) for i in range(3)]
         names = [res["top"][0]["label"] for res in c.post("/v1/predict", files=files).json()["results"]]

@@ -14,8 +14,22 @@ more each to compile, and the bf16 ones where the CPU has no native bf16):
   does not have use this project's model unchanged instead (``"source": "inceptionnet"``).
 * ``tv-channels-last``, ``tv-compile`` (``torch.compile``), ``tv-onnxruntime`` (ONNX Runtime on the
   plain export) of the same model.
-* ``eager``, ``eager-bf16``, ``compile``, ``compile-bf16``, ``onnxruntime``: ``optimize_for_inference``
-  (BN folded, parallel 1x1 convs merged, channels_last; see ``inceptionnet.deploy.fast``).
+* ``tv-onnxruntime-int8``: ORT static QDQ int8 (per-channel weights, U8S8) of the plain export;
+  ``tv-openvino``, ``tv-openvino-bf16``, ``tv-openvino-int8``: OpenVINO on the plain export (throughput
+  hint for a batch, its requests fed in parallel; latency hint for batch 1; bf16 by
+  ``INFERENCE_PRECISION_HINT``; int8 by NNCF): the peers, configured as their docs recommend, with no
+  graph work of ours. The int8 rows, theirs and ours, are calibrated on the same 16 random images.
+* ``eager``, ``eager-bf16``, ``compile``, ``compile-bf16``, ``onnxruntime``, ``onnxruntime-int8``,
+  ``openvino``, ``openvino-bf16``, ``openvino-int8``: ``optimize_for_inference`` (BN folded, parallel
+  1x1 convs merged, channels_last; see ``inceptionnet.deploy.fast``). The OpenVINO rows need the
+  ``openvino`` extra and are left out of the default list without it.
+
+The CPU's model name and its AVX-512 / AVX512-BF16 / VNNI / AMX flags are printed and stored
+(``env.cpu_model``, ``env.cpu_flags``), with the measured ceilings: ``peak_gflops`` (2048^3 GEMMs in
+torch: fp32, bf16 and int8 ``torch._int_mm``) and ``fma_peak`` (``scripts/fma_peak.c``, compiled and
+run when the file and a C compiler are there: nothing but fp32 FMA / bf16 dot / int8 VNNI dot
+instructions on all threads, the instruction ceiling). ``summary``: per model and batch, our fastest
+row vs the fastest peer row, overall and in bf16.
 
 Training (``--mode train``): ``tv-train-fp32`` (torchvision's model, fp32 NCHW, plain SGD loop) and
 ``train-fast`` (this project's model, channels_last, bf16 autocast where the CPU has native bf16,
@@ -30,15 +44,18 @@ with ``tv-eager``'s (``max_abs_diff``).
 ``--json`` prints one object::
 
     {
-      "schema": 1,
+      "schema": 2,
       "mode": "infer" | "train",
-      "env": {"torch": str, "onnxruntime": str | null, "threads": int, "cpu": str, "bf16_native": bool},
+      "env": {"torch": str, "onnxruntime": str | null, "threads": int, "cpu": str, "bf16_native": bool,
+              "cpu_model": str, "cpu_flags": [str], "openvino": str | null, "nncf": str | null},
       "config": {"models": [str], "batch_sizes": [int], "input_size": int | null, "repeats": int,
                  "warmup": int, "backends": [str]},
-      "peak_gflops": {"float32": float, "bfloat16": float | null},
+      "peak_gflops": {"float32": float, "bfloat16": float | null, "int8": float | null},
+      "fma_peak": {"threads": float, "fp32_fma_gflops": float, "bf16_dot_gflops": float,
+                   "int8_vnni_gops": float} | null,
       "results": [{
           "model": str, "source": "torchvision" | "inceptionnet", "backend": str,
-          "dtype": "float32" | "bfloat16", "batch_size": int, "input_size": int,
+          "dtype": "float32" | "bfloat16" | "int8", "batch_size": int, "input_size": int,
           "status": "ok" | "error",
           "median_s": float | null, "min_s": float | null,      # seconds per call (per step)
           "img_per_s": float | null,                             # batch_size / median_s
@@ -47,7 +64,10 @@ with ``tv-eager``'s (``max_abs_diff``).
           "setup_s": float | null,                               # building (export, compile, checks)
           "max_abs_diff": float | null,                          # vs tv-eager on the same input
           "note": str                                            # the error, or what was run
-      }]
+      }],
+      "summary": [{"model": str, "input_size": int, "batch_size": int,
+                   "best_ours": str | null, "best_peer": str | null, "ratio": float | null,
+                   "best_ours_bf16": str | null, "best_peer_bf16": str | null, "ratio_bf16": float | null}]
     }
 """
 
@@ -222,6 +242,9 @@ def _default_size(model: nn.Module) -> int:
     return int(cfg.get("input_size", (3, 224, 224))[-1])
 
 
+_PLAIN_EXPORTS: dict[tuple[int, tuple[int, ...]], bytes] = {}
+
+
 def _peer_fn(
     backend: str, base: nn.Module, x: Tensor, calib: Tensor, quiet: bool
 ) -> tuple[Callable[[Tensor], Tensor], str]:
@@ -235,11 +258,17 @@ def _peer_fn(
     from ..deploy.quant import quantize_onnx_qdq
 
     with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
+        key = (id(base), tuple(x.shape[1:]))  # one export per model and input size for all peer rows
+        if key not in _PLAIN_EXPORTS:
+            _PLAIN_EXPORTS.clear()
+            onnx_path = Path(tmp) / "plain.onnx"
+            export_model(
+                copy.deepcopy(base).eval(), onnx_path, input_size=(int(x.shape[2]), int(x.shape[3])),
+                in_chans=int(x.shape[1]), quiet=quiet,
+            )  # fmt: skip
+            _PLAIN_EXPORTS[key] = onnx_path.read_bytes()
         path = Path(tmp) / "plain.onnx"
-        export_model(
-            copy.deepcopy(base).eval(), path, input_size=(int(x.shape[2]), int(x.shape[3])),
-            in_chans=int(x.shape[1]), quiet=quiet,
-        )  # fmt: skip
+        path.write_bytes(_PLAIN_EXPORTS[key])
         if backend.startswith("tv-onnxruntime"):
             note = "ONNX Runtime on the plain export (fp32, NCHW)"
             if backend.endswith("int8"):

@@ -10,6 +10,8 @@ queued (SIGTERM drains in-flight requests).
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,6 +21,27 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+# How often the model thread gives freed heap memory back to the system (glibc's malloc_trim). Batches
+# of varying sizes leave freed activations scattered over the heap that glibc keeps: measured with
+# googlenet_small, 2,000 batches of random sizes 1..32 grew the RSS from 858 to 1,280-1,400 MiB;
+# trimming every 20 batches kept it between 909 and 1,051 MiB (docs/SERVING.md).
+TRIM_INTERVAL_S = 1.0
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+def trim_heap() -> None:
+    """Give the free memory of every malloc arena back to the system (glibc; a no-op elsewhere)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class QueueFullError(RuntimeError):
@@ -63,6 +86,7 @@ class Batcher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inceptionnet-batch")
+        self._last_trim = time.monotonic()
 
     @property
     def queued(self) -> int:
@@ -123,6 +147,15 @@ class Batcher:
                 batch.append(it)
         return batch
 
+    def _run(self, x: Tensor) -> Tensor:
+        """``run`` in the model thread, then a heap trim at most every TRIM_INTERVAL_S."""
+        out = self.run(x)
+        now = time.monotonic()
+        if now - self._last_trim >= TRIM_INTERVAL_S:
+            self._last_trim = now
+            trim_heap()
+        return out
+
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -134,7 +167,7 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             try:
-                out = await loop.run_in_executor(self._thread, self.run, torch.stack([it.x for it in batch]))
+                out = await loop.run_in_executor(self._thread, self._run, torch.stack([it.x for it in batch]))
             except Exception as e:  # noqa: BLE001 - the requests of this batch get the error; the server lives
                 for it in batch:
                     if not it.future.done():
