@@ -710,12 +710,19 @@ def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
     Anything unreadable raises ``ImageReadError`` naming the file: a missing, empty, damaged or
     unknown file, a folder, a file over ``MAX_IMAGE_BYTES`` or over ``MAX_IMAGE_PIXELS`` pixels.
     """
+    p = Path(path)
+    return decode_image(_read_image_bytes(p), in_chans, name=str(p))
+
+
+def decode_image(raw: bytes, in_chans: int, name: str = "upload") -> Tensor:
+    """``read_image`` on the bytes of an image file (an upload); errors name the image ``name``."""
     from PIL import Image, UnidentifiedImageError
 
     if Image.MAX_IMAGE_PIXELS == _PIL_MAX_IMAGE_PIXELS:  # ours, unless the user set their own
         Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    p = Path(path)
-    raw = _read_image_bytes(p)
+    p = name
+    if not raw:
+        raise ImageReadError(f"cannot read image {p}: it is empty")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         # damaged metadata in a picture that decodes ("Corrupt EXIF data", "Tag data larger than

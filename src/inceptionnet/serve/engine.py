@@ -1,7 +1,7 @@
 """The model a server runs, built once: ``load_engine(...) -> Engine``.
 
 An ``Engine`` turns uploaded bytes into the model's input with the project's own reader and
-transform (``data.read_image`` + ``data.eval_transform``, as ``predict`` uses them), checking the
+transform (``data.decode_image``, ``read_image``'s reader on bytes, + ``data.eval_transform``, as ``predict`` uses them), checking the
 pixel count from the image header before anything is decoded, and runs batches on the fast path
 (``deploy.fast.optimize_for_inference``) or, for ``--onnx``, in an ONNX Runtime session.
 """
@@ -9,8 +9,6 @@ pixel count from the image header before anything is decoded, and runs batches o
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +25,6 @@ DEFAULT_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.b
 # the fast path is checked and timed on a batch of this many (at most --max-batch): larger batches only
 # make a server start slower (googlenet at 224: ~1 s per candidate run on 2 cores)
 EXAMPLE_BATCH = 8
-# uploads are written here for data.read_image (which reads files): memory, not disk, where it exists
-_SPOOL = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
 class ImageTooLargeError(ImageReadError):
@@ -85,14 +81,7 @@ class Engine:
         if not raw:
             raise ImageReadError(f"cannot read image {filename}: the upload is empty")
         self.check_pixels(raw, filename)
-        suffix = "".join(c for c in Path(filename).suffix[:8] if c.isalnum() or c == ".")
-        with tempfile.NamedTemporaryFile(dir=_SPOOL, prefix="inceptionnet-upload-", suffix=suffix) as f:
-            f.write(raw)
-            f.flush()
-            try:
-                x = D.read_image(f.name, self.icfg.in_chans)
-            except ImageReadError as e:  # the message names the spool file: name the upload instead
-                raise ImageReadError(str(e).replace(f.name, filename)) from None
+        x = D.decode_image(raw, self.icfg.in_chans, name=filename)
         return 255 - x if invert else x
 
     def check_pixels(self, raw: bytes, filename: str) -> None:
