@@ -227,3 +227,14 @@ def test_int8_onnx_export_and_predict_backend_flags(fm, tmp_path, capsys: pytest
         cli.main(["eval", "--model", "googlenet_small", "--weights", "fashion_mnist", "--dtype", "int8"]) == 2
     )
     assert "--dtype int8 needs --backend" in capsys.readouterr().err
+
+
+def test_cli_without_openvino_is_one_error_line(monkeypatch, tmp_path, capsys) -> None:
+    from inceptionnet import cli
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    out = tmp_path / "m.xml"
+    assert cli.main(["export", "googlenet_small", "--num-classes", "10", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --format openvino: the openvino backend needs openvino") and "\n" not in err
+    assert not out.exists()

@@ -41,8 +41,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("inceptionnet.commands.demo", "train, evaluate and predict on Fashion-MNIST in ~5 minutes"),
     "fid": ("inceptionnet.commands.fid", "FID between image folders or .npz statistics (pytorch-fid's)"),
     "isc": ("inceptionnet.commands.isc", "Inception Score of an image folder (torch-fidelity's)"),
-    "serve": ("inceptionnet.commands.serve", "HTTP server: dynamic batching, a page with Grad-CAM and branch views"),
-    "explain": ("inceptionnet.commands.explain", "Grad-CAM and Inception-branch energy of an image, as a figure"),
+    "serve": (
+        "inceptionnet.commands.serve",
+        "HTTP server: dynamic batching, a page with Grad-CAM and branch views",
+    ),
+    "explain": (
+        "inceptionnet.commands.explain",
+        "Grad-CAM and Inception-branch energy of an image, as a figure",
+    ),
 }
 
 

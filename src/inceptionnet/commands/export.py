@@ -257,7 +257,10 @@ def _check_int8_flags(args: argparse.Namespace, fmt: str, out: Path) -> None:
     if fmt == "openvino":
         from ..deploy.openvino import require
 
-        require("nncf" if args.int8 else "openvino")
+        try:
+            require("nncf" if args.int8 else "openvino")
+        except ImportError as e:  # a missing optional extra is the user's to fix: one line
+            raise ValueError(f"--format openvino: {e}") from None
         if out.suffix.lower() != ".xml":
             raise ValueError(
                 f"-o/--output {out}: an OpenVINO IR file ends in .xml (its weights go beside it in .bin)"

@@ -96,9 +96,12 @@ def fast_path(
     example = torch.randn(
         batch, icfg.in_chans, icfg.input_size, icfg.input_size, generator=torch.Generator().manual_seed(0)
     )
-    fast = optimize_for_inference(
-        model, example.to(device), backend=backend, dtype=dtype, calibration=calibration
-    )
+    try:
+        fast = optimize_for_inference(
+            model, example.to(device), backend=backend, dtype=dtype, calibration=calibration
+        )
+    except ImportError as e:  # the openvino extra is not installed: one line naming the flag
+        raise ValueError(f"--backend {backend}: {e}") from None
     agree = (
         "" if fast.top1_agreement != fast.top1_agreement else f", top-1 agreement {fast.top1_agreement:.4f}"
     )
