@@ -300,75 +300,103 @@ def optimize_for_inference(
     dt = parse_dtype(dtype)
     _check_args(backend, dt, example_input, calibration)
     t0 = time.perf_counter()
-    reference = copy.deepcopy(model).eval()
-    with torch.inference_mode(), flush_denormal():
-        ref = reference(example_input)
-    if not isinstance(ref, Tensor):
-        raise FastInferenceError(f"the model returned {type(ref).__name__}, not a logits Tensor")
-    calib = calib_ref = None
-    if calibration is not None:
-        calib = calibration_images(calibration, model, example_input, calibration_size)
-        calib_ref = _batched(reference, calib.to(example_input.device), int(example_input.shape[0]))
-    opt, merged = optimize_module(model)
-    graphs: dict[str, nn.Module] = {"float32": opt}
-    auto = backend == "auto"
+    builder = _Builder(model, example_input, calibration, calibration_size, min_top1_agreement, quiet)
+    builder.auto = backend == "auto"
+    if not builder.auto:
+        fast = builder.build(backend + dtype_suffix(dt))
+    else:
+        names = _candidates(dt, candidates, builder.calib is not None, example_input.device)
+        fast = _fastest(builder, names, dt, example_input, auto_iters)
+    fast.setup_s = time.perf_counter() - t0
+    return fast
 
-    def build(name: str) -> FastModel:
-        start = time.perf_counter()
-        b, d = _split_name(name)
-        if b in CPU_ONLY and example_input.device.type != "cpu":
-            raise FastInferenceError(f"the {b} backend runs on the CPU; pass a CPU model and input")
+
+class _Builder:
+    """Builds and checks one candidate ``"backend[-dtype]"`` at a time, sharing what they all need: the
+    eager fp32 reference and its outputs, the optimized graph (and its bf16 copy), the calibration images."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example: Tensor,
+        calibration: Tensor | Iterable[Any] | str | None,
+        calibration_size: int,
+        min_top1_agreement: float | None,
+        quiet: bool,
+    ) -> None:
+        self.model, self.example, self.quiet = model, example, quiet
+        self.min_top1, self.auto = min_top1_agreement, False
+        self.batch = int(example.shape[0])
+        self.reference = copy.deepcopy(model).eval()
+        with torch.inference_mode(), flush_denormal():
+            ref = self.reference(example)
+        if not isinstance(ref, Tensor):
+            raise FastInferenceError(f"the model returned {type(ref).__name__}, not a logits Tensor")
+        self.ref = ref
+        self.calib = self.calib_ref = None
+        if calibration is not None:
+            self.calib = calibration_images(calibration, model, example, calibration_size)
+            self.calib_ref = _batched(self.reference, self.calib.to(example.device), self.batch)
+        self.opt, self.merged = optimize_module(model)
+        self.graphs: dict[str, nn.Module] = {"float32": self.opt}
+
+    def _fn(self, b: str, d: str) -> Callable[[Tensor], Tensor]:
         if b in ("eager", "compile"):
-            if d not in graphs:
-                graphs[d] = copy.deepcopy(opt).to(TORCH_DTYPES[d])
-            mod: Callable[..., Any] = graphs[d]
+            if d not in self.graphs:
+                self.graphs[d] = copy.deepcopy(self.opt).to(TORCH_DTYPES[d])
+            mod: Callable[..., Any] = self.graphs[d]
             # freezing: parameters become graph constants, so Inductor folds them and prepacks the
             # conv weights for oneDNN once (it applies under inference_mode, as _torch_fn calls it)
             # (compiling does not modify the graph, so eager and compile candidates share its weights)
-            fn = _torch_fn(
+            return _torch_fn(
                 torch.compile(mod, options={"freezing": True}) if b == "compile" else mod, TORCH_DTYPES[d]
             )
-        elif b == "onnxruntime":
+        calib = self.calib if d == "int8" else None
+        if b == "onnxruntime":
             # ORT fuses conv+relu itself and runs the merged-1x1 graph slower (its Split copies):
             # export the BN-folded graph without the merge
-            fn = _ort_fn(
-                fold_bn(model).eval(), reference, example_input, calib if d == "int8" else None, quiet
-            )
-        else:
-            fn = _openvino_fn(opt, reference, example_input, d, calib, quiet)
-        fast = FastModel(fn, b, TORCH_DTYPES[d], 0 if b == "onnxruntime" else merged)
+            return _ort_fn(fold_bn(self.model).eval(), self.reference, self.example, calib, self.quiet)
+        return _openvino_fn(self.opt, self.reference, self.example, d, self.calib, self.quiet)
+
+    def build(self, name: str) -> FastModel:
+        start = time.perf_counter()
+        b, d = _split_name(name)
+        if b in CPU_ONLY and self.example.device.type != "cpu":
+            raise FastInferenceError(f"the {b} backend runs on the CPU; pass a CPU model and input")
+        fast = FastModel(self._fn(b, d), b, TORCH_DTYPES[d], 0 if b == "onnxruntime" else self.merged)
         try:
-            got = fast(example_input)
-            _check(fast, got, ref)
-            if d != "float32" and calib is not None and calib_ref is not None:
-                fast.top1_agreement = top1_agreement(
-                    _batched(fast, calib, int(example_input.shape[0])), calib_ref
-                )
+            _check(fast, fast(self.example), self.ref)
+            if d != "float32" and self.calib is not None and self.calib_ref is not None:
+                got = _batched(fast, self.calib, self.batch)
+                fast.top1_agreement = top1_agreement(got, self.calib_ref)
         except InceptionNetError:
             raise
         except Exception as e:
             raise FastInferenceError(f"{name} backend failed on the example input: {e}") from e
-        need = min_top1_agreement
-        if need is None and auto and d != "float32" and calib is not None:
+        self._check_agreement(fast, b, d)
+        fast.setup_s = time.perf_counter() - start
+        return fast
+
+    def _check_agreement(self, fast: FastModel, b: str, d: str) -> None:
+        need = self.min_top1
+        low = d != "float32" and self.calib is not None
+        if need is None and self.auto and low:
             need = AUTO_MIN_TOP1
         if need is not None and not fast.top1_agreement >= need:
             on = (
-                f"{len(calib)} calibration images"
-                if calib is not None and d != "float32"
+                f"{len(self.calib)} calibration images"
+                if low and self.calib is not None
                 else "the example input"
             )
             raise FastInferenceError(
                 f"{b} backend ({_SHORT[d]}): top-1 agreement with eager fp32 {fast.top1_agreement:.4f} "
                 f"< {need} on {on}"
             )
-        fast.setup_s = time.perf_counter() - start
-        return fast
 
-    if not auto:
-        fast = build(backend + dtype_suffix(dt))
-        fast.setup_s = time.perf_counter() - t0
-        return fast
-    names = _candidates(dt, candidates, calib is not None, example_input.device)
+
+def _fastest(builder: _Builder, names: Sequence[str], dt: str, example: Tensor, auto_iters: int) -> FastModel:
+    """``backend="auto"``: build each candidate, drop those failing their check (the reason kept in
+    ``.timings``), time the rest on ``example`` and return the fastest."""
     best: FastModel | None = None  # slower candidates are dropped as soon as they lose
     best_t = float("inf")
     timings: dict[str, float | str] = {}
@@ -376,12 +404,12 @@ def optimize_for_inference(
     for name in names:
         key = name.partition("-")[0] if dt != "auto" and _split_name(name)[1] == dt else name
         try:
-            fast = build(name)
+            fast = builder.build(name)
         except (FastInferenceError, ImportError) as e:
             timings[key] = f"{'dropped' if 'agreement' in str(e) else 'error'}: {e}"
             errors.append(str(e))
             continue
-        t = median_time(partial(fast, example_input), max(1, auto_iters))
+        t = median_time(partial(fast, example), max(1, auto_iters))
         timings[key] = t
         if t < best_t:
             best, best_t = fast, t
@@ -389,5 +417,4 @@ def optimize_for_inference(
     if best is None:
         raise FastInferenceError("no backend passed its check: " + "; ".join(errors))
     best.timings = timings
-    best.setup_s = time.perf_counter() - t0
     return best
