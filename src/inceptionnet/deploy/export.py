@@ -32,7 +32,8 @@ import io
 import json
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -332,7 +333,6 @@ def export_model(
     if batch is not None and batch < 1:
         raise ValueError(f"batch must be a positive integer or None (dynamic), got {batch}")
     path = Path(path)
-    say = log or (lambda _: None)
     model = model.eval()
     reference = (reference if reference is not None else model).eval()
     gen = torch.Generator().manual_seed(seed)
@@ -344,90 +344,118 @@ def export_model(
     assert isinstance(ref, Tensor)
     meta = dict(metadata or {})
     meta.update(format=fmt, batch="dynamic" if batch is None else batch)
-    dims = f"{in_chans}x{h}x{w}"
-    batch_s = "dynamic batch" if batch is None else f"batch {batch}"
-    result: dict[str, Any] = {}
-
-    def write_onnx(tmp: str) -> None:
-        import onnx
-
-        version = opset or (DYNAMO_MIN_OPSET if dynamo else DEFAULT_OPSET)
-        exporter = "dynamo torch.onnx exporter" if dynamo else "TorchScript-based torch.onnx exporter"
-        try:
-            with quiet_output(quiet), torch.no_grad():
-                proto = _export_onnx_proto(
-                    LogitsOnly(model).eval(), example, dynamic=batch is None, opset=version, dynamo=dynamo
-                )
-        except Exception as e:
-            raise ExportError(f"{exporter} failed: {first_line(e)}") from e
-        meta.update(exporter=exporter, opset=version)
-        onnx.helper.set_model_props(proto, encode_onnx_metadata(meta))
-        onnx.save(proto, tmp)
-        say(
-            f"exported {meta.get('model_name', type(model).__name__)} to ONNX with the {exporter}, opset {version}, {batch_s}, input {dims}"
-        )
-        try:
-            onnx.checker.check_model(tmp, full_check=True)
-        except Exception as e:
-            raise ExportError(f"onnx.checker rejects the exported model: {first_line(e)}") from e
-        say("checked with onnx.checker: valid")
-        sess = ort_session(tmp)
-        try:
-            got = torch.from_numpy(sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
-        except Exception as e:  # a RuntimeError here is the file's fault, not a failed write
-            raise ExportError(f"ONNX Runtime cannot run the exported model: {first_line(e)}") from e
-        diff, tol = check_close(
-            got, ref, "ONNX Runtime", atol=atol, rtol=rtol, note="; the file was not written"
-        )
-        say(
-            f"ONNX Runtime (CPU) vs eager PyTorch on a random batch of {x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
-        )
-        result.update(exporter=exporter, diff=diff, tol=tol)
-        if int8_calibration is not None:
-            result["agreement"] = _quantize_onnx_in_place(tmp, meta, int8_calibration, reference, say)
-        make_shareable(tmp)
-
-    def write_torchscript(tmp: str) -> None:
-        try:
-            with quiet_output(quiet), torch.no_grad():
-                scripted, exporter = to_torchscript(model, example)
-        except Exception as e:
-            raise ExportError(f"TorchScript conversion failed: {first_line(e)}") from e
-        meta.update(exporter=exporter)
-        with quiet_output(quiet):
-            torch.jit.save(scripted, tmp, _extra_files={TORCHSCRIPT_META: json.dumps(meta)})
-        say(
-            f"exported {meta.get('model_name', type(model).__name__)} to TorchScript with {exporter}, {batch_s}, input {dims}"
-        )
-        extra = {TORCHSCRIPT_META: ""}
-        with quiet_output(quiet):
-            loaded = torch.jit.load(tmp, map_location="cpu", _extra_files=extra)
-        if json.loads(extra[TORCHSCRIPT_META]) != json.loads(json.dumps(meta)):
-            raise ExportError("the TorchScript file's metadata did not survive reloading")
-        say("reloaded with torch.jit.load: metadata intact")
-        try:
-            with torch.no_grad():
-                got = loaded(x)
-        except Exception as e:
-            raise ExportError(f"the reloaded TorchScript file does not run: {first_line(e)}") from e
-        diff, tol = check_close(
-            got, ref, "reloaded TorchScript", atol=atol, rtol=rtol, note="; the file was not written"
-        )
-        say(
-            f"reloaded TorchScript vs eager PyTorch on a random batch of {x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
-        )
-        result.update(exporter=exporter, diff=diff, tol=tol)
-        make_shareable(tmp)
-
-    if fmt == "openvino":
-        _write_openvino(path, write_onnx, meta, x, ref, reference, int8_calibration, atol, rtol, result, say)
-    else:
-        atomic_write(path, write_onnx if fmt == "onnx" else write_torchscript)
-    say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    return ExportResult(
-        path, fmt, result["exporter"], result["diff"], result["tol"], int(x.shape[0]), meta,
-        result.get("agreement"),
+    job = _Job(
+        model, reference, example, x, ref, meta, batch, opset, dynamo, atol, rtol, quiet,
+        log or (lambda _: None), int8_calibration,
     )  # fmt: skip
+    if fmt == "openvino":
+        _write_openvino(
+            path, partial(_write_onnx, job), meta, x, ref, reference, int8_calibration, atol, rtol, job.result,
+            job.say,
+        )  # fmt: skip
+    else:
+        atomic_write(path, partial(_write_onnx if fmt == "onnx" else _write_torchscript, job))
+    job.say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    r = job.result
+    return ExportResult(
+        path, fmt, r["exporter"], r["diff"], r["tol"], int(x.shape[0]), meta, r.get("agreement")
+    )  # fmt: skip
+
+
+@dataclass
+class _Job:
+    """What one export writes and checks the file against (``export_model``'s arguments, prepared)."""
+
+    model: nn.Module
+    reference: nn.Module
+    example: Tensor  # traced
+    x: Tensor  # the verification batch
+    ref: Tensor  # reference(x)
+    meta: dict[str, Any]
+    batch: int | None
+    opset: int | None
+    dynamo: bool
+    atol: float
+    rtol: float
+    quiet: bool
+    say: Callable[[str], None]
+    int8_calibration: Tensor | None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        _, c, h, w = self.x.shape
+        batch = "dynamic batch" if self.batch is None else f"batch {self.batch}"
+        return f"{batch}, input {c}x{h}x{w}"
+
+    def checked(self, got: Tensor, what: str, runner: str) -> None:
+        diff, tol = check_close(
+            got, self.ref, what, atol=self.atol, rtol=self.rtol, note="; the file was not written"
+        )
+        self.say(
+            f"{runner} vs eager PyTorch on a random batch of {self.x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
+        )
+        self.result.update(diff=diff, tol=tol)
+
+
+def _write_onnx(j: _Job, tmp: str) -> None:
+    import onnx
+
+    version = j.opset or (DYNAMO_MIN_OPSET if j.dynamo else DEFAULT_OPSET)
+    exporter = "dynamo torch.onnx exporter" if j.dynamo else "TorchScript-based torch.onnx exporter"
+    try:
+        with quiet_output(j.quiet), torch.no_grad():
+            proto = _export_onnx_proto(
+                LogitsOnly(j.model).eval(), j.example, dynamic=j.batch is None, opset=version, dynamo=j.dynamo
+            )
+    except Exception as e:
+        raise ExportError(f"{exporter} failed: {first_line(e)}") from e
+    j.meta.update(exporter=exporter, opset=version)
+    onnx.helper.set_model_props(proto, encode_onnx_metadata(j.meta))
+    onnx.save(proto, tmp)
+    name = j.meta.get("model_name", type(j.model).__name__)
+    j.say(f"exported {name} to ONNX with the {exporter}, opset {version}, {j.describe()}")
+    try:
+        onnx.checker.check_model(tmp, full_check=True)
+    except Exception as e:
+        raise ExportError(f"onnx.checker rejects the exported model: {first_line(e)}") from e
+    j.say("checked with onnx.checker: valid")
+    sess = ort_session(tmp)
+    try:
+        got = torch.from_numpy(sess.run([OUTPUT_NAME], {INPUT_NAME: j.x.numpy()})[0])
+    except Exception as e:  # a RuntimeError here is the file's fault, not a failed write
+        raise ExportError(f"ONNX Runtime cannot run the exported model: {first_line(e)}") from e
+    j.checked(got, "ONNX Runtime", "ONNX Runtime (CPU)")
+    j.result.update(exporter=exporter)
+    if j.int8_calibration is not None:
+        j.result["agreement"] = _quantize_onnx_in_place(tmp, j.meta, j.int8_calibration, j.reference, j.say)
+    make_shareable(tmp)
+
+
+def _write_torchscript(j: _Job, tmp: str) -> None:
+    try:
+        with quiet_output(j.quiet), torch.no_grad():
+            scripted, exporter = to_torchscript(j.model, j.example)
+    except Exception as e:
+        raise ExportError(f"TorchScript conversion failed: {first_line(e)}") from e
+    j.meta.update(exporter=exporter)
+    with quiet_output(j.quiet):
+        torch.jit.save(scripted, tmp, _extra_files={TORCHSCRIPT_META: json.dumps(j.meta)})
+    name = j.meta.get("model_name", type(j.model).__name__)
+    j.say(f"exported {name} to TorchScript with {exporter}, {j.describe()}")
+    extra = {TORCHSCRIPT_META: ""}
+    with quiet_output(j.quiet):
+        loaded = torch.jit.load(tmp, map_location="cpu", _extra_files=extra)
+    if json.loads(extra[TORCHSCRIPT_META]) != json.loads(json.dumps(j.meta)):
+        raise ExportError("the TorchScript file's metadata did not survive reloading")
+    j.say("reloaded with torch.jit.load: metadata intact")
+    try:
+        with torch.no_grad():
+            got = loaded(j.x)
+    except Exception as e:
+        raise ExportError(f"the reloaded TorchScript file does not run: {first_line(e)}") from e
+    j.checked(got, "reloaded TorchScript", "reloaded TorchScript")
+    j.result.update(exporter=exporter)
+    make_shareable(tmp)
 
 
 MIN_INT8_AGREEMENT = 0.99
