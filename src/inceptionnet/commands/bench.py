@@ -82,7 +82,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -437,120 +437,30 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     from ..runtime import bf16_supported
 
     say = log or (lambda _: None)
-    mode = args.mode
-    allowed = TRAIN_BACKENDS if mode == "train" else INFER_BACKENDS
-    backends = list(args.backends or default_backends(mode))
-    bad = [b for b in backends if b not in allowed]
-    if bad:
-        raise ValueError(f"unknown {mode} backend(s) {', '.join(bad)}; choose from {', '.join(allowed)}")
-    baseline = "tv-train-fp32" if mode == "train" else "tv-eager"
-    if baseline in backends:
-        backends.remove(baseline)
-    backends.insert(0, baseline)  # always measured first: every ratio needs it
-    if args.repeats < 1 or args.warmup < 0:
-        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    backends = _backends(args)
     check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        import onnxruntime
-
-        ort_version: str | None = onnxruntime.__version__
-    except ImportError:
-        ort_version = None
     native_bf16 = bf16_supported()
     cpu = cpu_info()
     say(f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}")
     say("timing a 2048x2048 GEMM for the peak reference")
+    infer = args.mode == "infer"
     peak = {
         "float32": gemm_peak_gflops(torch.float32),
         "bfloat16": gemm_peak_gflops(torch.bfloat16) if native_bf16 else None,  # emulated bf16: no peak
-        "int8": gemm_peak_gflops(torch.int8) if mode == "infer" else None,
+        "int8": gemm_peak_gflops(torch.int8) if infer else None,
     }
-    if mode == "infer" and FMA_PEAK_C.is_file():
+    if infer and FMA_PEAK_C.is_file():
         say("running scripts/fma_peak.c for the instruction ceilings")
-    fma = fma_peak(torch.get_num_threads()) if mode == "infer" else None
+    fma = fma_peak(torch.get_num_threads()) if infer else None
     results: list[dict[str, Any]] = []
     for name in args.models:
-        ours, base, source = build_models(name, args.num_classes)
-        size = args.input_size or _default_size(ours)
-        gflop = model_gflops(ours, size) * (3 if mode == "train" else 1)
-        fns: dict[str, Any] = {}
-        prev_bs = 0
-        for bs in args.batch_sizes:
-            x = torch.randn(
-                bs, int(getattr(ours, "in_chans", 3)), size, size, generator=torch.Generator().manual_seed(bs)
-            )
-            ref: Tensor | None = None
-            base_ips: float | None = None
-            for backend in backends:
-                dtype = (
-                    "bfloat16"
-                    if ("bf16" in backend or (backend == "train-fast" and native_bf16))
-                    else "int8"
-                    if backend.endswith("int8")
-                    else "float32"
-                )
-                common = dict(
-                    model=name, source=source, backend=backend, dtype=dtype, batch_size=bs, input_size=size
-                )
-                say(f"{name} {size}x{size} batch {bs}: {backend}")
-                try:
-                    t0 = time.perf_counter()
-                    if mode == "train":
-                        step, note = _train_step_fn(backend, ours, base, x, args.num_classes)
-                        call: Callable[[], Any] = step
-                        diff = None
-                    else:
-                        # built once per model (dynamic batch, checked on the first input); OpenVINO's
-                        # rows once per batch size: its performance hint depends on the batch
-                        key = f"{backend}@{bs}" if "openvino" in backend else backend
-                        if key not in fns:
-                            fns.pop(f"{backend}@{prev_bs}", None)  # free the previous batch's engine
-                            fns[key] = _infer_fn(backend, ours, base, x, quiet=not args.debug)
-                        fn, note = fns[key]
-                        out = fn(x)
-                        if ref is None:
-                            ref = out.float()
-                        diff = float((out.float() - ref).abs().max())
-                        call = functools.partial(fn, x)
-                    setup = time.perf_counter() - t0
-                    times = time_fn(call, args.warmup, args.repeats)
-                except Exception as e:
-                    if args.debug:
-                        raise
-                    msg = first_line(e)
-                    results.append(_row(**common, status="error", note=msg[:300]))
-                    say(f"  error: {msg[:200]}")
-                    continue
-                med, best = statistics.median(times), min(times)
-                ips = bs / med
-                if backend == baseline:
-                    base_ips = ips
-                achieved = gflop * bs / med
-                pk = peak.get(dtype)
-                row = _row(
-                    **common, median_s=med, min_s=best, img_per_s=ips,
-                    ratio_vs_tv_eager=ips / base_ips if base_ips else None, gflops=achieved,
-                    pct_of_peak=100 * achieved / pk if pk else None, setup_s=setup, max_abs_diff=diff, note=note,
-                )  # fmt: skip
-                results.append(row)
-                say(f"  {ips:.1f} img/s (median {med * 1e3:.1f} ms, min {best * 1e3:.1f} ms)")
-            prev_bs = bs
+        results += _bench_model(args, name, backends, peak, native_bf16, say)
     return {
         "schema": SCHEMA,
-        "mode": mode,
-        "env": {
-            "torch": torch.__version__,
-            "onnxruntime": ort_version,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
-            "bf16_native": native_bf16,
-            "cpu_model": cpu["model"],
-            "cpu_flags": cpu["flags"],
-            "openvino": _version("openvino"),
-            "nncf": _version("nncf"),
-        },
+        "mode": args.mode,
+        "env": _env(native_bf16, cpu),
         "config": {
             "models": list(args.models),
             "batch_sizes": list(args.batch_sizes),
@@ -564,6 +474,125 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
         "results": results,
         "summary": summarize_results(results),
     }
+
+
+def _backends(args: argparse.Namespace) -> list[str]:
+    """``--backends`` checked, the baseline row first (every ratio needs it)."""
+    mode = args.mode
+    allowed = TRAIN_BACKENDS if mode == "train" else INFER_BACKENDS
+    backends = list(args.backends or default_backends(mode))
+    bad = [b for b in backends if b not in allowed]
+    if bad:
+        raise ValueError(f"unknown {mode} backend(s) {', '.join(bad)}; choose from {', '.join(allowed)}")
+    baseline = "tv-train-fp32" if mode == "train" else "tv-eager"
+    if baseline in backends:
+        backends.remove(baseline)
+    backends.insert(0, baseline)
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    return backends
+
+
+def _env(native_bf16: bool, cpu: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "onnxruntime": _version("onnxruntime"),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "bf16_native": native_bf16,
+        "cpu_model": cpu["model"],
+        "cpu_flags": cpu["flags"],
+        "openvino": _version("openvino"),
+        "nncf": _version("nncf"),
+    }
+
+
+def _row_dtype(backend: str, native_bf16: bool) -> str:
+    if "bf16" in backend or (backend == "train-fast" and native_bf16):
+        return "bfloat16"
+    return "int8" if backend.endswith("int8") else "float32"
+
+
+def _bench_model(
+    args: argparse.Namespace,
+    name: str,
+    backends: Sequence[str],
+    peak: dict[str, float | None],
+    native_bf16: bool,
+    say: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """The rows of one model: every backend at every batch size, the baseline first."""
+    ours, base, source = build_models(name, args.num_classes)
+    size = args.input_size or _default_size(ours)
+    gflop = model_gflops(ours, size) * (3 if args.mode == "train" else 1)
+    fns: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    prev_bs = 0
+    for bs in args.batch_sizes:
+        gen = torch.Generator().manual_seed(bs)
+        x = torch.randn(bs, int(getattr(ours, "in_chans", 3)), size, size, generator=gen)
+        ref: list[Tensor] = []  # the first row's output: every later row's max_abs_diff is against it
+        base_ips: float | None = None
+        for backend in backends:
+            dtype = _row_dtype(backend, native_bf16)
+            common = dict(
+                model=name, source=source, backend=backend, dtype=dtype, batch_size=bs, input_size=size
+            )
+            say(f"{name} {size}x{size} batch {bs}: {backend}")
+            try:
+                t0 = time.perf_counter()
+                call, note, diff = _row_call(args, backend, ours, base, x, fns, prev_bs, ref)
+                setup = time.perf_counter() - t0
+                times = time_fn(call, args.warmup, args.repeats)
+            except Exception as e:
+                if args.debug:
+                    raise
+                msg = first_line(e)
+                rows.append(_row(**common, status="error", note=msg[:300]))
+                say(f"  error: {msg[:200]}")
+                continue
+            med, best = statistics.median(times), min(times)
+            ips = bs / med
+            if backend == backends[0]:
+                base_ips = ips
+            achieved = gflop * bs / med
+            pk = peak.get(dtype)
+            rows.append(_row(
+                **common, median_s=med, min_s=best, img_per_s=ips,
+                ratio_vs_tv_eager=ips / base_ips if base_ips else None, gflops=achieved,
+                pct_of_peak=100 * achieved / pk if pk else None, setup_s=setup, max_abs_diff=diff, note=note,
+            ))  # fmt: skip
+            say(f"  {ips:.1f} img/s (median {med * 1e3:.1f} ms, min {best * 1e3:.1f} ms)")
+        prev_bs = bs
+    return rows
+
+
+def _row_call(
+    args: argparse.Namespace,
+    backend: str,
+    ours: nn.Module,
+    base: nn.Module,
+    x: Tensor,
+    fns: dict[str, Any],
+    prev_bs: int,
+    ref: list[Tensor],
+) -> tuple[Callable[[], Any], str, float | None]:
+    """What one row times, its note, and (inference) its max abs diff against the first row's output."""
+    if args.mode == "train":
+        step, note = _train_step_fn(backend, ours, base, x, args.num_classes)
+        return step, note, None
+    # built once per model (dynamic batch, checked on the first input); OpenVINO's rows once per batch
+    # size: its performance hint depends on the batch
+    bs = int(x.shape[0])
+    key = f"{backend}@{bs}" if "openvino" in backend else backend
+    if key not in fns:
+        fns.pop(f"{backend}@{prev_bs}", None)  # free the previous batch's engine
+        fns[key] = _infer_fn(backend, ours, base, x, quiet=not args.debug)
+    fn, note = fns[key]
+    out = fn(x).float()
+    if not ref:
+        ref.append(out)
+    return functools.partial(fn, x), note, float((out - ref[0]).abs().max())
 
 
 def _version(module: str) -> str | None:
