@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,12 @@ def report_skipped(feats: Any, rank: int) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    return run_distributed(args, run)
+
+
+def run_distributed(args: argparse.Namespace, body: Callable[[argparse.Namespace, int, int], int]) -> int:
+    """``body(args, rank, local_rank)`` in the process group torchrun set up (or alone), then the group
+    torn down (fid and isc: each rank reads its shard of the folder)."""
     import torch.distributed as dist
 
     from ..train.build import init_distributed
@@ -84,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     rank, _, local_rank = init_distributed(args)
     try:
-        return run(args, rank, local_rank)
+        return body(args, rank, local_rank)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

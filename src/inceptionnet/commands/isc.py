@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .fid import add_feature_args, feature_kwargs, report_skipped
+from .fid import add_feature_args, feature_kwargs, report_skipped, run_distributed
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -25,20 +25,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
-    from ..train.build import init_distributed
-
     if args.splits < 1:
         raise ValueError(f"--splits must be at least 1, got {args.splits}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    rank, _, local_rank = init_distributed(args)
-    try:
-        return run(args, rank, local_rank)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    return run_distributed(args, run)
 
 
 def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
