@@ -270,6 +270,57 @@ def ort_session(path: str | Path, device: str = "cpu", *, config: Mapping[str, s
         raise CheckpointError(f"cannot load ONNX file {path}: {msg}") from None
 
 
+def ort_runner(sess: Any) -> Callable[[Tensor], Tensor]:
+    """``run(x) -> logits`` (a float CPU tensor) on an ONNX Runtime session's first input and output."""
+    in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+
+    def run(x: Tensor) -> Tensor:
+        arr = x.detach().cpu().contiguous().float().numpy()
+        return torch.from_numpy(sess.run([out_name], {in_name: arr})[0])
+
+    return run
+
+
+@dataclass
+class OnnxModel:
+    """An exported ``.onnx`` file opened for inference: its session, metadata, preprocessing and classes."""
+
+    session: Any
+    meta: dict[str, Any]
+    icfg: D.InputConfig
+    classes: list[str]
+    input_name: str
+    output_name: str
+    fixed_batch: int | None  # the batch a file exported with --batch N takes; None: dynamic
+
+
+def open_onnx(path: str | Path, device: str = "cpu") -> OnnxModel:
+    """``path`` in an ONNX Runtime session with the preprocessing and class names from its metadata
+    (``predict --onnx``, ``serve --onnx``). One line for a file that is missing, of another kind,
+    damaged, or whose classes cannot be told."""
+    from ..fileio import input_file_kind
+
+    path = Path(path)
+    kind = input_file_kind(path, "ONNX file", "export it again")
+    if kind in ("checkpoint", "torchscript", "safetensors", "pickle"):
+        raise CheckpointError(
+            f"{path} is a PyTorch file, not an ONNX file; run it with --checkpoint, or export it with "
+            "'inceptionnet export --checkpoint FILE -o model.onnx'"
+        )
+    sess = ort_session(path, device)
+    meta = decode_onnx_metadata(sess.get_modelmeta().custom_metadata_map)
+    icfg = input_config_from_metadata(meta, str(path))
+    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
+    num_outputs = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else meta.get("num_classes")
+    classes = [str(c) for c in meta.get("classes") or []] or [str(i) for i in range(int(num_outputs or 0))]
+    if not classes:
+        raise CheckpointError(f"{path}: cannot tell the number of classes (no metadata, dynamic output)")
+    if isinstance(num_outputs, int) and len(classes) != num_outputs:
+        raise CheckpointError(f"{path}: {len(classes)} class names in the metadata but {num_outputs} outputs")
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    return OnnxModel(sess, meta, icfg, classes, inp.name, out.name, fixed)
+
+
 def _export_onnx_proto(
     wrapper: nn.Module, example: Tensor, *, dynamic: bool, opset: int, dynamo: bool
 ) -> Any:
@@ -323,8 +374,9 @@ def export_model(
 
     ``fmt="openvino"``: OpenVINO IR (``path`` .xml and its .bin; ``deploy.openvino``), converted from the
     verified ONNX graph. ``int8_calibration`` (model-ready images; ONNX and OpenVINO): the file is
-    quantized to int8 (ONNX Runtime static QDQ / NNCF) on those images and verified by top-1 agreement
-    with ``reference`` on them (>= ``MIN_INT8_AGREEMENT``) instead of the max abs diff.
+    quantized to int8 (ONNX Runtime static QDQ; an IR is converted from that QDQ graph, which OpenVINO
+    runs in int8) on those images and verified by top-1 agreement with ``reference`` on them
+    (>= ``MIN_INT8_AGREEMENT``) instead of the max abs diff.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -349,10 +401,7 @@ def export_model(
         log or (lambda _: None), int8_calibration,
     )  # fmt: skip
     if fmt == "openvino":
-        _write_openvino(
-            path, partial(_write_onnx, job), meta, x, ref, reference, int8_calibration, atol, rtol, job.result,
-            job.say,
-        )  # fmt: skip
+        _write_openvino(job, path)
     else:
         atomic_write(path, partial(_write_onnx if fmt == "onnx" else _write_torchscript, job))
     job.say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -398,6 +447,7 @@ class _Job:
 
 
 def _write_onnx(j: _Job, tmp: str) -> None:
+    """The verified ONNX file; with ``j.int8_calibration``, its static QDQ int8 form (ORT), checked."""
     import onnx
 
     version = j.opset or (DYNAMO_MIN_OPSET if j.dynamo else DEFAULT_OPSET)
@@ -501,58 +551,43 @@ def _quantize_onnx_in_place(
     say(
         f"quantized to int8 (ONNX Runtime static QDQ, per-channel weights) on {len(images)} calibration images"
     )
-    sess = ort_session(tmp)
-
-    def run(b: Tensor) -> Tensor:
-        return torch.from_numpy(sess.run([OUTPUT_NAME], {INPUT_NAME: b.numpy()})[0])
-
-    agree = check_int8_agreement(run, images, reference, "int8 ONNX file")
+    agree = check_int8_agreement(ort_runner(ort_session(tmp)), images, reference, "int8 ONNX file")
     say(
         f"ONNX Runtime int8 vs eager PyTorch: top-1 agreement {agree:.4f} on {len(images)} calibration images"
     )
     return agree
 
 
-def _write_openvino(
-    path: Path, write_onnx: Callable[[str], None], meta: dict[str, Any], x: Tensor, ref: Tensor,
-    reference: nn.Module, images: Tensor | None, atol: float, rtol: float, result: dict[str, Any],
-    say: Callable[[str], None],
-) -> None:  # fmt: skip
-    """IR from the verified ONNX graph (NNCF int8 with ``images``), reloaded and checked, then written
-    as ``path`` (.xml) and its .bin, each by an atomic rename."""
+def _write_openvino(j: _Job, path: Path) -> None:
+    """IR converted from the verified ONNX file (int8: its verified QDQ form, which OpenVINO runs in
+    int8; quantizing it again with NNCF only costs agreement), reloaded and checked, then written as
+    ``path`` (.xml) and its .bin, each by an atomic rename."""
     import shutil
     import tempfile
 
     from . import openvino as OV
 
-    OV.require("nncf" if images is not None else "openvino")
+    images = j.int8_calibration
+    OV.require("openvino")
     with tempfile.TemporaryDirectory(prefix="inceptionnet-ir-") as tmp:
         onnx_path = str(Path(tmp) / "model.onnx")
-        write_onnx(onnx_path)  # exported and verified with ONNX Runtime first
+        _write_onnx(j, onnx_path)  # exported and verified with ONNX Runtime first (int8: QDQ, checked)
         model = OV.read_onnx(onnx_path)
-        meta.update(format="openvino", openvino=OV.require().__version__)
-        if images is not None:
-            model = OV.quantize(model, images)
-            meta.update(precision="int8", quantization=f"NNCF post-training, {len(images)} images")
-            say(f"quantized to int8 with NNCF on {len(images)} calibration images")
+        j.meta.update(format="openvino", openvino=OV.require().__version__)
         ir = Path(tmp) / "model.xml"
-        OV.save_ir(model, ir, meta)
+        OV.save_ir(model, ir, j.meta)
         loaded, got_meta = OV.load_ir(ir)
-        if got_meta != json.loads(json.dumps(meta)):
+        if got_meta != json.loads(json.dumps(j.meta)):
             raise ExportError("the OpenVINO IR's metadata did not survive reloading")
         run = OV.Runner(OV.compile_model(loaded, "int8" if images is not None else "float32", 1))
         if images is not None:
-            result["agreement"] = check_int8_agreement(run, images, reference, "int8 OpenVINO IR")
-            say(
-                f"reloaded IR (OpenVINO) vs eager PyTorch: top-1 agreement {result['agreement']:.4f} on {len(images)} calibration images"
+            agree = check_int8_agreement(run, images, j.reference, "int8 OpenVINO IR")
+            j.result["agreement"] = agree
+            j.say(
+                f"reloaded IR (OpenVINO) vs eager PyTorch: top-1 agreement {agree:.4f} on {len(images)} calibration images"
             )
         else:
-            diff, tol = check_close(run(x), ref, "reloaded OpenVINO IR", atol=atol, rtol=rtol,
-                                    note="; the file was not written")  # fmt: skip
-            result.update(diff=diff, tol=tol)
-            say(
-                f"reloaded IR (OpenVINO) vs eager PyTorch on a random batch of {x.shape[0]}: max abs diff {diff:.2e} (tolerance {tol:.1e})"
-            )
+            j.checked(run(j.x), "reloaded OpenVINO IR", "reloaded IR (OpenVINO)")
         for src, dst in ((ir.with_suffix(".bin"), path.with_suffix(".bin")), (ir, path)):  # .bin first
             atomic_write(dst, lambda t, src=src: shutil.copyfile(src, t))  # type: ignore[misc]
 
