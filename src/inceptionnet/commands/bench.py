@@ -254,7 +254,7 @@ def _peer_fn(
     batch (its requests run in parallel) and latency hint for batch 1, bf16 by
     INFERENCE_PRECISION_HINT, int8 by NNCF; both int8 rows calibrated on the same random images."""
     from ..deploy import openvino as OV
-    from ..deploy.export import export_model, ort_session
+    from ..deploy.export import export_model, ort_runner, ort_session
     from ..deploy.quant import quantize_onnx_qdq
 
     with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
@@ -277,19 +277,12 @@ def _peer_fn(
                     Path(tmp) / "int8.onnx",
                     f"ONNX Runtime, plain export, static QDQ int8 per-channel ({len(calib)} images)",
                 )
-            sess = ort_session(path)
-            in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
-
-            def run_ort(inp: Tensor) -> Tensor:
-                return torch.from_numpy(sess.run([out_name], {in_name: inp.numpy()})[0])
-
-            return run_ort, note
-        model = OV.read_onnx(path)
-    dtype = {"tv-openvino": "float32", "tv-openvino-bf16": "bfloat16", "tv-openvino-int8": "int8"}[backend]
-    if dtype == "int8":
-        model = OV.quantize(model, calib)
-    runner = OV.Runner(OV.compile_model(model, dtype, int(x.shape[0])))
-    hint = "THROUGHPUT" if x.shape[0] > 1 else "LATENCY"
+            return ort_runner(ort_session(path)), note
+        dtype = {"tv-openvino": "float32", "tv-openvino-bf16": "bfloat16", "tv-openvino-int8": "int8"}[
+            backend
+        ]
+        runner = OV.engine(path, dtype, int(x.shape[0]), calib)
+    hint = OV.performance_hint(int(x.shape[0]))
     return runner, f"OpenVINO on the plain export, {hint}, {runner.requests} request(s)" + (
         f", NNCF int8 ({len(calib)} images)" if dtype == "int8" else f", {dtype}"
     )
@@ -334,7 +327,9 @@ def _infer_fn(
         )
     note = f"merged {fast.merged_convs} 1x1 convs" if fast.merged_convs else "BN folded, no 1x1 merge"
     if name == "openvino":
-        note += f", OpenVINO {'THROUGHPUT' if x.shape[0] > 1 else 'LATENCY'}"
+        from ..deploy.openvino import performance_hint
+
+        note += f", OpenVINO {performance_hint(int(x.shape[0]))}"
     if dtype != "float32":
         note += f", top-1 agreement {fast.top1_agreement:.3f} (random weights: not meaningful)"
     return fast, note

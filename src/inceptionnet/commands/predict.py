@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .. import data as D
-from ..errors import CheckpointError, ImageReadError, NonFiniteError
-from ..fileio import input_file_kind, json_text
+from ..errors import ImageReadError, NonFiniteError
+from ..fileio import json_text
 from ..runtime import DEVICE_HELP, flush_denormal, resolve_device
 
 
@@ -222,32 +221,21 @@ def report(results: list[dict[str, Any]], as_json: bool) -> int:
 def predict_onnx(args: argparse.Namespace, device: torch.device | None = None) -> int:
     """``predict --onnx FILE IMAGE...``: ONNX Runtime with the PyTorch path's preprocessing (from the
     file's metadata). Imports no model code: a deployment needs the .onnx file and this function."""
-    from ..deploy.export import decode_onnx_metadata, input_config_from_metadata, ort_session
+    from ..deploy.export import open_onnx
 
     for flag in ("checkpoint", "model", "weights"):
         if getattr(args, flag, None):
             raise ValueError(f"--onnx runs the exported file on its own; drop --{flag}")
-    path = Path(args.onnx)
-    check_onnx_file(path)
-    sess = ort_session(path, device.type if device is not None else "cpu")
-    meta = decode_onnx_metadata(sess.get_modelmeta().custom_metadata_map)
-    icfg = input_config_from_metadata(meta, str(path))
-    inp = sess.get_inputs()[0]
-    out = sess.get_outputs()[0]
-    num_outputs = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else meta.get("num_classes")
-    classes = [str(c) for c in meta.get("classes") or []] or [str(i) for i in range(int(num_outputs or 0))]
-    if not classes:
-        raise CheckpointError(f"{path}: cannot tell the number of classes (no metadata, dynamic output)")
-    if isinstance(num_outputs, int) and len(classes) != num_outputs:
-        raise CheckpointError(f"{path}: {len(classes)} class names in the metadata but {num_outputs} outputs")
+    f = open_onnx(args.onnx, device.type if device is not None else "cpu")
+    icfg, classes = f.icfg, f.classes
     # a file exported with a fixed --batch N takes exactly N images: repeat the one and keep row 0
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 1 else None
+    fixed = f.fixed_batch if f.fixed_batch is not None and f.fixed_batch > 1 else None
 
     def run(x: Tensor) -> Any:
         n = x.shape[0]
         if fixed:
             x = x.expand(fixed, *x.shape[1:])
-        return sess.run([out.name], {inp.name: x.contiguous().numpy()})[0][:n]
+        return f.session.run([f.output_name], {f.input_name: x.contiguous().numpy()})[0][:n]
 
     transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
     results = predict_files(
@@ -255,13 +243,3 @@ def predict_onnx(args: argparse.Namespace, device: torch.device | None = None) -
         allow_nan=getattr(args, "allow_nan", False),
     )  # fmt: skip
     return report(results, args.json)
-
-
-def check_onnx_file(path: Path) -> None:
-    """One line for an ``--onnx`` file that is missing, a directory, empty or of another kind."""
-    kind = input_file_kind(path, "ONNX file", "export it again")
-    if kind in ("checkpoint", "torchscript", "safetensors", "pickle"):
-        raise CheckpointError(
-            f"{path} is a PyTorch file, not an ONNX file; run it with --checkpoint, or export it with "
-            "'inceptionnet export --checkpoint FILE -o model.onnx'"
-        )

@@ -164,7 +164,7 @@ def _export_onnx(graph: nn.Module, reference: nn.Module, example: Tensor, path: 
 def _ort_fn(
     graph: nn.Module, reference: nn.Module, example: Tensor, calib: Tensor | None, quiet: bool
 ) -> Callable[[Tensor], Tensor]:
-    from .export import ort_session
+    from .export import ort_runner, ort_session
     from .quant import quantize_onnx_qdq
 
     with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
@@ -174,13 +174,7 @@ def _ort_fn(
             quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", calib)
             path = Path(tmp) / "int8.onnx"
         sess = ort_session(path, config={"session.set_denormal_as_zero": "1"})
-    in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
-
-    def run(x: Tensor) -> Tensor:
-        arr = x.detach().cpu().contiguous().float().numpy()
-        return torch.from_numpy(sess.run([out_name], {in_name: arr})[0])
-
-    return run
+    return ort_runner(sess)
 
 
 def _openvino_fn(
@@ -188,17 +182,11 @@ def _openvino_fn(
 ) -> Callable[[Tensor], Tensor]:
     from . import openvino as OV
 
-    OV.require("openvino")
-    if dtype == "int8":
-        OV.require("nncf")
+    OV.require("nncf" if dtype == "int8" else "openvino")
     with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
         path = Path(tmp) / "model.onnx"
         _export_onnx(graph, reference, example, path, quiet)
-        ov_model = OV.read_onnx(path)
-    if dtype == "int8":
-        assert calib is not None
-        ov_model = OV.quantize(ov_model, calib)
-    return OV.Runner(OV.compile_model(ov_model, dtype, int(example.shape[0])))
+        return OV.engine(path, dtype, int(example.shape[0]), calib)
 
 
 def _check(fast: FastModel, got: Tensor, ref: Tensor) -> None:

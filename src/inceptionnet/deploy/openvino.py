@@ -34,7 +34,9 @@ __all__ = [
     "Runner",
     "available",
     "compile_model",
+    "engine",
     "load_ir",
+    "performance_hint",
     "quantize",
     "read_onnx",
     "save_ir",
@@ -87,14 +89,30 @@ def quantize(model: Any, images: Tensor, batch: int = 1) -> Any:
         raise FastInferenceError(f"NNCF int8 quantization failed: {first_line(e)}") from e
 
 
+def performance_hint(batch: int) -> str:
+    """OpenVINO's ``PERFORMANCE_HINT`` for a batch size: ``THROUGHPUT`` for batches, ``LATENCY`` for 1."""
+    return "THROUGHPUT" if batch > 1 else "LATENCY"
+
+
 def compile_model(model: Any, dtype: str, batch: int, threads: int | None = None) -> Any:
-    """A CPU ``CompiledModel``: throughput hint for batch > 1, latency hint for batch 1."""
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT" if batch > 1 else "LATENCY"}
+    """A CPU ``CompiledModel`` with ``performance_hint(batch)``."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint(batch)}
     hint = PRECISION_HINTS[dtype]
     if hint:
         config["INFERENCE_PRECISION_HINT"] = hint
     config["INFERENCE_NUM_THREADS"] = int(threads or torch.get_num_threads())
     return core().compile_model(model, "CPU", config)
+
+
+def engine(onnx_path: str | Path, dtype: str, batch: int, calib: Tensor | None = None) -> Runner:
+    """An ONNX file compiled for ``dtype`` ("float32", "bfloat16", or "int8": NNCF-quantized on
+    ``calib``) at ``batch``, ready to run."""
+    model = read_onnx(onnx_path)
+    if dtype == "int8":
+        if calib is None:
+            raise ValueError("int8 needs calibration images")
+        model = quantize(model, calib)
+    return Runner(compile_model(model, dtype, batch))
 
 
 class Runner:

@@ -9,7 +9,7 @@ pixel count from the image header before anything is decoded, and runs batches o
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import data as D
-from ..errors import CheckpointError, ImageReadError, NonFiniteError
+from ..errors import ImageReadError, NonFiniteError
 from ..fileio import sha256_of
 
-DEFAULT_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # the fast path is checked and timed on a batch of this many (at most --max-batch): larger batches only
 # make a server start slower (googlenet at 224: ~1 s per candidate run on 2 cores)
 EXAMPLE_BATCH = 8
@@ -31,16 +30,11 @@ class ImageTooLargeError(ImageReadError):
     """An image whose header declares more pixels than the server's --max-pixels."""
 
 
-def dtype_choices() -> dict[str, Any]:
-    """``--dtype`` names -> what ``optimize_for_inference(dtype=...)`` takes: fp32, bf16 and whatever
-    ``deploy.fast.DTYPES`` adds (read at run time: the fast path grows backends and dtypes)."""
-    from ..deploy import fast
+def dtype_choices() -> dict[str, torch.dtype]:
+    """``--dtype`` names -> what ``optimize_for_inference(dtype=...)`` takes (``deploy.fast.DTYPES``)."""
+    from ..deploy.fast import DTYPES
 
-    out: dict[str, Any] = dict(DEFAULT_DTYPES)
-    extra = getattr(fast, "DTYPES", None)
-    if isinstance(extra, Mapping):
-        out.update({str(k): v for k, v in extra.items()})
-    return out
+    return dict(DTYPES)
 
 
 def backend_choices() -> tuple[str, ...]:
@@ -175,7 +169,7 @@ def _onnx_engine(
     max_pixels: int,
 ) -> Engine:  # fmt: skip
     """``--onnx FILE``: an ONNX Runtime session with the file's own preprocessing metadata."""
-    from ..deploy.export import decode_onnx_metadata, input_config_from_metadata, ort_session
+    from ..deploy.export import open_onnx, ort_runner
 
     for flag, value in (("--checkpoint", checkpoint), ("--model", model_name), ("--weights", weights)):
         if value:
@@ -183,30 +177,14 @@ def _onnx_engine(
     if backend not in ("auto", "onnxruntime") or dtype != "fp32":
         raise ValueError("--onnx runs in ONNX Runtime, fp32: drop --backend / --dtype")
     path = Path(onnx)
-    if not path.is_file():
-        raise FileNotFoundError(f"--onnx {path}: no such file")
-    try:
-        sess = ort_session(path)
-    except Exception as e:  # noqa: BLE001 - ORT's InvalidProtobuf, Fail, ...: a file that is not ONNX
-        raise CheckpointError(f"--onnx {path} is not an ONNX model ONNX Runtime can load ({e})") from None
-    meta = decode_onnx_metadata(sess.get_modelmeta().custom_metadata_map)
-    icfg = input_config_from_metadata(meta, str(path))
-    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
-    if isinstance(inp.shape[0], int):
+    f = open_onnx(path)
+    if f.fixed_batch is not None:
         raise ValueError(
-            f"--onnx {path} was exported with a fixed batch of {inp.shape[0]}; the server batches requests: "
+            f"--onnx {path} was exported with a fixed batch of {f.fixed_batch}; the server batches requests: "
             "export it with a dynamic batch (the default of 'inceptionnet export')"
         )
-    n_out = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else meta.get("num_classes")
-    classes = [str(c) for c in meta.get("classes") or []] or [str(i) for i in range(int(n_out or 0))]
-    if not classes:
-        raise CheckpointError(
-            f"--onnx {path}: cannot tell the number of classes (no metadata, dynamic output)"
-        )
-
-    def run(x: Tensor) -> Tensor:
-        return torch.from_numpy(sess.run([out.name], {inp.name: x.contiguous().float().numpy()})[0])
-
+    meta, icfg, classes = f.meta, f.icfg, f.classes
+    run = ort_runner(f.session)
     name = str(meta.get("model_name") or path.stem)
     return Engine(
         name,
