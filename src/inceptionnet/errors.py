@@ -15,6 +15,13 @@ class InceptionNetError(Exception):
     """Base class of the errors the CLI prints as one `error: ...` line."""
 
 
+class UsageError(InceptionNetError, ValueError):
+    """A deliberate check of what the user gave (a flag, a value, a file's content) that failed.
+
+    Raise this, not a bare ValueError, for bad input: ``run_main`` prints it as one line, while a
+    ValueError from inside torch / numpy / our own code is a bug and keeps its traceback."""
+
+
 class InputShapeError(InceptionNetError, ValueError):
     """A tensor the network cannot take (dims, channels, size)."""
 
