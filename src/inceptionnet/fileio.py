@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, InceptionNetError, OutputWriteError, first_line
+from .errors import CheckpointError, InceptionNetError, OutputWriteError, UsageError, first_line
 
 PathLike = str | os.PathLike[str]
 
@@ -185,20 +185,20 @@ def check_output_file(
     file may be replaced). Checked before any work."""
     out = Path(output)
     if not str(output).strip():
-        raise ValueError(f"{flag} is empty; give an output file name, e.g. {example}")
+        raise UsageError(f"{flag} is empty; give an output file name, e.g. {example}")
     pairs = inputs.items() if isinstance(inputs, Mapping) else inputs
     for in_flag, p in pairs:
         if p and Path(p).is_file() and same_file(out, p):
-            raise ValueError(
+            raise UsageError(
                 f"{flag} {out} is the {in_flag} file itself: writing it would replace the input; "
                 "choose another output file"
             )
     if out.is_dir():
-        raise ValueError(f"{flag} {out} is a directory; give a file name, e.g. {out / example}")
+        raise UsageError(f"{flag} {out} is a directory; give a file name, e.g. {out / example}")
     if out.is_file() and out.stat().st_size and not replaceable(out):
         kind = file_kind(out)
         name = KIND_NAMES.get(kind, kind) if kind else "a file of another kind"
-        raise ValueError(
+        raise UsageError(
             f"{flag} {out} exists and is {name}, not {what}; "
             "refusing to replace it: choose another output file or delete it first"
         )
@@ -212,7 +212,7 @@ def check_output_dir(folder: PathLike, flag: str, *, create: bool = True) -> Pat
     ``OutputWriteError`` naming ``flag`` and the path otherwise."""
     d = Path(folder)
     if not str(folder).strip():
-        raise ValueError(f"{flag} is empty; give a directory")
+        raise UsageError(f"{flag} is empty; give a directory")
     blocker = _file_in_the_way(d)
     if blocker is not None:
         raise OutputWriteError(f"{flag} {d}: {blocker} is a file, not a directory")

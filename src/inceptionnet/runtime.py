@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .errors import UsageError
+
 
 def progress(
     iterable: Iterable[Any], *, total: int | None = None, desc: str = "", enabled: bool = True
@@ -130,7 +132,7 @@ DEVICE_HELP = "auto | cpu | cuda | cuda:N"
 
 
 def resolve_device(spec: str, local_rank: int = 0, flag: str = "--device") -> torch.device:
-    """``--device`` as a torch.device, or one clear ValueError naming the flag: ``auto`` is CUDA
+    """``--device`` as a torch.device, or one clear UsageError naming the flag: ``auto`` is CUDA
     when there is one (``cuda:local_rank``), else the CPU; only cpu and cuda[:N] are supported
     (mps, meta, xla and the rest are not run or tested here)."""
     if spec == "auto":
@@ -138,14 +140,14 @@ def resolve_device(spec: str, local_rank: int = 0, flag: str = "--device") -> to
     try:
         dev = torch.device(f"cuda:{local_rank}" if spec == "cuda" else spec)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{flag} {spec!r} is not a device; use {DEVICE_HELP}") from None
+        raise UsageError(f"{flag} {spec!r} is not a device; use {DEVICE_HELP}") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{flag} {spec} is not supported; use {DEVICE_HELP}")
+        raise UsageError(f"{flag} {spec} is not supported; use {DEVICE_HELP}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"{flag} {spec} but no CUDA device is available; use --device cpu")
+            raise UsageError(f"{flag} {spec} but no CUDA device is available; use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise UsageError(
                 f"{flag} {spec}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 .. "
                 f"cuda:{torch.cuda.device_count() - 1})"
             )

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError, first_line
 from ..fileio import atomic_save_figure, atomic_write_text
 from ..models.layers import ACTS
 
@@ -202,25 +203,25 @@ def validate(args: argparse.Namespace) -> list[Study]:
     elif args.study in STUDIES:
         studies = [STUDIES[args.study]]
     else:
-        raise ValueError(f"unknown --study {args.study!r}; choose one of {', '.join(STUDIES)} or all")
+        raise UsageError(f"unknown --study {args.study!r}; choose one of {', '.join(STUDIES)} or all")
     for name in ("seeds", "epochs", "batch_size"):
         v = getattr(args, name)
         if v <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
     if not args.width > 0:
-        raise ValueError(f"--width must be positive, got {args.width}")
+        raise UsageError(f"--width must be positive, got {args.width}")
     if args.stem_stride not in (1, 2):
-        raise ValueError(f"--stem-stride must be 1 or 2, got {args.stem_stride}")
+        raise UsageError(f"--stem-stride must be 1 or 2, got {args.stem_stride}")
     for name in ("subset", "val_split", "threads"):
         if getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if args.variants:
         if len(studies) != 1:
-            raise ValueError("--variants needs a single --study")
+            raise UsageError("--variants needs a single --study")
         known = [v.name for v in studies[0].variants]
         bad = [v for v in args.variants if v not in known]
         if bad:
-            raise ValueError(
+            raise UsageError(
                 f"unknown variant {bad[0]!r} of study {studies[0].name}; choose from {', '.join(known)}"
             )
     from .. import train
@@ -247,13 +248,24 @@ def is_finished(d: Path) -> bool:
     return (d / "results.json").is_file()
 
 
+def read_json(f: Path) -> dict[str, Any]:
+    """A ``run.json`` / ``results.json`` of a run, or one UsageError naming the damaged file."""
+    try:
+        obj = json.loads(f.read_text())
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise UsageError(f"{f} is damaged ({first_line(e)}); delete {f.parent} to run it again") from None
+    if not isinstance(obj, dict):
+        raise UsageError(f"{f} is damaged (not a JSON object); delete {f.parent} to run it again")
+    return obj
+
+
 def check_finished(d: Path, argv: Sequence[str]) -> None:
     """A finished run made with other trainer flags is an error, not silently mixed into the table."""
     f = d / "run.json"
     if f.is_file():
-        old = json.loads(f.read_text()).get("argv")
+        old = read_json(f).get("argv")
         if old is not None and _fingerprint(old) != _fingerprint(argv):
-            raise ValueError(
+            raise UsageError(
                 f"{d} was trained with another recipe ({' '.join(_diff(old, argv))}); "
                 "use a new --output-dir or the same flags"
             )
@@ -368,7 +380,7 @@ def main(args: argparse.Namespace) -> int:
                         return rc or 1
                     how = f"{time.perf_counter() - t0:.0f}s"
                 bar.update(1)
-                res = json.loads((d / "results.json").read_text())
+                res = read_json(d / "results.json")
                 bar.write(
                     f"finished {study.name}/{variant.name}/seed{seed}: test top-1 {res['test_acc1']:.4f} ({how})"
                 )
@@ -407,7 +419,7 @@ def collect(
         )
         for seed in seeds:
             d = vdir / f"seed{seed}"
-            res = json.loads((d / "results.json").read_text())
+            res = read_json(d / "results.json")
             hist = read_history(d)
             key = (study.name, variant.name)
             if key not in measured:

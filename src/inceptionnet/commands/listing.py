@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from ..errors import UsageError
 from ..fileio import json_text
 from ..models import create_model, list_models, list_weights
 
@@ -25,12 +26,12 @@ def count_params(model: object) -> int:
 
 def main(args: argparse.Namespace) -> int:
     if args.num_classes < 0:
-        raise ValueError(f"--num-classes must not be negative, got {args.num_classes}")
+        raise UsageError(f"--num-classes must not be negative, got {args.num_classes}")
     if not args.pattern.strip():
-        raise ValueError("the pattern is empty; leave it out to list every model")
+        raise UsageError("the pattern is empty; leave it out to list every model")
     names = list_models(args.pattern)
     if not names:
-        raise ValueError(
+        raise UsageError(
             f"no model matches {args.pattern!r}; patterns are shell-style, e.g. 'inception*' "
             f"(models: {', '.join(list_models())})"
         )

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import UsageError
+
 __all__ = ["RESIZE_MODES", "SIZE", "preprocess", "tf1_bilinear_resize"]
 
 SIZE = 299
@@ -79,4 +81,4 @@ def preprocess(img: Tensor, mode: str) -> Tensor:
         return ((x - 128) / 128)[0]
     if mode == "clean":
         return (_pil_bicubic_float(img) - 128) / 128
-    raise ValueError(f"--resize {mode!r}: expected one of {', '.join(RESIZE_MODES)}")
+    raise UsageError(f"--resize {mode!r}: expected one of {', '.join(RESIZE_MODES)}")

@@ -28,7 +28,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import data as D
-from ..errors import CheckpointError, DataNotFoundError, FastInferenceError, ImageReadError, NonFiniteError
+from ..errors import (
+    CheckpointError,
+    DataNotFoundError,
+    FastInferenceError,
+    ImageReadError,
+    NonFiniteError,
+    UsageError,
+)
 from ..runtime import flush_denormal, is_dist, progress
 from .resize import RESIZE_MODES, preprocess
 
@@ -119,7 +126,7 @@ class FIDNetwork:
 
     def __init__(self, model: nn.Module, backend: str = "fast") -> None:
         if backend not in BACKENDS:
-            raise ValueError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+            raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.eager = model.eval()
         self.module = self.eager
@@ -168,7 +175,7 @@ def check_image_count(n: int, dims: int, source: str = "") -> None:
     """FID needs a full-rank dims x dims covariance: at least dims + 1 images (pytorch-fid only warns
     and adds eps to the diagonal, which gives a number that depends on eps)."""
     if n < dims + 1:
-        raise ValueError(
+        raise UsageError(
             f"{source or 'the images'}: {n} images give a rank-deficient {dims}x{dims} covariance; FID "
             f"needs at least {dims + 1} (use more images or a smaller --dims)"
         )
@@ -258,11 +265,11 @@ def folder_features(
     network, run with ``backend`` unless it is a ready :class:`FIDNetwork`). ``skip_bad`` leaves
     unreadable files out (``.skipped``); otherwise the first one stops with its name."""
     if dims not in DIMS:
-        raise ValueError(f"--dims {dims}: expected one of {', '.join(map(str, DIMS))}")
+        raise UsageError(f"--dims {dims}: expected one of {', '.join(map(str, DIMS))}")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if resize not in RESIZE_MODES:
-        raise ValueError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}")
+        raise UsageError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}")
     files = image_files(folder)
     net = fid_network(model, backend)
     out = _sharded(
@@ -287,20 +294,20 @@ def load_stats(path: str | os.PathLike[str], dims: int | None = None) -> tuple[n
     try:
         with np.load(path, allow_pickle=False) as f:
             if "mu" not in f or "sigma" not in f:
-                raise ValueError(
+                raise UsageError(
                     f"{path}: an .npz statistics file needs arrays 'mu' and 'sigma', has {sorted(f)}"
                 )
             mu, sigma = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64)
     except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+        raise UsageError(f"{path}: not a readable .npz file ({e})") from None
     except ValueError as e:
         if str(path) in str(e):
             raise
-        raise ValueError(f"{path}: not a readable .npz statistics file ({e})") from None
+        raise UsageError(f"{path}: not a readable .npz statistics file ({e})") from None
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a D and a D x D array")
+        raise UsageError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a D and a D x D array")
     if dims is not None and mu.shape[0] != dims:
-        raise ValueError(f"{path}: statistics of {mu.shape[0]}-d features, --dims is {dims}")
+        raise UsageError(f"{path}: statistics of {mu.shape[0]}-d features, --dims is {dims}")
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise NonFiniteError(f"{path}: mu or sigma holds NaN or infinity; make the statistics again")
     return mu, sigma
@@ -329,7 +336,7 @@ def frechet_distance(
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"statistics of different dims: {mu1.shape[0]} and {mu2.shape[0]}")
+        raise UsageError(f"statistics of different dims: {mu1.shape[0]} and {mu2.shape[0]}")
     diff = mu1 - mu2
     covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
     if not np.isfinite(covmean).all():
@@ -337,7 +344,7 @@ def frechet_distance(
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2)")
+            raise UsageError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2)")
         covmean = covmean.real
     value = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
     if not np.isfinite(value):
@@ -354,7 +361,7 @@ def source_stats(
         return (*load_stats(src, dims), None)
     check_image_count(len(image_files(src)), dims, str(src))
     if model is None:
-        raise ValueError(f"{src}: an image folder needs the FID network (model=)")
+        raise UsageError(f"{src}: an image folder needs the FID network (model=)")
     feats = folder_features(src, model, dims=dims, **kw)
     return (*stats_of(feats.features, str(src)), feats)
 
@@ -396,7 +403,7 @@ def inception_score(
     (ddof 0) over the chunks. torch-fidelity's default layer is ``logits_unbiased`` (fc without its
     bias), which is what :func:`folder_features` returns."""
     if logits.shape[0] < splits:
-        raise ValueError(
+        raise UsageError(
             f"Inception Score with {splits} splits needs at least {splits} images, got {logits.shape[0]}"
         )
     t = torch.from_numpy(logits).double()
@@ -431,12 +438,12 @@ def kernel_inception_distance(
     over ``subsets`` random subsets of ``subset_size`` (numpy RandomState(seed)); mean and std."""
     n = min(f1.shape[0], f2.shape[0])
     if n < subset_size:
-        raise ValueError(
+        raise UsageError(
             f"KID subset size {subset_size} is larger than the number of images ({f1.shape[0]} and "
             f"{f2.shape[0]}); use --kid-subset-size {n} or less (torch-fidelity refuses it too)"
         )
     if subset_size < 2 or subsets < 1:
-        raise ValueError(
+        raise UsageError(
             f"KID needs --kid-subset-size >= 2 and --kid-subsets >= 1, got {subset_size}, {subsets}"
         )
     rng = np.random.RandomState(seed)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import channel_stats
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, UsageError, first_line
 from ..fileio import load_file
 from ._registry import get_model_builder
 from ._weights import (
@@ -172,7 +172,7 @@ def _head_mismatch(model: nn.Module, source: str, reset: list[str], file_sd: Map
 # --------------------------------------------------------------------------------------------------
 # Building
 
-# Builder flags checked for every family before building (a clear ValueError rather than an
+# Builder flags checked for every family before building (a clear UsageError rather than an
 # OverflowError or a TypeError from deep inside the constructor): name -> (low, high, low included)
 REAL_FLAGS: dict[str, tuple[float, float, bool]] = {
     "width": (0.0, 64.0, False),  # 64: layers of up to 65536 channels already
@@ -184,7 +184,7 @@ REAL_FLAGS: dict[str, tuple[float, float, bool]] = {
 
 
 def check_model_kwargs(kwargs: Mapping[str, Any]) -> None:
-    """``ValueError`` for a real-valued builder flag (``REAL_FLAGS``) that is not a finite number in range."""
+    """``UsageError`` for a real-valued builder flag (``REAL_FLAGS``) that is not a finite number in range."""
     for key, (lo, hi, lo_in) in REAL_FLAGS.items():
         if key not in kwargs:
             continue
@@ -196,12 +196,12 @@ def check_model_kwargs(kwargs: Mapping[str, Any]) -> None:
                 if lo == 0 and not lo_in
                 else f"a finite number between {lo:g} and {hi:g}"
             )
-            raise ValueError(f"{key} must be {rule}, got {v!r}")
+            raise UsageError(f"{key} must be {rule}, got {v!r}")
 
 
 def _build(builder: Callable[..., nn.Module], name: str, **kwargs: Any) -> InceptionBase:
     """``builder(**kwargs)``, with allocation failures (an absurd ``num_classes`` or ``width``) as one
-    ValueError."""
+    UsageError."""
     check_model_kwargs(kwargs)
     try:
         model = builder(**kwargs)
@@ -212,7 +212,7 @@ def _build(builder: Callable[..., nn.Module], name: str, **kwargs: Any) -> Incep
         ):
             raise
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ValueError(
+        raise UsageError(
             f"cannot build {name}({shown}): {first_line(e, limit=160)}; check num_classes, in_chans and width"
         ) from None
     assert isinstance(model, InceptionBase)
@@ -321,13 +321,13 @@ def create_model(
     a list (``feature_cls="list"``), a dict ("dict") or through ``forward_intermediates`` ("getter");
     weights load into the full model first, and ``num_classes`` defaults to 0 (no head is built).
 
-    Bad arguments raise ``ValueError``: a name that is not a registered model (or not a string),
+    Bad arguments raise ``UsageError`` (a ``ValueError``): a name that is not a registered model (or not a string),
     ``num_classes`` / ``in_chans`` that are not integers in range, a ``width`` / dropout / ``bn_eps``
     that is not a finite number in range (``REAL_FLAGS``), sizes too large to allocate.
     """
     builder = get_model_builder(name)
     if not features_only and (out_indices is not None or feature_cls is not None):
-        raise ValueError("out_indices and feature_cls select feature maps: they need features_only=True")
+        raise UsageError("out_indices and feature_cls select feature maps: they need features_only=True")
     if features_only and num_classes is None:
         num_classes = 0  # the extractor drops the head: build none
     if weights is not None and (num_classes is None or in_chans is None):
@@ -338,14 +338,14 @@ def create_model(
     num_classes = 1000 if num_classes is None else num_classes
     in_chans = 3 if in_chans is None else in_chans
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-        raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        raise UsageError(f"num_classes must be a non-negative integer, got {num_classes!r}")
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
-        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+        raise UsageError(f"in_chans must be a positive integer, got {in_chans!r}")
     if weights is None:
         model = _build(builder, name, num_classes=num_classes, in_chans=in_chans, **kwargs)
     else:
         if not isinstance(weights, str | Path) or not str(weights):
-            raise ValueError(f"weights must be a weight entry name or a file path, got {weights!r}")
+            raise UsageError(f"weights must be a weight entry name or a file path, got {weights!r}")
         model = build_with_weights(
             name, builder, str(weights), num_classes=num_classes, in_chans=in_chans, new_head_ok=new_head_ok,
             **kwargs,

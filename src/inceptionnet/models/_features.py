@@ -31,6 +31,8 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from ..errors import UsageError
+
 __all__ = [
     "FEATURE_CLASSES",
     "FeatureDictNet",
@@ -61,17 +63,17 @@ def feature_take_indices(num_features: int, indices: Indices = None) -> tuple[li
         indices = num_features
     if isinstance(indices, int):
         if not 0 < indices <= num_features:
-            raise ValueError(f"last-n ({indices}) is out of range (1 to {num_features})")
+            raise UsageError(f"last-n ({indices}) is out of range (1 to {num_features})")
         take = [num_features - indices + i for i in range(indices)]
     else:
         take = []
         for i in indices:
             idx = num_features + i if i < 0 else i
             if not 0 <= idx < num_features:
-                raise ValueError(f"feature index {i} is out of range (0 to {num_features - 1})")
+                raise UsageError(f"feature index {i} is out of range (0 to {num_features - 1})")
             take.append(idx)
         if not take:
-            raise ValueError("no feature index given")
+            raise UsageError("no feature index given")
     return take, max(take)
 
 
@@ -321,7 +323,7 @@ def _model_feature_info(model: Any) -> list[dict[str, Any]]:
     if isinstance(info, FeatureInfo):
         return info.info
     if not isinstance(info, list | tuple) or not info:
-        raise ValueError(f"{type(model).__name__} declares no feature stages (feature_info)")
+        raise UsageError(f"{type(model).__name__} declares no feature stages (feature_info)")
     return list(info)
 
 
@@ -339,14 +341,14 @@ def features_model(
         cls: type[nn.Module] = FeatureListNet
     elif isinstance(feature_cls, str):
         if feature_cls.lower() not in FEATURE_CLASSES:
-            raise ValueError(
+            raise UsageError(
                 f"unknown feature_cls {feature_cls!r}; choose one of {', '.join(FEATURE_CLASSES)}"
             )
         cls = FEATURE_CLASSES[feature_cls.lower()]
     elif isinstance(feature_cls, type) and issubclass(feature_cls, tuple(FEATURE_CLASSES.values())):
         cls = feature_cls
     else:
-        raise ValueError(f"feature_cls must be one of {', '.join(FEATURE_CLASSES)}, got {feature_cls!r}")
+        raise UsageError(f"feature_cls must be one of {', '.join(FEATURE_CLASSES)}, got {feature_cls!r}")
     n = len(_model_feature_info(model))
     if out_indices is None:
         out_indices = tuple(range(n))

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from ..errors import UsageError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
@@ -40,12 +42,12 @@ def unknown_model_message(name: str) -> str:
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
     if not isinstance(name, str):
-        raise ValueError(
+        raise UsageError(
             f"the model name must be a string such as 'googlenet', got {name!r} ({type(name).__name__}); "
             f"available: {', '.join(list_models())}"
         )
     if name not in _MODELS:
-        raise ValueError(unknown_model_message(name))
+        raise UsageError(unknown_model_message(name))
     return _MODELS[name]
 
 
@@ -71,13 +73,13 @@ def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         if not k.strip():
-            raise ValueError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
         try:
             value = yaml.safe_load(v)  # numbers, bools, lists
         except yaml.YAMLError:
-            raise ValueError(f"--model-kwargs {item!r}: the value is not valid YAML") from None
+            raise UsageError(f"--model-kwargs {item!r}: the value is not valid YAML") from None
         out[k.strip()] = _number_or_value(value)
     return out

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import UsageError
 from ._registry import register_model
 from ._weights import StateDict, WeightEntry, register_key_map, register_weights
 from .layers import (
@@ -89,9 +90,9 @@ class InceptionBN(nn.Module):
         super().__init__()
         check_choice("pool", pool, ("avg", "max"))
         if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+            raise UsageError(f"stride must be 1 or 2, got {stride!r}")
         if stride == 2 and (ch1x1 or pool_proj or pool != "max"):
-            raise ValueError("a stride-2 block has no 1x1 branch and a max-pool pass-through")
+            raise UsageError("a stride-2 block has no 1x1 branch and a max-pool pass-through")
         self.out_channels = ch1x1 + ch3x3 + dbl3x3 + (pool_proj if stride == 1 else in_channels)
         self.branch1x1: nn.Module | None = conv_layer(in_channels, ch1x1, kernel_size=1) if ch1x1 else None
 

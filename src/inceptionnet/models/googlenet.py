@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import INFO as DATA_INFO
+from ..errors import UsageError
 from ._registry import register_model
 from ._weights import WeightEntry, register_weights
 from .layers import (
@@ -222,13 +223,13 @@ class GoogLeNet(InceptionBase):
         check_choice("act", act, ACTS)
         check_choice("init", init, ("trunc_normal", "kaiming"))
         if stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+            raise UsageError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         if not 0 < width <= 64:  # also NaN; 64: layers of up to 65536 channels already
-            raise ValueError(f"width must be positive and finite (at most 64), got {width!r}")
+            raise UsageError(f"width must be positive and finite (at most 64), got {width!r}")
         if transform_input and in_chans != 3:
-            raise ValueError("transform_input=True needs in_chans=3 (it re-normalizes RGB channels)")
+            raise UsageError("transform_input=True needs in_chans=3 (it re-normalizes RGB channels)")
         if maxpool4_kernel not in (2, 3):
-            raise ValueError(f"maxpool4_kernel must be 2 or 3, got {maxpool4_kernel!r}")
+            raise UsageError(f"maxpool4_kernel must be 2 or 3, got {maxpool4_kernel!r}")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.transform_input = transform_input

@@ -35,6 +35,7 @@ Convs are conv + BN (eps 1e-3, TensorFlow's) + ReLU; in-block average pools do n
 
 from __future__ import annotations
 
+import numbers
 from functools import partial
 from typing import Any
 
@@ -42,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import UsageError
 from ._registry import register_model
 from ._weights import StateDict, WeightEntry, register_key_map, register_weights
 from .inception_v4 import ReductionA
@@ -243,10 +245,11 @@ def _min_side(h: int) -> int:
 
 
 def _check_blocks(num_blocks: tuple[int, int, int], residual_scales: tuple[float, float, float]) -> None:
-    if len(num_blocks) != 3 or any(int(n) < 1 for n in num_blocks):
-        raise ValueError(f"num_blocks must be three positive counts (A, B, C blocks), got {num_blocks!r}")
+    counts = [n for n in num_blocks if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1]
+    if len(num_blocks) != 3 or len(counts) != 3:
+        raise UsageError(f"num_blocks must be three positive counts (A, B, C blocks), got {num_blocks!r}")
     if len(residual_scales) != 3:
-        raise ValueError(f"residual_scales must be three factors (A, B, C blocks), got {residual_scales!r}")
+        raise UsageError(f"residual_scales must be three factors (A, B, C blocks), got {residual_scales!r}")
 
 
 class InceptionResNetV2(InceptionBase):
@@ -415,7 +418,7 @@ class InceptionResNetV1(InceptionBase):
         super().__init__()
         _check_blocks(num_blocks, residual_scales)
         if embed_dim < 0:
-            raise ValueError(f"embed_dim must be >= 0, got {embed_dim!r}")
+            raise UsageError(f"embed_dim must be >= 0, got {embed_dim!r}")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.embed_dim = embed_dim

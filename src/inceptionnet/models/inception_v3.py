@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import UsageError
 from ._registry import register_model
 from ._weights import WeightEntry, register_weights
 from .layers import (
@@ -74,7 +75,7 @@ def _branch_pool(x: Tensor, pool: str) -> Tensor:
 
 def _check_pool(pool: str) -> str:
     if pool not in POOLS:
-        raise ValueError(f"pool={pool!r}: expected one of {', '.join(POOLS)}")
+        raise UsageError(f"pool={pool!r}: expected one of {', '.join(POOLS)}")
     return pool
 
 
@@ -287,7 +288,7 @@ class InceptionV3(InceptionBase):
     ) -> None:
         super().__init__()
         if transform_input and in_chans != 3:
-            raise ValueError("transform_input=True needs in_chans=3 (it re-normalizes RGB channels)")
+            raise UsageError("transform_input=True needs in_chans=3 (it re-normalizes RGB channels)")
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.aux_logits = aux_logits

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import channel_stats
-from ..errors import InputShapeError
+from ..errors import InputShapeError, UsageError
 from ._features import feature_take_indices, fx_symbolic_tracing, run_module
 
 NORMS = ("bn", "none")
@@ -47,13 +47,13 @@ class ModelOutput(NamedTuple):
 
 def make_act(act: str) -> nn.Module:
     if act not in _ACT_FACTORIES:
-        raise ValueError(f"unknown act {act!r}; choose one of {', '.join(ACTS)}")
+        raise UsageError(f"unknown act {act!r}; choose one of {', '.join(ACTS)}")
     return _ACT_FACTORIES[act]()
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        raise UsageError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 class ConvBNAct(nn.Sequential):
@@ -222,7 +222,7 @@ def min_input_size(side: Callable[[int], int], need: int = 1, limit: int = 4096)
     for h in range(1, limit):
         if side(h) >= need:
             return h
-    raise ValueError(f"no input up to {limit} px fits this configuration")
+    raise UsageError(f"no input up to {limit} px fits this configuration")
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -283,11 +283,11 @@ def make_global_pool(pool_type: str, num_classes: int) -> nn.Module:
     ``"avgmax"`` or ``""`` (none: ``forward`` returns the N x C x H x W map, so ``num_classes`` must
     be 0). Avg and max pools are torch's ``AdaptiveAvg/MaxPool2d((1, 1))``."""
     if pool_type not in GLOBAL_POOLS:
-        raise ValueError(
+        raise UsageError(
             f"unknown global_pool {pool_type!r}; choose one of {', '.join(repr(p) for p in GLOBAL_POOLS)}"
         )
     if pool_type == "" and num_classes:
-        raise ValueError(
+        raise UsageError(
             f"global_pool='' (no pooling) needs num_classes=0, got {num_classes}: a classifier takes "
             "pooled features"
         )
@@ -489,7 +489,7 @@ class InceptionBase(nn.Module):
         and the final features (``forward_features``' output; with ``stop_early``, the last stage
         asked for). ``norm``: no final norm in this family, ignored. Aux heads are not run."""
         if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+            raise UsageError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         self._check_input(x, self.min_input_size)
         take, max_index = feature_take_indices(len(self.feature_ends), indices)
         last = self.feature_ends[max_index] if stop_early else None

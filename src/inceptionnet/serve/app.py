@@ -46,7 +46,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ImageReadError, NonFiniteError, first_line
+from ..errors import ImageReadError, NonFiniteError, UsageError, first_line
 from .batching import Batcher, ClosingError, QueueFullError
 from .engine import Engine, ImageTooLargeError
 
@@ -400,7 +400,7 @@ def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str
             )
         except NonFiniteError as err:
             raise HTTPException(500, str(err)) from None
-        except ValueError as err:  # a block the model does not have
+        except UsageError as err:  # a block the model does not have, a class index out of range
             raise HTTPException(400, str(err)) from None
         except TimeoutError:
             raise HTTPException(504, f"no explanation within {cfg.timeout_s:g} s (--timeout)") from None

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import UsageError
+
 # How often the model thread gives freed heap memory back to the system (glibc's malloc_trim). Batches
 # of varying sizes leave freed activations scattered over the heap that glibc keeps: measured with
 # googlenet_small, 2,000 batches of random sizes 1..32 grew the RSS from 858 to 1,280-1,400 MiB;
@@ -76,7 +78,7 @@ class Batcher:
         on_batch: Callable[[int], Any] | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or not max_wait_s >= 0:
-            raise ValueError(
+            raise UsageError(
                 f"max_batch, max_queue must be >= 1, max_wait_s >= 0 ({max_batch}, {max_queue}, {max_wait_s})"
             )
         self.run, self.max_batch, self.max_wait_s, self.max_queue = run, max_batch, max_wait_s, max_queue

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import data as D
-from ..errors import NonFiniteError
+from ..errors import NonFiniteError, UsageError
 
 # hooks and autograd state live on the module: one explanation at a time per process
 _LOCK = threading.Lock()
@@ -112,7 +112,7 @@ def branch_energy(model: nn.Module, x: Tensor, block: str) -> tuple[list[str], n
     if block not in four_branch_blocks(model):
         blocks = four_branch_blocks(model)
         have = f"one of {', '.join(blocks)}" if blocks else "none: this model has no four-branch blocks"
-        raise ValueError(f"--block {block!r} is not an Inception block of this model ({have})")
+        raise UsageError(f"--block {block!r} is not an Inception block of this model ({have})")
     mod = model.get_submodule(block)
     branches = [mod.get_submodule(f"branch{i}") for i in range(1, 5)]
     acts: dict[int, Tensor] = {}
@@ -144,7 +144,7 @@ def explain(
     energies, for one model input ``x`` (C x H x W, as ``Engine.decode`` gives it)."""
     num_classes = int(getattr(model, "num_classes", 0))
     if target is not None and not 0 <= target < num_classes:
-        raise ValueError(f"class index {target} is out of range: the model has {num_classes} classes")
+        raise UsageError(f"class index {target} is out of range: the model has {num_classes} classes")
     param = next(model.parameters(), None)
     xb = x.unsqueeze(0).float().to(param.device if param is not None else "cpu")
     layer = str(model.feature_info[-1]["module"])  # type: ignore[index]

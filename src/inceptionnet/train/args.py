@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .. import data as D
-from ..errors import first_line
+from ..errors import UsageError, first_line
 from ..models import get_model_builder, parse_model_kwargs
 from ..runtime import resolve_device
 
@@ -166,7 +166,7 @@ def recipe_path(name: str) -> Path:
     if cand.is_file():
         return cand
     known = sorted(x.stem for x in RECIPES_DIR.glob("*.yaml"))
-    raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(known)} or give a .yaml path")
+    raise UsageError(f"unknown recipe {name!r}; choose one of {', '.join(known)} or give a .yaml path")
 
 
 def load_recipe(name: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -174,15 +174,17 @@ def load_recipe(name: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     try:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"recipe {path} is not valid YAML: {first_line(e)}") from None
+        raise UsageError(f"recipe {path} is not valid YAML: {first_line(e)}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"recipe {path} is not valid YAML: not UTF-8 text") from None
     if not isinstance(cfg, dict):
-        raise ValueError(f"recipe {path} must be a mapping of flag: value")
+        raise UsageError(f"recipe {path} must be a mapping of flag: value")
     actions = {a.dest: a for a in parser._actions}
     out = {}
     for key, value in cfg.items():
         dest = str(key).replace("-", "_")
         if dest not in actions or dest in ("recipe", "help"):
-            raise ValueError(
+            raise UsageError(
                 f"recipe {path}: unknown key {key!r} (keys are the train flags, e.g. lr, epochs)"
             )
         if dest == "model_kwargs" and isinstance(value, dict):
@@ -193,7 +195,7 @@ def load_recipe(name: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 def recipe_value(value: Any, action: argparse.Action, where: str) -> Any:
     """A recipe's ``value`` for the flag ``action``, of the type the flag takes (a number written as a
-    string, such as YAML's ``1e-3``, is converted as on the command line), or a ValueError naming ``where``."""
+    string, such as YAML's ``1e-3``, is converted as on the command line), or a UsageError naming ``where``."""
     if value is None and action.default is None:
         return None
     if action.nargs == 0:  # store_true / --flag/--no-flag
@@ -214,7 +216,7 @@ def recipe_value(value: Any, action: argparse.Action, where: str) -> Any:
         if isinstance(value, bool):
             want += " (YAML reads unquoted on/off/yes/no as true/false: quote it)"
     if not ok:
-        raise ValueError(f"{where}: expected {want}, got {value!r}")
+        raise UsageError(f"{where}: expected {want}, got {value!r}")
     return value
 
 
@@ -307,12 +309,12 @@ def check_number(dest: str, value: Any, rule: Rule, integer: bool) -> None:
         or not math.isfinite(value)
         or not rule[1](value)
     ):
-        raise ValueError(f"{flag(dest)} must {rule[0]}, got {value}")
+        raise UsageError(f"{flag(dest)} must {rule[0]}, got {value}")
 
 
 def validate_args(args: argparse.Namespace) -> None:
     """Every flag's value (from the command line, a recipe or a Namespace built elsewhere): one
-    ValueError naming the flag, before anything is built."""
+    UsageError naming the flag, before anything is built."""
     for dest, rule in INT_RULES.items():
         check_number(dest, getattr(args, dest), rule, integer=True)
     for dest, rule in FLOAT_RULES.items():
@@ -320,32 +322,32 @@ def validate_args(args: argparse.Namespace) -> None:
             check_number(dest, getattr(args, dest), rule, integer=False)
     for dest, choices in CHOICES.items():
         if getattr(args, dest) not in choices:
-            raise ValueError(
+            raise UsageError(
                 f"unknown {flag(dest)} {getattr(args, dest)!r}; choose one of {', '.join(choices)}"
             )
     for dest in PATHS:
         if getattr(args, dest) is not None and not str(getattr(args, dest)).strip():
-            raise ValueError(f"{flag(dest)} is empty; give a path or leave the flag out")
+            raise UsageError(f"{flag(dest)} is empty; give a path or leave the flag out")
     if args.lr_warmup_epochs > args.epochs:
-        raise ValueError(
+        raise UsageError(
             f"--lr-warmup-epochs {args.lr_warmup_epochs:g} is longer than the run (--epochs {args.epochs})"
         )
     D.check_dataset_name(args.dataset)
-    get_model_builder(args.model)  # unknown model -> ValueError with close names
-    parse_model_kwargs(args.model_kwargs)  # no '=' -> ValueError naming --model-kwargs
-    resolve_device(args.device)  # mps, meta, tpu, cuda without CUDA -> ValueError naming --device
+    get_model_builder(args.model)  # unknown model -> UsageError with close names
+    parse_model_kwargs(args.model_kwargs)  # no '=' -> UsageError naming --model-kwargs
+    resolve_device(args.device)  # mps, meta, tpu, cuda without CUDA -> UsageError naming --device
     validate_modes(args)
 
 
 def validate_modes(args: argparse.Namespace) -> None:
     """Flags that make no sense together: a random model evaluated or frozen, --overwrite of a resumed run."""
     if args.test_only and not (args.weights or args.resume):
-        raise ValueError("--test-only evaluates a trained model: give --resume CHECKPOINT (or auto) or --weights; "
+        raise UsageError("--test-only evaluates a trained model: give --resume CHECKPOINT (or auto) or --weights; "
                          "without them a randomly initialized model would be evaluated")  # fmt: skip
     if args.freeze_backbone and not args.weights:
-        raise ValueError("--freeze-backbone trains only the classifier on a pretrained backbone: give --weights; "
+        raise UsageError("--freeze-backbone trains only the classifier on a pretrained backbone: give --weights; "
                          "without them the frozen backbone would stay random")  # fmt: skip
     if args.overwrite and args.resume:
-        raise ValueError(
+        raise UsageError(
             "--overwrite replaces the run in --output-dir, --resume continues it: give one of them"
         )

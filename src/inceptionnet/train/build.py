@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import data as D
+from ..errors import UsageError
 from ..models import InceptionBase, create_model, parse_model_kwargs
 from ..runtime import resolve_device
 from .engine import ema_multi_avg_fn, lr_factor
@@ -71,7 +72,7 @@ def build_model(
                 args.model, num_classes=num_classes, in_chans=in_chans, weights=args.weights, **kwargs
             )
         except TypeError as e:
-            raise ValueError(f"bad --model-kwargs for {args.model}: {e}") from None
+            raise UsageError(f"bad --model-kwargs for {args.model}: {e}") from None
     return model, kwargs
 
 
@@ -81,7 +82,7 @@ def input_config(args: argparse.Namespace, model: InceptionBase, info: D.DataInf
     icfg = D.InputConfig.from_model(model, dataset=info.name)
     size = args.input_size
     if size and size < model.min_input_size:
-        raise ValueError(
+        raise UsageError(
             f"--input-size {size} is too small for {args.model}: the minimum is {model.min_input_size}"
         )
     if not size:
@@ -170,7 +171,7 @@ def check_classes(args: argparse.Namespace, info: D.DataInfo) -> None:
     """A classifier needs two classes or more (an image folder with one class folder "trains" to 1.0)."""
     if len(info.classes) < 2:
         where = D.imagefolder_root(args.data, "train") if info.name == "imagefolder" else args.dataset
-        raise ValueError(f"{where} has {plural(len(info.classes), 'class')} ({', '.join(info.classes) or 'none'}): a "
+        raise UsageError(f"{where} has {plural(len(info.classes), 'class')} ({', '.join(info.classes) or 'none'}): a "
                          "classifier needs at least 2 classes; add a folder of images per class")  # fmt: skip
 
 
@@ -187,15 +188,15 @@ def check_data(
         else {y for _, y in train_set.samples}
     )
     if n == 0 or len(labels) < 2:
-        raise ValueError(f"{what} has {plural(n, 'image')} of {plural(len(labels), 'class')}: a classifier needs "
+        raise UsageError(f"{what} has {plural(n, 'image')} of {plural(len(labels), 'class')}: a classifier needs "
                          "images of at least 2 classes; give more images (--subset, --data)")  # fmt: skip
     if len(val_set) == 0:
-        raise ValueError(
+        raise UsageError(
             f"the {args.dataset} validation set is empty; give images to validate on (--val-split, --data)"
         )
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if -(-n // world) == 1 and has_bn:
-        raise ValueError(f"{what} has {n} images for {world} processes, 1 each: BatchNorm cannot train on a batch "
+        raise UsageError(f"{what} has {n} images for {world} processes, 1 each: BatchNorm cannot train on a batch "
                          "of one image; give more images (--subset) or use fewer processes")  # fmt: skip
     if n < args.batch_size * world and is_main:
         print(f"note: {what} has {n} images, fewer than --batch-size {args.batch_size} x {world} processes: each "
@@ -253,7 +254,7 @@ def place_model(
         ema = AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(args.model_ema_decay), use_buffers=True)
     train_model: nn.Module = model
     if args.sync_bn and device.type != "cuda":
-        raise ValueError(
+        raise UsageError(
             "--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPU"
         )
     if world > 1:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import NonFiniteError
+from ..errors import NonFiniteError, UsageError
 from ..runtime import all_reduce_sum, autocast, flush_denormal, progress
 
 
@@ -295,4 +295,4 @@ def lr_factor(
             return 0.04 + 0.96 * it / peak
         prog = min((it - peak) / max(total_iters - peak, 1), 1.0)
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
-    raise ValueError(f"unknown lr scheduler {schedule!r}; choose step, cosine, onecycle, paper or constant")
+    raise UsageError(f"unknown lr scheduler {schedule!r}; choose step, cosine, onecycle, paper or constant")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputWriteError
+from ..errors import OutputWriteError, UsageError
 
 LOCK = ".lock"
 RUN_FILES = ("checkpoint.pt", "best.pt", "args.yaml", "metrics.csv", "results.json")  # "a run is here"
@@ -56,13 +56,13 @@ def claim_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]
 def make_run_dir(out: Path) -> list[Path]:
     """Create ``out`` (and its missing parents); returns the directories created, deepest first."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--output-dir {out} is a file, not a directory; give a directory path")
+        raise UsageError(f"--output-dir {out} is a file, not a directory; give a directory path")
     missing, p = [], out
     while not p.exists() and not p.is_symlink():
         missing.append(p)
         p = p.parent
     if not p.is_dir():
-        raise ValueError(f"cannot create --output-dir {out}: {p} is a file, not a directory")
+        raise UsageError(f"cannot create --output-dir {out}: {p} is a file, not a directory")
     for i, d in enumerate(reversed(missing)):
         try:
             d.mkdir(exist_ok=True)
@@ -82,7 +82,7 @@ def check_owner(out: Path, *, resume: bool, overwrite: bool) -> None:
     if not found or resume:
         return
     if not overwrite:
-        raise ValueError(
+        raise UsageError(
             f"--output-dir {out} already holds a run ({', '.join(found)}); continue it with --resume auto, "
             "train into a fresh --output-dir, or replace it with --overwrite"
         )
@@ -143,7 +143,7 @@ def acquire_lock(out: Path) -> Path:
         with os.fdopen(fd, "w") as f:
             f.write(lock_text())
         return path
-    raise ValueError(
+    raise UsageError(
         f"--output-dir {out}: other processes keep taking {path}; train into another --output-dir"
     )
 
@@ -159,13 +159,13 @@ def take_over_if_stale(path: Path, out: Path) -> None:
     parts = text.split()
     pid = int(parts[0]) if len(parts) == 3 and parts[0].isdigit() else None
     if pid is None and age < FRESH_LOCK_S:
-        raise ValueError(f"--output-dir {out} is being claimed by another process ({path}); try again, "
+        raise UsageError(f"--output-dir {out} is being claimed by another process ({path}); try again, "
                          "or train into another --output-dir")  # fmt: skip
     if pid is not None and parts[1] != socket.gethostname():
-        raise ValueError(f"--output-dir {out} is in use by process {pid} on host {parts[1]} ({path}); "
+        raise UsageError(f"--output-dir {out} is in use by process {pid} on host {parts[1]} ({path}); "
                          f"if that run is over, delete {path}")  # fmt: skip
     if pid is not None and holder_alive(pid, parts[2]):
-        raise ValueError(f"--output-dir {out} is in use by another training process (pid {pid}, lock {path}); "
+        raise UsageError(f"--output-dir {out} is in use by another training process (pid {pid}, lock {path}); "
                          "wait for it to finish or train into another --output-dir")  # fmt: skip
     who = (
         f"process {pid}, which is no longer running"

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from .. import data as D
-from ..errors import NonFiniteError, first_line, run_cli
+from ..errors import NonFiniteError, UsageError, first_line, run_cli
 from ..runtime import all_reduce_sum, bf16_supported
 from .args import apply_recipe, parse_args, validate_args
 from .build import (
@@ -94,12 +94,12 @@ def explained_failures(args: argparse.Namespace) -> Iterator[None]:
     except RuntimeError as e:
         if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
             raise
-        raise ValueError(f"out of memory ({first_line(e, 160)}); lower --batch-size (now {args.batch_size}) or "
+        raise UsageError(f"out of memory ({first_line(e, 160)}); lower --batch-size (now {args.batch_size}) or "
                          f"--input-size") from None  # fmt: skip
     except ValueError as e:
         if "Expected more than 1 value per channel" not in str(e):
             raise
-        raise ValueError(f"a training batch of one image reached a BatchNorm layer ({first_line(e, 160)}); use "
+        raise UsageError(f"a training batch of one image reached a BatchNorm layer ({first_line(e, 160)}); use "
                          f"--batch-size 2 or more (now {args.batch_size}) and enough images (--subset)") from None  # fmt: skip
 
 
