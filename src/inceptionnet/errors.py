@@ -54,6 +54,11 @@ class FastInferenceError(InceptionNetError, RuntimeError):
     """An optimized backend whose outputs do not match the eager model, or that cannot be built."""
 
 
+class AgreementError(FastInferenceError):
+    """A lower-precision backend whose top-1 agreement with eager fp32 is below the bar it was held to
+    (``backend="auto"`` drops such a candidate instead of reporting an error)."""
+
+
 FIRST_LINE_MAX = 300  # long enough for a path and a reason; third-party messages can be pages long
 
 
