@@ -27,7 +27,7 @@ from inceptionnet.deploy.fold import count_batchnorm, fold_bn
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # slow at any size on 2 cores: exported at model.min_input_size; the GoogLeNets at 32x32
 BIG = {
     "bn_inception",

@@ -700,11 +700,11 @@ def test_nan_in_input_images_through_the_data_path(tmp_path, monkeypatch, capsys
 def test_reliability_doc_names_existing_tests():
     import re
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     doc = (root / "docs" / "RELIABILITY.md").read_text()
     names = {"R": "test_reliability", "T": "test_train", "RT": "test_reliability_train",
              "RI": "test_reliability_inference", "RD": "test_reliability_data"}  # fmt: skip
-    files = {k: (root / "tests" / f"{v}.py").read_text() for k, v in names.items()}
+    files = {k: next((root / "tests").rglob(f"{v}.py")).read_text() for k, v in names.items()}
     refs = set(re.findall(r"`(R[TID]?|T)::(test_\w+)`", doc))
     assert len(refs) > 20
     missing = [f"{f}::{n}" for f, n in sorted(refs) if f"def {n}(" not in files[f]]
