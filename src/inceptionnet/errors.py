@@ -2,6 +2,13 @@
 
 Each class is also a ValueError / FileNotFoundError / OSError / RuntimeError, so plain ``except``
 clauses of library users keep working.
+
+User error or bug: a deliberate check of what the user gave raises ``UsageError`` (or a more
+specific ``InceptionNetError``: ``CheckpointError``, ``ImageReadError`` ...), and a third-party
+error caused by a user's value or file (a JSON flag, a YAML recipe, a damaged image or checkpoint)
+is caught where that value enters and raised again as one of them. The CLI prints those as one
+``error:`` line (exit 2). Any other exception, a bare ``ValueError`` from torch / numpy / our own
+code included, is a bug: it keeps its traceback.
 """
 
 from __future__ import annotations
@@ -73,10 +80,11 @@ def first_line(e: BaseException, limit: int = FIRST_LINE_MAX) -> str:
     return lines[0][:limit] if lines else type(e).__name__
 
 
-# What a command may raise for bad input: printed as one ``error:`` line, exit code 2.
+# What a command may raise for bad input: printed as one ``error:`` line, exit code 2. No bare
+# ValueError: one that is not a UsageError (or another InceptionNetError) is a bug and keeps its
+# traceback. Missing or unreadable paths from the OS are the user's (the file name is in the line).
 USER_ERRORS: tuple[type[BaseException], ...] = (
     InceptionNetError,
-    ValueError,
     FileNotFoundError,
     NotADirectoryError,
     PermissionError,
@@ -84,8 +92,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def run_main(main_fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command's main, turning user errors into one ``error:`` line and exit code 2
-    (``args.debug`` re-raises them, with the traceback)."""
+    """Run a command's main, turning user errors (``USER_ERRORS``) into one ``error:`` line and exit
+    code 2 (``args.debug`` re-raises them, with the traceback); Ctrl-C is ``error: interrupted``, exit
+    130. Any other exception propagates with its traceback: it is a bug, not bad input."""
     try:
         rc = main_fn(args)
     except KeyboardInterrupt:
@@ -104,7 +113,9 @@ def run_cli(
     main_fn: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str],
 ) -> int:
-    """Parse ``argv`` (a bad recipe is a user error too) and ``run_main``."""
+    """Parse ``argv`` and ``run_main``. argparse prints its own usage errors (exit 2); a bad recipe
+    is a ``UsageError`` from the parse (train wraps YAML errors at the recipe) and prints one line
+    like the command's own user errors."""
     argv = list(argv)
     try:
         args = parse(argv)
