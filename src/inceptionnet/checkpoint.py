@@ -1,56 +1,337 @@
-"""A model ready for inference from what a user has: a training checkpoint of this project (``.pt``
-or ``.safetensors`` with its metadata), or a model name with a weight entry or a weights file.
+"""The one way a model is opened for inference: a ``ModelSource`` says where the model comes from,
+``open_for_inference(source, ...) -> Predictor`` opens it (every command that runs a model does).
 
-``load_for_inference`` is what eval, predict, export and serve share: it returns the model in eval
-mode, its name, how to prepare its inputs (``data.InputConfig``) and its class names.
+    source = ModelSource.checkpoint("runs/x/best.pt")               # a training checkpoint
+    source = ModelSource.model("googlenet_small", "fashion_mnist")  # a name + weight entry or file
+    source = ModelSource.exported("model.onnx")                     # an exported file (ONNX)
+    p = open_for_inference(source, "cpu", backend="auto")           # p(batch) -> logits
+    p.input_config, p.classes, p.model_name, p.runs_on, p.module
 
-It is stricter than ``create_model(weights=...)`` (which a fine-tuner uses): a classifier that does
-not fit the class list is an error (not a random new head), damaged metadata (``model_name``,
-``model_kwargs``, ``classes``, ``data_cfg``) is one ``CheckpointError`` naming the file, and weights
+A source of each kind:
+
+- ``checkpoint``: a training checkpoint of this project (``.pt`` or ``.safetensors`` with its
+  metadata): the model, its data config and classes are in the file (``model_name`` set: the file
+  must hold that model).
+- ``model``: a model name with a weight entry or a weights file (a training checkpoint given as the
+  file is built as its metadata says, checked against the name), or with no weights (random init,
+  ``num_classes`` / ``in_chans`` / ``model_kwargs``: export and bench).
+- ``exported``: a file ``deploy.export`` wrote; ``EXPORTED_FORMATS`` maps its suffix to the format
+  and ``_EXPORTED_OPENERS`` the format to its opener (ONNX today: OpenVINO IR or ``.pt2`` is one
+  more entry in each).
+
+Inference is stricter than ``create_model(weights=...)`` (which a fine-tuner uses): a classifier
+that does not fit the class list is an error (not a random new head), damaged metadata
+(``model_name``, ``model_kwargs``, ``classes``, ``data_cfg``; read once by
+``models._builder.read_checkpoint_meta``) is one ``CheckpointError`` naming the file, and weights
 with NaN/inf values are a ``NonFiniteError`` unless ``allow_nan``.
+
+``deploy`` is imported only when a backend or an exported file is asked for.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from . import data as D
-from .errors import CheckpointError, NonFiniteError
-from .fileio import is_safetensors, load_file
-from .models import InceptionBase, create_model, fit_state_dict, get_model_builder, get_weight_entry
-from .models._builder import extract_state_dict
+from .errors import CheckpointError, NonFiniteError, UsageError
+from .models import InceptionBase, create_model, get_model_builder, get_weight_entry
+from .models._builder import (
+    CheckpointMeta,
+    LoadedWeights,
+    build_with_weights,
+    load_weights,
+    read_checkpoint_meta,
+)
+
+__all__ = [
+    "CLASSIFIER_KEYS",
+    "EXPORTED_FORMATS",
+    "CheckpointMeta",
+    "ModelSource",
+    "Predictor",
+    "check_finite_weights",
+    "load_for_inference",
+    "open_for_inference",
+    "open_model",
+    "read_checkpoint_meta",
+]
 
 # classif/logits before last_linear: in facenet's Inception-ResNet-v1, last_linear is the 512-d embedding
 CLASSIFIER_KEYS = ("fc.weight", "classif.weight", "logits.weight", "classifier.weight", "last_linear.weight")
 
+SourceKind = Literal["checkpoint", "model", "exported"]
+# an exported file's suffix -> its format (a new export format: one entry here and in _EXPORTED_OPENERS)
+EXPORTED_FORMATS: dict[str, str] = {".onnx": "onnx"}
+EXPORTED_NAMES = {"onnx": "ONNX"}
+UNTRAINED = "untrained (random init)"
 
-def _safetensors_meta(path: Path) -> dict[str, Any]:
-    from safetensors import SafetensorError, safe_open
 
+# --------------------------------------------------------------------------------------------------
+# Where a model comes from
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from (see the module docstring). Build one with ``checkpoint``, ``model``,
+    ``exported``, or from the shared flags with ``from_flags`` / ``from_args``."""
+
+    kind: SourceKind
+    path: str | None = None  # the checkpoint / exported file
+    model_name: str | None = None  # kind model: the model; kind checkpoint: the model it must hold
+    weights: str | None = None  # kind model: a weight entry or file; None: random init
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    num_classes: int | None = None
+    in_chans: int | None = None
+    format: str | None = None  # kind exported: "onnx"
+
+    @classmethod
+    def checkpoint(cls, path: str | Path, model_name: str | None = None) -> ModelSource:
+        return cls("checkpoint", path=str(path), model_name=model_name)
+
+    @classmethod
+    def model(
+        cls,
+        name: str,
+        weights: str | Path | None = None,
+        *,
+        model_kwargs: Mapping[str, Any] | None = None,
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+    ) -> ModelSource:
+        return cls(
+            "model", model_name=name, weights=None if weights is None else str(weights),
+            model_kwargs=dict(model_kwargs or {}), num_classes=num_classes, in_chans=in_chans,
+        )  # fmt: skip
+
+    @classmethod
+    def exported(cls, path: str | Path, format: str | None = None) -> ModelSource:
+        """An exported file; ``format`` defaults to the one its suffix names (else ONNX)."""
+        fmt = format or EXPORTED_FORMATS.get(Path(path).suffix.lower(), "onnx")
+        if fmt not in EXPORTED_NAMES:
+            raise UsageError(f"cannot run exported {fmt} files; formats: {', '.join(EXPORTED_NAMES)}")
+        return cls("exported", path=str(path), format=fmt)
+
+    @classmethod
+    def from_flags(
+        cls,
+        checkpoint: str | None = None,
+        model: str | None = None,
+        weights: str | None = None,
+        exported: str | None = None,
+        *,
+        exported_flag: str = "--onnx",
+        exported_verb: str = "runs",
+        untrained_ok: bool = False,
+    ) -> ModelSource:
+        """``--checkpoint FILE [--model NAME]`` | ``--model NAME --weights ENTRY|FILE`` | ``--onnx FILE``:
+        conflicting or missing flags are one ``UsageError`` line naming the flags."""
+        for flag, value in (("--checkpoint", checkpoint), ("--model", model), ("--weights", weights),
+                            (exported_flag, exported)):  # fmt: skip
+            if value is not None and not str(value).strip():
+                raise UsageError(f"{flag} is empty; give {'a model name' if flag == '--model' else 'a file'}")
+        if exported:
+            for flag, value in (("--checkpoint", checkpoint), ("--model", model), ("--weights", weights)):
+                if value:
+                    raise UsageError(
+                        f"{exported_flag} {exported_verb} the exported file on its own; drop {flag}"
+                    )
+            return cls.exported(exported)
+        if checkpoint and weights:
+            raise UsageError("give --checkpoint FILE, or --model NAME --weights ENTRY|FILE, not both")
+        if checkpoint:
+            return cls.checkpoint(checkpoint, model)
+        if model:
+            if not weights and not untrained_ok:
+                raise UsageError("--model needs --weights (an entry name or a file), or use --checkpoint")
+            return cls.model(model, weights)
+        raise UsageError("give --checkpoint FILE, or --model NAME --weights ENTRY|FILE")
+
+    @classmethod
+    def from_args(cls, args: Any, **kwargs: Any) -> ModelSource:
+        """``from_flags`` on a parsed Namespace (flags a command lacks count as not given)."""
+        return cls.from_flags(
+            getattr(args, "checkpoint", None), getattr(args, "model", None), getattr(args, "weights", None),
+            getattr(args, "onnx", None), **kwargs,
+        )  # fmt: skip
+
+    @property
+    def file(self) -> Path | None:
+        """The file the model is read from, when it is one (a weight entry is not)."""
+        if self.kind != "model":
+            return Path(self.path or "")
+        if self.weights is None or (self.model_name and get_weight_entry(self.model_name, self.weights)):
+            return None
+        return Path(self.weights)
+
+    def describe(self, short: bool = False) -> str:
+        """How messages name it: ``checkpoint runs/x/best.pt``, ``weights fashion_mnist``, ``ONNX file
+        m.onnx``, ``untrained (random init)`` (``short``: the file's name only)."""
+        path = Path(self.path or "")
+        shown = path.name if short else str(path)
+        if self.kind == "checkpoint":
+            return f"checkpoint {shown}"
+        if self.kind == "exported":
+            return f"{EXPORTED_NAMES[self.format or 'onnx']} file {shown}"
+        return UNTRAINED if self.weights is None else f"weights {self.weights}"
+
+    def id(self) -> str:
+        """What a response names the weights by: a weight entry by name (and its sha256 prefix), a
+        file by name and the first 12 hex digits of its sha256."""
+        from .fileio import sha256_of
+
+        if self.kind == "model" and self.model_name and self.weights:
+            entry = get_weight_entry(self.model_name, self.weights)
+            if entry is not None:
+                return f"{self.weights}" + (f" sha256:{entry.sha256[:12]}" if entry.sha256 else "")
+        path = self.file
+        if path is None:
+            return UNTRAINED
+        return f"{path.name} sha256:{sha256_of(path)[:12]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# What it opens into
+
+
+@dataclass
+class Predictor:
+    """An opened model: ``predictor(batch) -> logits`` (N x C x H x W float, on ``device``), with how to
+    prepare its inputs, its class names, what it runs on (``backend``, ``dtype``, ``device``) and the
+    eager ``module`` (None for an exported file). ``fast``: the ``optimize_for_inference`` result
+    when a backend was asked for; ``meta``: an exported file's metadata; ``fixed_batch``: the batch an
+    exported file takes (``run`` pads and splits to it)."""
+
+    run: Callable[[Tensor], Tensor]
+    input_config: D.InputConfig
+    classes: list[str]
+    model_name: str
+    source: ModelSource
+    backend: str = "eager"
+    dtype: str = "fp32"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    module: nn.Module | None = None
+    fast: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    fixed_batch: int | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.run(x)
+
+    @property
+    def runs_on(self) -> str:
+        return f"{self.backend} {self.dtype} on {self.device}"
+
+    def describe(self) -> str:
+        return f"{self.model_name} ({self.source.describe()}; {self.runs_on})"
+
+
+def open_model(
+    source: ModelSource,
+    device: str | torch.device = "cpu",
+    *,
+    allow_nan: bool = False,
+    nan_flag: str | None = "--allow-nan",
+) -> tuple[InceptionBase, D.InputConfig, list[str], str]:
+    """(eager model in eval mode on ``device``, how to prepare its inputs, class names, model name).
+    NaN/inf weights raise ``NonFiniteError`` unless ``allow_nan`` (``nan_flag``: the flag that allows
+    them, named in the message)."""
+    if source.kind == "exported":
+        raise UsageError(f"{source.describe()} is an exported model: it has no PyTorch module to open")
+    if source.kind == "checkpoint":
+        loaded = load_weights(str(source.path))
+        name = _checkpoint_model_name(loaded, source.model_name)
+        model, icfg, classes = _from_loaded(loaded, name)
+    else:
+        name = str(source.model_name)
+        model, icfg, classes = _from_model_source(source)
+    if not allow_nan and (source.kind == "checkpoint" or source.weights is not None):
+        check_finite_weights(model, source.describe(), nan_flag)
+    if not classes:
+        classes = [str(i) for i in range(model.num_classes)]
+    return model.to(device).eval(), icfg, classes, name
+
+
+def open_for_inference(
+    source: ModelSource,
+    device: str | torch.device = "cpu",
+    *,
+    backend: str | None = None,
+    dtype: str = "fp32",
+    calibration: str | None = None,
+    batch: int = 1,
+    dataset: str | None = None,
+    allow_nan: bool = False,
+    nan_flag: str | None = "--allow-nan",
+) -> Predictor:
+    """``source`` opened on ``device``: the eager model (``backend=None``, fp32), or the fast path
+    (``deploy.fast.optimize_for_inference``: eager, compile, onnxruntime, openvino or auto; ``dtype``
+    fp32, bf16, int8 or auto, calibrated on ``calibration`` NAME:SPLIT, by default the model's data
+    set (``dataset``) when it is built in), checked on a batch of ``batch``; an exported file in its
+    runtime. Every error is one line."""
+    dev = torch.device(device)
+    if source.kind == "exported":
+        return _open_exported(source, dev, backend, dtype)
+    _check_fast_flags(backend, dtype)
+    model, icfg, classes, name = open_model(source, dev, allow_nan=allow_nan, nan_flag=nan_flag)
+    p = Predictor(model, icfg, classes, name, source, device=dev, module=model)
+    return p if backend is None else accelerate(p, backend, dtype, calibration, batch=batch, dataset=dataset)
+
+
+def accelerate(
+    p: Predictor,
+    backend: str,
+    dtype: str = "fp32",
+    calibration: str | None = None,
+    *,
+    batch: int = 1,
+    dataset: str | None = None,
+) -> Predictor:
+    """``p`` (an eager predictor) on the fast path (see ``open_for_inference``)."""
+    from .deploy.fast import optimize_for_inference
+    from .deploy.quant import parse_dtype
+
+    _check_fast_flags(backend, dtype)
+    assert p.module is not None, "accelerate takes an eager predictor"
+    dt = parse_dtype(dtype or "fp32")
+    dataset = dataset or p.input_config.dataset
+    if calibration is None and dt in ("int8", "auto") and dataset in D.DATASETS and dataset != "imagefolder":
+        calibration = f"{dataset}:train"
+    if dt == "int8" and calibration is None:
+        raise UsageError("--dtype int8 needs --calibration NAME:SPLIT (the model's data set is not built in)")
+    icfg = p.input_config
+    example = torch.randn(
+        batch, icfg.in_chans, icfg.input_size, icfg.input_size, generator=torch.Generator().manual_seed(0)
+    )
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read the metadata of safetensors file {path}: {e}") from None
-    out: dict[str, Any] = dict(meta)
-    for key in ("model_kwargs", "classes", "data_cfg"):
-        if key in out:
-            try:
-                out[key] = json.loads(out[key])
-            except ValueError as e:
-                raise CheckpointError(
-                    f"safetensors file {path}: its metadata {key} is not valid JSON ({e}); the file's "
-                    "metadata is damaged: write it again from the .pt checkpoint"
-                ) from None
-    return out
+        fast = optimize_for_inference(
+            p.module, example.to(p.device), backend=backend, dtype=dt, calibration=calibration
+        )
+    except ImportError as e:  # the openvino extra is not installed: one line naming the flag
+        raise UsageError(f"--backend {backend}: {e}") from None
+    short = {"float32": "fp32", "bfloat16": "bf16", "qint8": "int8"}
+    shown = short.get(str(fast.dtype).removeprefix("torch."), str(fast.dtype))
+    device = p.device
+    return replace(p, run=lambda x: fast(x.to(device)), backend=fast.backend, dtype=shown, fast=fast)
+
+
+def _check_fast_flags(backend: str | None, dtype: str | None) -> None:
+    """--backend / --dtype before any work: one line naming the flag."""
+    from .deploy.quant import parse_dtype
+
+    if backend is None:
+        if parse_dtype(dtype or "fp32") != "float32":
+            raise UsageError(f"--dtype {dtype} needs --backend (e.g. --backend auto)")
+        return
+    from .deploy.fast import BACKENDS
+
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
 def load_for_inference(
@@ -63,33 +344,10 @@ def load_for_inference(
     nan_flag: str | None = "--allow-nan",
 ) -> tuple[InceptionBase, str, D.InputConfig, list[str]]:
     """(model in eval mode, model name, how to prepare its inputs, class names) from ``--checkpoint
-    FILE`` or ``--model NAME --weights ENTRY|FILE`` (a training checkpoint given as ``--weights`` is
-    read as a checkpoint, so its data config is used).
-
-    NaN/inf weights raise ``NonFiniteError`` unless ``allow_nan`` (``nan_flag``: the flag that allows
-    them, named in the message)."""
-    for flag, value in (("--checkpoint", checkpoint), ("--model", model_name), ("--weights", weights)):
-        if value is not None and not str(value).strip():
-            raise ValueError(f"{flag} is empty; give {'a model name' if flag == '--model' else 'a file'}")
-    if checkpoint and weights:
-        raise ValueError("give --checkpoint FILE, or --model NAME --weights ENTRY|FILE, not both")
-    if checkpoint:
-        path = Path(checkpoint)
-        model, name, icfg, classes = _from_checkpoint(path, load_file(path), model_name)
-        source = f"checkpoint {path}"
-    elif model_name:
-        if not weights:
-            raise ValueError("--model needs --weights (an entry name or a file), or use --checkpoint")
-        name = model_name
-        model, icfg, classes = _from_weights(model_name, weights)
-        source = f"weights {weights}"
-    else:
-        raise ValueError("give --checkpoint FILE, or --model NAME --weights ENTRY|FILE")
-    if not allow_nan:
-        check_finite_weights(model, source, nan_flag)
-    if not classes:
-        classes = [str(i) for i in range(model.num_classes)]
-    return model.to(device).eval(), name, icfg, classes
+    FILE`` or ``--model NAME --weights ENTRY|FILE``: ``open_model(ModelSource.from_flags(...))``."""
+    source = ModelSource.from_flags(checkpoint, model_name, weights)
+    model, icfg, classes, name = open_model(source, device, allow_nan=allow_nan, nan_flag=nan_flag)
+    return model, name, icfg, classes
 
 
 def check_finite_weights(model: nn.Module, source: str, flag: str | None = "--allow-nan") -> None:
@@ -109,161 +367,91 @@ def check_finite_weights(model: nn.Module, source: str, flag: str | None = "--al
         )
 
 
-def _from_checkpoint(
-    path: Path, obj: Any, model_name: str | None
-) -> tuple[InceptionBase, str, D.InputConfig, list[str]]:
-    """A training checkpoint: the model, its data config and classes are in its metadata."""
-    meta = _safetensors_meta(path) if is_safetensors(path) else obj
-    if not isinstance(meta, Mapping) or "model_name" not in meta:
+# --------------------------------------------------------------------------------------------------
+# Building the eager model
+
+
+def _checkpoint_model_name(loaded: LoadedWeights, expected: str | None) -> str:
+    """The model a training checkpoint holds (and must hold, when ``expected``)."""
+    path, name = loaded.path, loaded.meta.model_name
+    if name is None:
         raise CheckpointError(
             f"{path} does not say which model it holds (no model_name); use --model NAME --weights {path}"
-        )
-    name = meta["model_name"]
-    if not isinstance(name, str) or not name:
-        raise CheckpointError(
-            f"checkpoint {path}: its model_name {name!r} is not a model name; the metadata is damaged"
         )
     try:
         get_model_builder(name)
     except ValueError as e:
         raise CheckpointError(f"checkpoint {path} holds a model this version does not have: {e}") from None
-    if model_name and model_name != name:
-        raise CheckpointError(f"{path} is a {name} checkpoint, not {model_name}")
-    sd = extract_state_dict(obj, f"checkpoint {path}")
-    classes = _classes(meta.get("classes"), path)
-    kwargs = _model_kwargs(meta.get("model_kwargs"), path)
-    dcfg = meta.get("data_cfg") or {}
-    if not isinstance(dcfg, Mapping):
-        raise CheckpointError(
-            f"checkpoint {path}: its data_cfg is a {type(dcfg).__name__}, not a mapping; the metadata is damaged"
-        )
-    rows = _classifier_size(sd, f"checkpoint {path}")
-    if classes and rows != len(classes):
-        raise CheckpointError(
-            f"checkpoint {path} lists {len(classes)} classes but its classifier has {rows} outputs: the "
-            "class list and the weights do not belong together (a damaged or edited checkpoint?)"
-        )
-    conv_chans = _first_conv_chans(sd, f"checkpoint {path}")
-    in_chans = conv_chans
-    if "in_chans" in dcfg:
-        in_chans = _positive_int(dcfg["in_chans"], "data_cfg in_chans", path)
-        if in_chans != conv_chans:
-            raise CheckpointError(
-                f"checkpoint {path}: its data_cfg says {in_chans} input channels but its first conv takes "
-                f"{conv_chans}; the metadata is damaged"
-            )
-    try:
-        model = create_model(name, num_classes=len(classes) or rows, in_chans=in_chans, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(
-            f"checkpoint {path}: its model_kwargs {kwargs} do not build {name} ({e}); is it a checkpoint "
-            "of another model or version?"
-        ) from None
-    fit_state_dict(model, sd, source=f"checkpoint {path}", new_head_ok=False)
-    icfg = _input_config(dcfg, path) if dcfg else D.InputConfig.from_model(model)
-    return model, name, icfg, classes
+    if expected and expected != name:
+        raise CheckpointError(f"{path} is a {name} checkpoint, not {expected}")
+    return name
 
 
-def _classes(value: Any, path: Path) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list | tuple) or not all(isinstance(c, str) for c in value):
-        shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
-        raise CheckpointError(
-            f"checkpoint {path}: its classes {shown} are not a list of class names; the metadata is damaged"
-        )
-    return list(value)
-
-
-def _model_kwargs(value: Any, path: Path) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise CheckpointError(
-            f"checkpoint {path}: its model_kwargs {value!r} are not a mapping of flag names; the "
-            "metadata is damaged"
-        )
-    return dict(value)
-
-
-def _positive_int(v: Any, what: str, path: Path) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or int(v) < 1:
-        raise CheckpointError(
-            f"checkpoint {path}: {what} is {v!r}, not a positive integer; the metadata is damaged"
-        )
-    return int(v)
-
-
-def _numbers(
-    v: Any, what: str, path: Path, n: int | None = None, positive: bool = False
-) -> tuple[float, ...]:
-    ok = isinstance(v, list | tuple) and all(
-        isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x)) for x in v
-    )
-    if ok and (n is not None and len(v) != n or positive and any(float(x) <= 0 for x in v)):
-        ok = False
-    if not ok:
-        need = f"{n} " if n is not None else ""
-        sign = "positive " if positive else ""
-        raise CheckpointError(
-            f"checkpoint {path}: {what} is {v!r}, not {need}finite {sign}numbers; the metadata is damaged"
-        )
-    return tuple(float(x) for x in v)
-
-
-def _input_config(dcfg: Mapping[str, Any], path: Path) -> D.InputConfig:
-    """The checkpoint's ``data_cfg`` as an ``InputConfig``, each field checked (a damaged or foreign
-    file says which one is wrong instead of a KeyError or TypeError)."""
-    missing = [k for k in ("input_size", "in_chans", "mean", "std") if k not in dcfg]
-    if missing:
-        raise CheckpointError(
-            f"checkpoint {path}: its data_cfg lacks {', '.join(missing)}; the metadata is damaged"
-        )
-    size = _positive_int(dcfg["input_size"], "data_cfg input_size", path)
-    chans = _positive_int(dcfg["in_chans"], "data_cfg in_chans", path)
-    mean = _numbers(dcfg["mean"], "data_cfg mean", path, chans)
-    std = _numbers(dcfg["std"], "data_cfg std", path, chans, positive=True)
-    crop = dcfg.get("crop_pct", 1.0)
-    if isinstance(crop, bool) or not isinstance(crop, numbers.Real) or not 0 < float(crop) <= 1:
-        raise CheckpointError(f"checkpoint {path}: data_cfg crop_pct is {crop!r}, not a number in (0, 1]")
-    for key, allowed in (("interpolation", None), ("dataset", None), ("input_space", ("RGB", "BGR"))):
-        v = dcfg.get(key)
-        if v is not None and (not isinstance(v, str) or allowed and v not in allowed):
-            raise CheckpointError(f"checkpoint {path}: data_cfg {key} is {v!r}; the metadata is damaged")
-    rng = dcfg.get("input_range")
-    if rng is not None:
-        lo, hi = _numbers(rng, "data_cfg input_range", path, 2)
-        if not lo < hi:
-            raise CheckpointError(f"checkpoint {path}: data_cfg input_range {rng!r} is empty")
-    return D.InputConfig.from_dict(
-        {**dcfg, "input_size": size, "in_chans": chans, "mean": mean, "std": std, "crop_pct": float(crop)}
-    )
-
-
-def _from_weights(model_name: str, weights: str) -> tuple[InceptionBase, D.InputConfig, list[str]]:
-    """A weight entry (classes and channels from the entry) or a weights file of ``model_name``."""
-    get_model_builder(model_name)  # an unknown name is the error to report, not the file
-    if get_weight_entry(model_name, weights) is not None:
-        model = create_model(model_name, weights=weights, new_head_ok=False)
+def _from_model_source(source: ModelSource) -> tuple[InceptionBase, D.InputConfig, list[str]]:
+    """Kind model: random init, a weight entry, or a weights file (read once; a training checkpoint
+    given as the file is built as its metadata says)."""
+    name, weights = str(source.model_name), source.weights
+    get_model_builder(name)  # an unknown name is the error to report, not the file
+    if weights is None:
+        model = _untrained(source)
+    elif get_weight_entry(name, weights) is not None:
+        model = create_model(name, weights=weights, num_classes=source.num_classes, new_head_ok=False)
     else:
-        path = Path(weights)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"weights {weights!r} is neither a file nor a weight entry of {model_name}"
-            )
-        obj = load_file(path)
-        meta = _safetensors_meta(path) if is_safetensors(path) else obj
-        if isinstance(meta, Mapping) and "model_name" in meta:  # a training checkpoint
-            model, _, icfg, classes = _from_checkpoint(path, obj, model_name)
-            return model, icfg, classes
-        source = f"weights {weights}"
-        sd = extract_state_dict(obj, source)
-        model = create_model(
-            model_name, num_classes=_classifier_size(sd, source), in_chans=_first_conv_chans(sd, source),
-            weights=weights, new_head_ok=False,
-        )  # fmt: skip
+        return _from_loaded(load_weights(weights, name), name, source.num_classes)
     classes = [str(c) for c in model.default_cfg.get("classes") or []]  # type: ignore[attr-defined]
     return model, D.InputConfig.from_model(model), classes
+
+
+def _untrained(source: ModelSource) -> InceptionBase:
+    name, kwargs = str(source.model_name), dict(source.model_kwargs)
+    num_classes = 1000 if source.num_classes is None else source.num_classes
+    in_chans = 3 if source.in_chans is None else source.in_chans
+    try:
+        return create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except TypeError as e:  # an unknown builder flag
+        raise UsageError(f"bad --model-kwargs for {name}: {e}") from None
+    except ValueError as e:
+        if kwargs and not str(e).startswith("unknown model"):
+            raise UsageError(f"bad --model-kwargs for {name}: {e}") from None
+        raise
+
+
+def _from_loaded(
+    loaded: LoadedWeights, name: str, num_classes: int | None = None
+) -> tuple[InceptionBase, D.InputConfig, list[str]]:
+    """The model ``loaded`` holds, built as its metadata says and checked against it: the class list
+    against the classifier, the data config's channels against the first conv."""
+    meta, sd, where = loaded.meta, loaded.state_dict, loaded.source
+    rows = _classifier_size(sd, where)
+    if meta.classes and rows != len(meta.classes):
+        raise CheckpointError(
+            f"{where} lists {len(meta.classes)} classes but its classifier has {rows} outputs: the "
+            "class list and the weights do not belong together (a damaged or edited checkpoint?)"
+        )
+    conv = _first_conv_chans(sd, where)
+    icfg = meta.input_config
+    if icfg is not None and icfg.in_chans != conv:
+        raise CheckpointError(
+            f"{where}: its data_cfg says {icfg.in_chans} input channels but its first conv takes "
+            f"{conv}; the metadata is damaged"
+        )
+    try:
+        model = build_with_weights(
+            name, get_model_builder(name), loaded, num_classes=num_classes or rows, in_chans=conv,
+            new_head_ok=False,
+        )  # fmt: skip
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as e:
+        if not meta.model_kwargs:
+            raise
+        raise CheckpointError(
+            f"{where}: its model_kwargs {meta.model_kwargs} do not build {name} ({e}); is it a checkpoint "
+            "of another model or version?"
+        ) from None
+    model.sync_pool_size()
+    classes = meta.classes or [str(c) for c in model.default_cfg.get("classes") or []]
+    return model, icfg or D.InputConfig.from_model(model), classes
 
 
 def _classifier_size(sd: Mapping[str, torch.Tensor], source: str = "these weights") -> int:
@@ -278,3 +466,50 @@ def _first_conv_chans(sd: Mapping[str, torch.Tensor], source: str = "these weigh
         if v.dim() == 4:
             return int(v.shape[1])
     raise CheckpointError(f"cannot tell the input channels of {source} (no conv found)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Exported files
+
+
+def _open_onnx(source: ModelSource, device: torch.device) -> Predictor:
+    from .deploy.export import open_onnx, ort_runner
+
+    path = Path(str(source.path))
+    f = open_onnx(path, device.type)
+    name = str(f.meta.get("model_name") or path.stem)
+    return Predictor(
+        _fixed_batch(ort_runner(f.session), f.fixed_batch), f.icfg, f.classes, name, source,
+        backend="onnxruntime", dtype="fp32", device=device, meta=f.meta, fixed_batch=f.fixed_batch,
+    )  # fmt: skip
+
+
+# an exported format -> its opener (a new format: one entry here and in EXPORTED_FORMATS / EXPORTED_NAMES)
+_EXPORTED_OPENERS: dict[str, Callable[[ModelSource, torch.device], Predictor]] = {"onnx": _open_onnx}
+
+
+def _open_exported(source: ModelSource, device: torch.device, backend: str | None, dtype: str) -> Predictor:
+    name = EXPORTED_NAMES[source.format or "onnx"]
+    if backend is not None:
+        raise UsageError(f"--{source.format} runs the exported file with {name} Runtime; drop --backend")
+    if dtype not in ("fp32", None):
+        raise UsageError(f"--{source.format} runs the exported file as it was exported; drop --dtype")
+    return _EXPORTED_OPENERS[source.format or "onnx"](source, device)
+
+
+def _fixed_batch(run: Callable[[Tensor], Tensor], fixed: int | None) -> Callable[[Tensor], Tensor]:
+    """``run`` for any batch size when the file takes exactly ``fixed`` images: padded with copies of
+    the last image and split, the extra rows dropped."""
+    if fixed is None:
+        return run
+
+    def padded(x: Tensor) -> Tensor:
+        outs = []
+        for part in x.split(fixed):
+            n = part.shape[0]
+            if n < fixed:
+                part = torch.cat([part, part[-1:].expand(fixed - n, *part.shape[1:])])
+            outs.append(torch.as_tensor(run(part))[:n])
+        return torch.cat(outs)
+
+    return padded

@@ -11,22 +11,25 @@ not fit is an error instead of a random new head.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
 
-from ..data import channel_stats
+from ..data import InputConfig, channel_stats
 from ..errors import CheckpointError, UsageError, first_line
-from ..fileio import load_file
+from ..fileio import is_safetensors, load_file
 from ._registry import get_model_builder
 from ._weights import (
     KEY_MAP_ENTRIES,
+    WeightEntry,
     detect_key_map,
     entry_path,
     get_weight_entry,
@@ -55,6 +58,179 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:
     if all(k.startswith("_orig_mod.") for k in sd):  # saved from torch.compile
         sd = {k[len("_orig_mod.") :]: v for k, v in sd.items()}
     return sd
+
+
+# --------------------------------------------------------------------------------------------------
+# What a weights file says about itself: read once, with one strictness, by create_model(weights=...)
+# and by checkpoint.open_model
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """The metadata of a weights file (a training checkpoint has it all; a bare state_dict none):
+    ``model_name``, builder flags, class names, and the data config as saved (``data_cfg``) and as an
+    ``InputConfig`` (None without one)."""
+
+    model_name: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    data_cfg: dict[str, Any] = field(default_factory=dict)
+    input_config: InputConfig | None = None
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A weight entry or weights file read once (``load_weights``): ``weights`` as given, the file,
+    how messages name it (``source``), its state_dict and metadata, and its entry (None for a file)."""
+
+    weights: str
+    path: Path
+    source: str
+    state_dict: StateDict
+    meta: CheckpointMeta
+    entry: WeightEntry | None = None
+
+
+def load_weights(weights: str, name: str | None = None) -> LoadedWeights:
+    """Read ``weights`` (a weight entry of model ``name``, or a file) and its metadata, once."""
+    entry = get_weight_entry(name, weights) if name is not None else None
+    if entry is not None:
+        path = entry_path(entry)
+        verify_sha256(path, entry.sha256)
+        source = f"weights {name}.{weights}"
+    else:
+        path = Path(weights)
+        if name is not None and not path.exists():
+            tags = list_weights(name)
+            known = (
+                f"; weight entries of {name}: {', '.join(tags)}"
+                if tags
+                else f"; {name} has no weight entries"
+            )
+            raise FileNotFoundError(f"weights {weights!r} is neither a file nor a weight entry{known}")
+        source = f"checkpoint {path}"
+    obj = load_file(path)
+    meta = read_checkpoint_meta(path, obj)
+    return LoadedWeights(str(weights), path, source, extract_state_dict(obj, source), meta, entry)
+
+
+def read_checkpoint_meta(path: Path, obj: Any) -> CheckpointMeta:
+    """The metadata of the file ``path`` (loaded as ``obj``; a safetensors file's is in its header),
+    each field checked: damaged metadata is one ``CheckpointError`` naming the file and the field."""
+    meta = _safetensors_meta(path) if is_safetensors(path) else obj
+    if not isinstance(meta, Mapping):
+        return CheckpointMeta()
+    name = meta.get("model_name")
+    if "model_name" in meta and (not isinstance(name, str) or not name):
+        raise CheckpointError(
+            f"checkpoint {path}: its model_name {name!r} is not a model name; the metadata is damaged"
+        )
+    dcfg = meta.get("data_cfg") or {}
+    if not isinstance(dcfg, Mapping):
+        raise CheckpointError(
+            f"checkpoint {path}: its data_cfg is a {type(dcfg).__name__}, not a mapping; the metadata is damaged"
+        )
+    return CheckpointMeta(
+        name, _meta_kwargs(meta.get("model_kwargs"), path), _meta_classes(meta.get("classes"), path),
+        dict(dcfg), _meta_input_config(dcfg, path) if dcfg else None,
+    )  # fmt: skip
+
+
+def _safetensors_meta(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read the metadata of safetensors file {path}: {e}") from None
+    out: dict[str, Any] = dict(meta)
+    for key in ("model_kwargs", "classes", "data_cfg"):
+        if key in out:
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError as e:
+                raise CheckpointError(
+                    f"safetensors file {path}: its metadata {key} is not valid JSON ({e}); the file's "
+                    "metadata is damaged: write it again from the .pt checkpoint"
+                ) from None
+    return out
+
+
+def _meta_classes(value: Any, path: Path) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(c, str) for c in value):
+        shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
+        raise CheckpointError(
+            f"checkpoint {path}: its classes {shown} are not a list of class names; the metadata is damaged"
+        )
+    return list(value)
+
+
+def _meta_kwargs(value: Any, path: Path) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise CheckpointError(
+            f"checkpoint {path}: its model_kwargs {value!r} are not a mapping of flag names; the "
+            "metadata is damaged"
+        )
+    return dict(value)
+
+
+def _positive_int(v: Any, what: str, path: Path) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or int(v) < 1:
+        raise CheckpointError(
+            f"checkpoint {path}: {what} is {v!r}, not a positive integer; the metadata is damaged"
+        )
+    return int(v)
+
+
+def _numbers(
+    v: Any, what: str, path: Path, n: int | None = None, positive: bool = False
+) -> tuple[float, ...]:
+    ok = isinstance(v, list | tuple) and all(
+        isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x)) for x in v
+    )
+    if ok and (n is not None and len(v) != n or positive and any(float(x) <= 0 for x in v)):
+        ok = False
+    if not ok:
+        need = f"{n} " if n is not None else ""
+        sign = "positive " if positive else ""
+        raise CheckpointError(
+            f"checkpoint {path}: {what} is {v!r}, not {need}finite {sign}numbers; the metadata is damaged"
+        )
+    return tuple(float(x) for x in v)
+
+
+def _meta_input_config(dcfg: Mapping[str, Any], path: Path) -> InputConfig:
+    """A checkpoint's ``data_cfg`` as an ``InputConfig``, each field checked (a damaged or foreign
+    file says which one is wrong instead of a KeyError or TypeError)."""
+    missing = [k for k in ("input_size", "in_chans", "mean", "std") if k not in dcfg]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path}: its data_cfg lacks {', '.join(missing)}; the metadata is damaged"
+        )
+    size = _positive_int(dcfg["input_size"], "data_cfg input_size", path)
+    chans = _positive_int(dcfg["in_chans"], "data_cfg in_chans", path)
+    mean = _numbers(dcfg["mean"], "data_cfg mean", path, chans)
+    std = _numbers(dcfg["std"], "data_cfg std", path, chans, positive=True)
+    crop = dcfg.get("crop_pct", 1.0)
+    if isinstance(crop, bool) or not isinstance(crop, numbers.Real) or not 0 < float(crop) <= 1:
+        raise CheckpointError(f"checkpoint {path}: data_cfg crop_pct is {crop!r}, not a number in (0, 1]")
+    for key, allowed in (("interpolation", None), ("dataset", None), ("input_space", ("RGB", "BGR"))):
+        v = dcfg.get(key)
+        if v is not None and (not isinstance(v, str) or allowed and v not in allowed):
+            raise CheckpointError(f"checkpoint {path}: data_cfg {key} is {v!r}; the metadata is damaged")
+    rng = dcfg.get("input_range")
+    if rng is not None:
+        lo, hi = _numbers(rng, "data_cfg input_range", path, 2)
+        if not lo < hi:
+            raise CheckpointError(f"checkpoint {path}: data_cfg input_range {rng!r} is empty")
+    return InputConfig.from_dict(
+        {**dcfg, "input_size": size, "in_chans": chans, "mean": mean, "std": std, "crop_pct": float(crop)}
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,46 +398,26 @@ def _build(builder: Callable[..., nn.Module], name: str, **kwargs: Any) -> Incep
 def build_with_weights(
     name: str,
     builder: Callable[..., nn.Module],
-    weights: str,
+    weights: str | LoadedWeights,
     *,
     num_classes: int,
     in_chans: int,
     new_head_ok: bool = True,
     **kwargs: Any,
 ) -> InceptionBase:
-    """``create_model(name, weights=...)``: a weight entry tag or a local file."""
-    entry = get_weight_entry(name, weights)
-    model_kwargs: dict[str, Any] = {}
-    classes: tuple[str, ...] | None = None
-    if entry is not None:
-        path = entry_path(entry)
-        verify_sha256(path, entry.sha256)
-        model_kwargs.update(entry.model_kwargs)
-        classes = entry.classes
-        source = f"weights {name}.{weights}"
-    else:
-        path = Path(weights)
-        if not path.exists():
-            tags = list_weights(name)
-            known = (
-                f"; weight entries of {name}: {', '.join(tags)}"
-                if tags
-                else f"; {name} has no weight entries"
-            )
-            raise FileNotFoundError(f"weights {weights!r} is neither a file nor a weight entry{known}")
-        source = f"checkpoint {path}"
-    obj = load_file(path)
-    if isinstance(obj, Mapping):
-        saved_name = obj.get("model_name")
-        if isinstance(saved_name, str) and saved_name != name:
-            raise CheckpointError(
-                f"{source} is a {saved_name} checkpoint, not {name}; use --model {saved_name}"
-            )
-        if isinstance(obj.get("model_kwargs"), Mapping):
-            model_kwargs.update(obj["model_kwargs"])
-        if classes is None and isinstance(obj.get("classes"), list | tuple):
-            classes = tuple(str(c) for c in obj["classes"])
-    sd = extract_state_dict(obj, source)
+    """``create_model(name, weights=...)``: a weight entry tag or a local file (or one already read by
+    ``load_weights``: its metadata is not read again)."""
+    w = weights if isinstance(weights, LoadedWeights) else load_weights(weights, name)
+    meta, entry = w.meta, w.entry
+    if meta.model_name is not None and meta.model_name != name:
+        raise CheckpointError(
+            f"{w.source} is a {meta.model_name} checkpoint, not {name}; use --model {meta.model_name}"
+        )
+    model_kwargs: dict[str, Any] = {**(entry.model_kwargs if entry is not None else {}), **meta.model_kwargs}
+    classes = entry.classes if entry is not None else None
+    if classes is None and meta.classes:
+        classes = tuple(meta.classes)
+    sd = w.state_dict
     layout = detect_key_map(name, sd)
     if entry is None and layout in KEY_MAP_ENTRIES:
         # a third-party file (e.g. pretrainedmodels, facenet): its entry says how to build and feed it
@@ -271,7 +427,7 @@ def build_with_weights(
     model_kwargs.update(kwargs)
     model = _build(builder, name, num_classes=num_classes, in_chans=in_chans, **model_kwargs)
     sd = remap_foreign_keys(name, sd)
-    fit_state_dict(model, sd, source=source, new_head_ok=new_head_ok)
+    fit_state_dict(model, sd, source=w.source, new_head_ok=new_head_ok)
     cfg = dict(model.default_cfg)
     if entry is not None:
         cfg.update(
@@ -283,7 +439,7 @@ def build_with_weights(
         )  # fmt: skip
     if classes is not None and len(classes) == num_classes:
         cfg["classes"] = classes
-    cfg["weights"] = weights
+    cfg["weights"] = w.weights
     model.default_cfg = cfg
     return model
 
