@@ -53,7 +53,7 @@ def one_error_line(err: str, *needles: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_notes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(D, "_NOTED", set())  # notes said once per process: once per test here
+    monkeypatch.setattr(D.images, "_NOTED", set())  # notes said once per process: once per test here
 
 
 def save(im: Image.Image, path: Path, **kw: Any) -> Path:
@@ -264,7 +264,7 @@ def test_file_size_limit_is_checked_before_reading(tmp_path, monkeypatch):
     with pytest.raises(ImageReadError, match="the file is 0 MiB, over 0 MiB, the limit for one image"):
         read_image(small, 3)
     monkeypatch.setattr(
-        D.Path, "stat", lambda self, **kw: os.stat_result((0o100644, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+        Path, "stat", lambda self, **kw: os.stat_result((0o100644, 0, 0, 1, 0, 0, 0, 0, 0, 0))
     )
     with pytest.raises(ImageReadError, match="the file is larger, over 0 MiB"):  # stat says 0 bytes (/proc)
         read_image(small, 3)
@@ -772,7 +772,7 @@ def test_unlistable_folder_is_one_line(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(D.os, "scandir", denied)
+    monkeypatch.setattr(os, "scandir", denied)
     with pytest.raises(
         DataNotFoundError, match=f"cannot list image folder {r / 'train' / 'dog'}: Permission denied"
     ):

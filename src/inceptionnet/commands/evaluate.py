@@ -156,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
         transform: Any = D.eval_transform(icfg, info.in_chans, info.image_size)
     else:
         # views are cut from the whole image at its own size, so only channels and statistics here
-        transform = v2.Compose([v2.ToImage(), *D._channels(info.in_chans, icfg.in_chans),
+        transform = v2.Compose([v2.ToImage(), *D.transforms._channels(info.in_chans, icfg.in_chans),
                                 *D.to_model_input(icfg)])  # fmt: skip
         if dataset == "imagefolder":  # mixed sizes cannot batch: make them square at the largest scale
             transform = v2.Compose(

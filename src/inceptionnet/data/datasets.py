@@ -1,4 +1,4 @@
-"""Data sets by name, their transforms, and image files for prediction.
+"""Data sets by name: their facts (``DataInfo``), readers, splits, and ImageFolder scanning.
 
 Data sets: ``fashion_mnist`` (idx files), ``digits`` (sklearn's bundled 8x8 digits, for tests),
 ``cifar10`` (local python batches, read without unpickling arbitrary objects), ``imagefolder``
@@ -11,31 +11,24 @@ download where a network exists.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
 import math
 import os
 import pickle
-import stat
-import sys
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .errors import DataNotFoundError, ImageReadError, first_line
-
-if TYPE_CHECKING:  # torchvision and PIL load on first use: `import inceptionnet` stays light
-    from torchvision.transforms import v2
+from ..errors import DataNotFoundError, ImageReadError, UsageError, first_line
+from .images import IMAGE_EXTENSIONS, _note, read_image
 
 DATASETS = ("fashion_mnist", "digits", "cifar10", "imagefolder")
 SPLITS = ("train", "val", "test")
@@ -76,7 +69,7 @@ FMNIST_FILES = {
 
 def check_dataset_name(name: str) -> None:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
 def candidate_roots(name: str, data: str | os.PathLike[str] | None) -> list[Path]:
@@ -373,7 +366,7 @@ class TensorImages(Dataset[tuple[Tensor, int]]):
 def holdout_split(n: int, val_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Fixed train/val index split: the same images are held out for any training seed."""
     if not 0 <= val_size < n:
-        raise ValueError(f"--val-split must be between 0 and {n - 1}, got {val_size}")
+        raise UsageError(f"--val-split must be between 0 and {n - 1}, got {val_size}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 
@@ -401,459 +394,7 @@ def load_arrays(
 
 
 # --------------------------------------------------------------------------------------------------
-# Transforms (torchvision.transforms.v2)
-
-
-@dataclass
-class InputConfig:
-    """How images are prepared for a model: size, channels, statistics, resize policy."""
-
-    input_size: int
-    in_chans: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    crop_pct: float = 1.0
-    interpolation: str = "bilinear"
-    dataset: str | None = None  # the data set it was trained on, when known
-    input_space: str = "RGB"  # "BGR": channels reversed, as Caffe models (BN-Inception) expect
-    input_range: tuple[float, float] = (0.0, 1.0)  # (0, 255): pixel values not scaled to [0, 1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(
-            input_size=self.input_size, in_chans=self.in_chans, mean=list(self.mean), std=list(self.std),
-            crop_pct=self.crop_pct, interpolation=self.interpolation, dataset=self.dataset,
-            input_space=self.input_space, input_range=list(self.input_range),
-        )  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputConfig:
-        return cls(
-            int(d["input_size"]), int(d["in_chans"]), tuple(d["mean"]), tuple(d["std"]),
-            float(d.get("crop_pct", 1.0)), str(d.get("interpolation", "bilinear")), d.get("dataset"),
-            str(d.get("input_space") or "RGB"), tuple(d.get("input_range") or (0.0, 1.0)),
-        )  # fmt: skip
-
-    @classmethod
-    def from_model(cls, model: Any, dataset: str | None = None) -> InputConfig:
-        """What the model's ``default_cfg`` asks for (its weights' statistics, resize policy and input
-        space: BGR / 0-255 for Caffe ports) at its default input size and its ``in_chans``."""
-        cfg = model.default_cfg
-        in_chans = int(model.in_chans)
-        return cls(
-            int(cfg["input_size"][2]), in_chans,
-            channel_stats(cfg["mean"], in_chans), channel_stats(cfg["std"], in_chans),
-            float(cfg.get("crop_pct", 1.0)), str(cfg.get("interpolation", "bilinear")), dataset,
-            str(cfg.get("input_space") or "RGB"), tuple(cfg.get("input_range") or (0.0, 1.0)),
-        )  # fmt: skip
-
-
-def channel_stats(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
-    """Per-channel mean or std for ``in_chans`` channels: as given when the count matches, else the
-    channel average repeated (RGB statistics for a 1-channel model, a 1-channel data set's for RGB)."""
-    values = tuple(float(v) for v in values)
-    if len(values) == in_chans:
-        return values
-    return (sum(values) / len(values),) * in_chans
-
-
-def _interp(name: str) -> v2.InterpolationMode:
-    from torchvision.transforms import v2
-
-    return {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}.get(
-        name, v2.InterpolationMode.BILINEAR
-    )
-
-
-def _repeat_channels(x: Tensor, target: int) -> Tensor:
-    return x.expand(target, *x.shape[1:])
-
-
-def _reverse_channels(x: Tensor) -> Tensor:
-    return x.flip(-3)
-
-
-def to_model_input(cfg: InputConfig) -> list[Callable[[Tensor], Tensor]]:
-    """uint8 image -> what the weights expect: float in [0, 1] or [0, 255], RGB or BGR, normalized."""
-    from torchvision.transforms import v2
-
-    t: list[Callable[[Tensor], Tensor]] = [v2.ToDtype(torch.float32, scale=cfg.input_range[1] <= 1.0)]
-    if cfg.input_space == "BGR":
-        t.append(v2.Lambda(_reverse_channels))
-    t.append(v2.Normalize(cfg.mean, cfg.std))
-    return t
-
-
-def _channels(in_chans: int, target: int) -> list[Callable[[Tensor], Tensor]]:
-    from torchvision.transforms import v2
-
-    if in_chans == target:
-        return []
-    if target == 1:
-        return [v2.Grayscale(1)]
-    if in_chans == 1:
-        return [v2.Lambda(partial(_repeat_channels, target=target))]
-    raise ValueError(f"cannot convert {in_chans}-channel images to {target} channels")
-
-
-def train_transform(
-    cfg: InputConfig,
-    data_chans: int,
-    native_size: int,
-    *,
-    hflip: bool = True,
-    random_crop_pad: int = 0,
-    random_resized_crop: bool = False,
-    auto_augment: str | None = None,
-    random_erase: float = 0.0,
-) -> v2.Compose:
-    """Training transform for uint8 CHW tensors: crop/resize, flips, policies, normalize, erasing."""
-    from torchvision.transforms import v2
-
-    t: list[Any] = [v2.ToImage()]
-    if random_resized_crop:
-        t.append(
-            v2.RandomResizedCrop(cfg.input_size, interpolation=_interp(cfg.interpolation), antialias=True)
-        )
-    else:
-        if native_size != cfg.input_size:
-            t.append(v2.Resize(cfg.input_size, interpolation=_interp(cfg.interpolation), antialias=True))
-        if random_crop_pad > 0:
-            t.append(v2.RandomCrop(cfg.input_size, padding=random_crop_pad))
-    if hflip:
-        t.append(v2.RandomHorizontalFlip())
-    if auto_augment == "trivial":
-        t.append(v2.TrivialAugmentWide())
-    elif auto_augment == "autoaugment":
-        t.append(v2.AutoAugment())
-    elif auto_augment not in (None, "none"):
-        raise ValueError(f"unknown --auto-augment {auto_augment!r}; choose trivial, autoaugment or none")
-    t += _channels(data_chans, cfg.in_chans)
-    t += to_model_input(cfg)
-    if random_erase > 0:
-        t.append(v2.RandomErasing(p=random_erase, value=0))
-    return v2.Compose(t)
-
-
-class BatchAugment:
-    """``collate_fn`` that augments a whole batch of in-memory uint8 images at once.
-
-    The same augmentation as ``train_transform`` with ``random_crop_pad`` / ``hflip`` /
-    ``random_erase`` (zero-filled pad-and-crop, horizontal flip, normalize, RandomErasing with
-    torchvision's defaults: scale 0.02-0.33, ratio 0.3-3.3, value 0, 10 tries), drawn per image
-    from the global torch RNG like the per-image transforms, but as a few tensor ops per batch
-    instead of ~6 transform calls per image: on 28x28 images those calls cost ~0.2 ms/image, a
-    fifth of a small model's training step on 2 cores. Only for images already at the input size
-    with no resize, RandomResizedCrop or auto-augment policy (``applies`` says whether it does).
-    ``augment`` draws on the input's device, so a GPU batch is augmented where it lies.
-    """
-
-    def __init__(
-        self, cfg: InputConfig, data_chans: int, *, hflip: bool, random_crop_pad: int, random_erase: float
-    ) -> None:
-        if not self.applies(cfg, data_chans, cfg.input_size):
-            raise ValueError(
-                "BatchAugment needs RGB-ordered images at the input size with 1->1, 1->3 or 3->3 channels"
-            )
-        self.cfg, self.data_chans = cfg, data_chans
-        self.hflip, self.pad, self.erase = hflip, random_crop_pad, random_erase
-        self.mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(cfg.std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    @staticmethod
-    def applies(
-        cfg: InputConfig, data_chans: int, native_size: int, *, random_resized_crop: bool = False,
-        auto_augment: str | None = None,
-    ) -> bool:  # fmt: skip
-        """Whether the batched ops reproduce ``train_transform`` with these settings."""
-        same_chans = data_chans == cfg.in_chans or (data_chans == 1 and cfg.in_chans == 3)
-        return (
-            native_size == cfg.input_size and same_chans and cfg.input_space == "RGB"
-            and cfg.input_range[1] <= 1.0 and not random_resized_crop and auto_augment in (None, "none")
-        )  # fmt: skip
-
-    def __call__(self, batch: Sequence[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
-        x = torch.stack([b[0] for b in batch])
-        y = torch.tensor([int(b[1]) for b in batch], dtype=torch.int64)
-        return self.augment(x), y
-
-    def augment(self, x: Tensor) -> Tensor:
-        """uint8 N x C x H x W -> normalized float32 N x in_chans x H x W, on x's device."""
-        n, _, h, w = x.shape
-        dev = x.device
-        p = self.pad
-        if p > 0:  # v2.RandomCrop(size, padding=p): zero pad, then a crop at a random offset in [0, 2p]
-            xp = torch.nn.functional.pad(x, (p, p, p, p))
-            top = torch.randint(0, 2 * p + 1, (n,), device=dev)
-            left = torch.randint(0, 2 * p + 1, (n,), device=dev)
-            rows = (top[:, None] + torch.arange(h, device=dev))[:, :, None]  # N x H x 1
-            cols = (left[:, None] + torch.arange(w, device=dev))[:, None, :]  # N x 1 x W
-            idx = torch.arange(n, device=dev)[:, None, None]
-            x = xp[idx, :, rows, cols].permute(0, 3, 1, 2)  # N x C x H x W
-        if self.hflip:
-            x = torch.where((torch.rand(n, device=dev) < 0.5).view(n, 1, 1, 1), x.flip(-1), x)
-        xf = x.float().div_(255)
-        if self.data_chans == 1 and self.cfg.in_chans == 3:
-            xf = xf.expand(n, 3, h, w)
-        xf = (xf - self.mean.to(dev)) / self.std.to(dev)
-        if self.erase > 0:
-            xf = self._erase(xf)
-        return xf.contiguous()
-
-    def _erase(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        dev = x.device
-        tries = 10
-        area = torch.empty(n, tries, device=dev).uniform_(0.02, 0.33) * (h * w)
-        log_r = torch.empty(n, tries, device=dev).uniform_(math.log(0.3), math.log(3.3))
-        eh = torch.sqrt(area * log_r.exp()).round().long()
-        ew = torch.sqrt(area / log_r.exp()).round().long()
-        ok = (eh < h) & (ew < w)
-        first = ok.float().argmax(1)  # the first try that fits, as torchvision's loop
-        pick = torch.arange(n, device=dev)
-        eh, ew = eh[pick, first], ew[pick, first]
-        on = (torch.rand(n, device=dev) < self.erase) & ok.any(1)
-        y0 = (torch.rand(n, device=dev) * (h - eh + 1)).long()
-        x0 = (torch.rand(n, device=dev) * (w - ew + 1)).long()
-        r = torch.arange(h, device=dev)[None, :]
-        c = torch.arange(w, device=dev)[None, :]
-        in_r = (r >= y0[:, None]) & (r < (y0 + eh)[:, None])  # N x H
-        in_c = (c >= x0[:, None]) & (c < (x0 + ew)[:, None])  # N x W
-        mask = on[:, None, None] & in_r[:, :, None] & in_c[:, None, :]
-        return x.masked_fill(mask[:, None], 0.0)
-
-
-def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v2.Compose:
-    """Resize (to input/crop_pct) + center crop, channel conversion, normalize."""
-    from torchvision.transforms import v2
-
-    t: list[Any] = [v2.ToImage()]
-    if native_size != cfg.input_size:
-        resize = int(round(cfg.input_size / cfg.crop_pct)) if cfg.crop_pct < 1 else cfg.input_size
-        t.append(v2.Resize(resize, interpolation=_interp(cfg.interpolation), antialias=True))
-        t.append(v2.CenterCrop(cfg.input_size))
-    t += _channels(data_chans, cfg.in_chans)
-    t += to_model_input(cfg)
-    return v2.Compose(t)
-
-
-# --------------------------------------------------------------------------------------------------
-# Images from files
-
-
-MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: PIL raises beyond 2x this
-MAX_IMAGE_BYTES = 256 * 2**20  # file-size guard, checked with stat before a file is read whole
-_PIL_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3  # PIL's own default
-BACKGROUND = 255  # transparent pixels are shown over white, as a web page or a document shows them
-# torchvision's IMG_EXTENSIONS and the other formats PIL reads that image folders hold
-IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm",
-    ".tif", ".tiff", ".webp",
-)  # fmt: skip
-
-_NOTED: set[str] = set()  # the notes said once per process
-
-
-def _note(msg: str, once: str | None = None) -> None:
-    """One ``note: ...`` line on stderr, from the main process of rank 0 only (not from DataLoader
-    workers or other DDP ranks); ``once``: a key, said once per process."""
-    if once is not None:
-        if once in _NOTED:
-            return
-        _NOTED.add(once)
-    if torch.utils.data.get_worker_info() is not None or os.environ.get("RANK", "0") not in ("", "0"):
-        return
-    print(f"note: {msg}", file=sys.stderr)
-
-
-def _read_image_bytes(p: Path) -> bytes:
-    """The bytes of an image file, refusing folders, devices, FIFOs and files over MAX_IMAGE_BYTES
-    (checked with stat first; then never more than one byte over the limit is read)."""
-
-    def too_big(size: str) -> ImageReadError:
-        return ImageReadError(
-            f"cannot read image {p}: the file is {size}, over {MAX_IMAGE_BYTES / 2**20:.0f} MiB, the "
-            "limit for one image (inceptionnet.data.MAX_IMAGE_BYTES); downscale or recompress it"
-        )
-
-    try:
-        st = p.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageReadError(f"cannot read image {p}: it is a folder, not an image file")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageReadError(f"cannot read image {p}: not a regular file (a device, FIFO or socket)")
-        if st.st_size > MAX_IMAGE_BYTES:
-            raise too_big(f"{st.st_size / 2**20:,.0f} MiB")
-        with open(p, "rb") as f:
-            raw = f.read(st.st_size + 1)
-            if len(raw) > st.st_size:  # it grew since stat, or stat does not know its size (/proc)
-                raw += f.read(MAX_IMAGE_BYTES + 1 - len(raw))
-    except ImageReadError:
-        raise
-    except OSError as e:
-        if p.is_symlink() and not p.exists():
-            raise ImageReadError(
-                f"cannot read image {p}: a broken symbolic link (to {os.readlink(p)})"
-            ) from None
-        raise ImageReadError(f"cannot read image {p}: {e.strerror or e}") from None
-    if len(raw) > MAX_IMAGE_BYTES:
-        raise too_big("larger")
-    if not raw:
-        raise ImageReadError(f"cannot read image {p}: the file is empty")
-    return raw
-
-
-def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
-    """A uint8 C x H x W tensor with ``in_chans`` channels from any image file PIL can read, as an
-    image viewer shows it (``image_to_tensor``: EXIF orientation, the first frame of an animation,
-    transparency over white, 16-bit and float images from their range).
-
-    Anything unreadable raises ``ImageReadError`` naming the file: a missing, empty, damaged or
-    unknown file, a folder, a file over ``MAX_IMAGE_BYTES`` or over ``MAX_IMAGE_PIXELS`` pixels.
-    """
-    p = Path(path)
-    return decode_image(_read_image_bytes(p), in_chans, name=str(p))
-
-
-def decode_image(raw: bytes, in_chans: int, name: str = "upload") -> Tensor:
-    """``read_image`` on the bytes of an image file (an upload); errors name the image ``name``."""
-    from PIL import Image, UnidentifiedImageError
-
-    if Image.MAX_IMAGE_PIXELS == _PIL_MAX_IMAGE_PIXELS:  # ours, unless the user set their own
-        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    p = name
-    if not raw:
-        raise ImageReadError(f"cannot read image {p}: it is empty")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        # damaged metadata in a picture that decodes ("Corrupt EXIF data", "Tag data larger than
-        # file"): viewers show the picture without a word, so do we (a warning would be 2 more lines)
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            im: Image.Image = Image.open(io.BytesIO(raw))
-            im.load()  # the first frame of an animation or a multi-page file
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageReadError(
-                f"cannot read image {p}: too large, refused as a possible decompression bomb ({e})"
-            ) from None
-        except UnidentifiedImageError:
-            raise ImageReadError(f"cannot read image {p}: not an image file PIL recognizes") from None
-        except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, SyntaxError, ValueError,
-            # EOFError, struct.error, IndexError ... on damaged files: each is a damaged file here
-            raise ImageReadError(
-                f"cannot read image {p}: not a valid image ({first_line(e, limit=120)})"
-            ) from None
-        try:
-            x = image_to_tensor(im, in_chans)
-        except Exception as e:  # noqa: BLE001 - a mode or a damaged block that PIL cannot convert
-            raise ImageReadError(
-                f"cannot read image {p}: its {im.mode} pixels cannot be converted ({first_line(e, limit=120)})"
-            ) from None
-        if "animated" not in _NOTED and getattr(im, "is_animated", False):
-            try:
-                frames = f"{int(getattr(im, 'n_frames', 2))} frames"
-            except Exception:  # noqa: BLE001 - a damaged later frame: the first one was read
-                frames = "several frames"
-            _note(f"{p} has {frames} (an animation or pages); the first frame is used, as for every "
-                  "such file (said once)", once="animated")  # fmt: skip
-    return x
-
-
-def _has_transparency(im: Any) -> bool:
-    palette = getattr(im, "palette", None)
-    return bool(
-        im.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in im.info
-        or (im.mode == "P" and palette is not None and palette.mode == "RGBA")
-    )  # fmt: skip
-
-
-def _over_background(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """uint8 ``color`` (H x W or H x W x 3) with uint8 ``alpha`` composited over BACKGROUND."""
-    a = alpha.astype(np.uint32)
-    if color.ndim == 3:
-        a = a[..., None]
-    out = (color.astype(np.uint32) * a + BACKGROUND * (255 - a) + 127) // 255
-    return out.astype(np.uint8)
-
-
-def _integer_range(mode: str, tags: Any, arr: np.ndarray) -> tuple[float, float]:
-    """The range an integer image's values are shown from: 16-bit modes 0-65535; a 32-bit ``I``
-    image its declared TIFF depth (BitsPerSample <= 16, signed or not), else 0-65535 when its values
-    fit (16-bit PNG / PGM data in a 32-bit container), else its own min..max (as viewers stretch
-    32-bit data, which has no display range)."""
-    if mode.startswith("I;16"):
-        return (-32768.0, 32767.0) if mode.endswith("S") else (0.0, 65535.0)
-    if tags is not None:
-        bits_tag, format_tag = tags.get(258) or (32,), tags.get(339) or (1,)  # BitsPerSample, SampleFormat
-        bits = int(bits_tag[0] if isinstance(bits_tag, tuple) else bits_tag)
-        signed = int(format_tag[0] if isinstance(format_tag, tuple) else format_tag) == 2
-        if bits <= 16:
-            return (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
-        return float(arr.min()), float(arr.max())
-    lo, hi = float(arr.min()), float(arr.max())
-    return (0.0, 65535.0) if lo >= 0 and hi <= 65535 else (lo, hi)
-
-
-def _deep_to_gray(im: Any, tags: Any = None) -> np.ndarray:
-    """uint8 H x W from an ``I;16*``, ``I`` or ``F`` image, scaled from its range (not clipped):
-    integers as ``_integer_range`` says, floats from 0-1 when their values lie in it (the float
-    image convention), else from their own min..max; NaN shows as black, +-inf as the ends."""
-    arr = np.asarray(im)
-    if im.mode == "F":
-        a = arr.astype(np.float64)
-        finite = np.isfinite(a)
-        vals = a[finite]
-        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
-        if lo >= 0 and hi <= 1 or lo == hi:
-            lo, hi = 0.0, 1.0
-        a = np.where(np.isnan(a), lo, np.clip(a, lo, hi))
-    else:
-        a = arr.astype(np.float64)
-        lo, hi = _integer_range(im.mode, tags, arr) if arr.size else (0.0, 1.0)
-        if hi <= lo:
-            lo, hi = min(lo, 0.0), max(hi, lo + 1.0)
-        a = np.clip(a, lo, hi)
-    gray = ((a - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
-    t = im.info.get("transparency")
-    if im.mode != "F" and isinstance(t, int):  # a 16-bit PNG's transparent gray level (tRNS)
-        gray = _over_background(gray, np.where(arr == t, 0, 255).astype(np.uint8))
-    return gray
-
-
-def image_to_tensor(im: Any, in_chans: int) -> Tensor:
-    """A loaded PIL image as an image viewer shows it, as a uint8 C x H x W tensor of ``in_chans``
-    channels (1: gray, 3: RGB, others: the first of RGB repeated).
-
-    - EXIF (or XMP) orientation is applied (``ImageOps.exif_transpose``; a damaged EXIF block is
-      ignored, the picture shown as stored);
-    - transparency (alpha in LA / RGBA / PA, premultiplied La / RGBa, a palette's or PNG's tRNS
-      color) is composited over white (``BACKGROUND``): transparent pixels read as the page behind
-      them, never as whatever color the encoder left under alpha 0;
-    - ``I;16*``, ``I`` and ``F`` images are scaled from their range to 0-255 (``_deep_to_gray``);
-    - every other mode (1, L, P, RGB, RGBX, CMYK, YCbCr, LAB, HSV) is converted by PIL.
-    """
-    from PIL import Image, ImageOps
-
-    tags = getattr(im, "tag_v2", None)  # a TIFF's bits per sample: on the file's image, not on a copy
-    with contextlib.suppress(Exception):  # a damaged EXIF block: shown as stored, as viewers do
-        im = ImageOps.exif_transpose(im)
-    mode = im.mode
-    if mode.startswith("I") or mode == "F":
-        im = Image.fromarray(_deep_to_gray(im, tags), "L")
-    elif _has_transparency(im):
-        gray = mode in ("1", "L", "La", "LA")
-        arr = np.asarray(im.convert("LA" if gray else "RGBA"))  # straight (not premultiplied) alpha
-        color = arr[..., 0] if gray else arr[..., :3]
-        im = Image.fromarray(_over_background(color, arr[..., -1]), "L" if gray else "RGB")
-    elif mode not in ("L", "RGB"):
-        im = im.convert("L" if mode == "1" else "RGB")
-    target = "L" if in_chans == 1 else "RGB"
-    if im.mode != target:
-        im = im.convert(target)
-    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())
-    x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
-    if in_chans not in (1, 3):
-        x = x[:1].expand(in_chans, -1, -1).clone()
-    return x
+# ImageFolder: the user's own images, one folder per class
 
 
 def _examples(names: Sequence[str], k: int = 3) -> str:
@@ -1105,7 +646,7 @@ def imagefolder_root(data: str | None, split: str) -> Path:
             "--dataset imagefolder needs --data DIR with train/ and val/ folders of class folders"
         )
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     base = Path(data).expanduser()
     layout = f"expected {data}/train/CLASS/IMAGE and {data}/val/CLASS/IMAGE"
     if not base.is_dir():
