@@ -1,20 +1,23 @@
+"""Session fixtures for every test folder (plain helpers: tests/helpers.py)."""
+
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from hypothesis import settings
 
 # CI draws the same examples every run (a flaky red CI helps nobody); explore locally with
-# HYPOTHESIS_PROFILE=explore pytest tests/test_reliability.py --hypothesis-seed=N
+# HYPOTHESIS_PROFILE=explore pytest tests/cli/test_reliability.py --hypothesis-seed=N
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("INCEPTIONNET_NO_PROGRESS", "1")
+os.environ.setdefault("INCEPTIONNET_NO_DOWNLOAD", "1")
 torch.set_num_threads(1)
-
-# The big ImageNet models are slow at any size on 2 cores; these tests mark them `slow` but still run.
-BIG_MODELS = {"inception_v4", "inception_resnet_v1", "inception_resnet_v2", "inception_v3"}
 
 
 @pytest.fixture(autouse=True)
@@ -22,4 +25,34 @@ def _seed():
     torch.manual_seed(0)
 
 
-os.environ.setdefault("INCEPTIONNET_NO_DOWNLOAD", "1")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str, make) -> Path:
+    """``make(path)`` run once per session, shared by the pytest-xdist workers (a FileLock in the
+    session's common temp folder; the first worker builds it, the others wait and reuse it)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if base.name.startswith("popen-gw") else base
+    out, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            make(out)
+            done.touch()
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one trained tiny checkpoint, READ ONLY (copy it to change it): helpers.TINY for 2 epochs on
+    digits with plots and TensorBoard on and --save-format safetensors. checkpoint.pt, best.pt,
+    best.safetensors, metrics.csv, args.yaml, curves.png, confusion.png, results.json, tb/."""
+    from helpers import TINY
+    from inceptionnet.cli import main as cli
+
+    def make(out: Path) -> None:
+        argv = [a for a in TINY if a not in ("--no-plots", "--no-tensorboard")]
+        assert (
+            cli(["train", *argv, "--epochs", "2", "--save-format", "safetensors", "--output-dir", str(out)])
+            == 0
+        )
+
+    return shared_dir(tmp_path_factory, "trained_run", make)

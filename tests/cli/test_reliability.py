@@ -30,39 +30,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from helpers import SMALL, TINY, one_error_line
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
 from inceptionnet.data import read_image
 from inceptionnet.errors import CheckpointError, ImageReadError
 
-TINY = ["--dataset", "digits", "--model", "googlenet_small", "--model-kwargs", "width=0.125",
-        "--batch-size", "32", "--opt", "adamw", "--lr", "0.003", "--weight-decay", "0.0001",
-        "--no-progress", "--no-plots", "--no-tensorboard"]  # fmt: skip
-SMALL = {"num_classes": 10, "in_chans": 1, "width": 0.125}  # the model TINY trains
 CONSOLE_SCRIPT = Path(sys.executable).parent / "inceptionnet"
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     rc = cli(argv)
     return rc, capsys.readouterr().err
-
-
-def assert_one_error_line(err: str, *needles: str) -> None:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny epoch on digits with --save-format safetensors: best.pt, checkpoint.pt, best.safetensors."""
-    out = tmp_path_factory.mktemp("run")
-    rc = cli(["train", *TINY, "--epochs", "1", "--subset", "64", "--save-format", "safetensors",
-              "--output-dir", str(out)])  # fmt: skip
-    assert rc == 0
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +101,7 @@ def test_unsafe_pickle_is_refused_and_never_runs(how, command, tmp_path, digit_p
         }[command]
         rc, err = run_cli(argv, capsys)
         assert rc == 2
-        assert_one_error_line(err, "unsafe", str(evil))
+        one_error_line(err, "unsafe", str(evil))
     assert not marker.exists(), "the pickle ran code"
 
 
@@ -132,20 +111,20 @@ def test_unsafe_pickle_through_console_script(tmp_path, digit_png):
     proc = subprocess.run([str(CONSOLE_SCRIPT), "predict", "--checkpoint", str(evil), str(digit_png)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2
-    assert_one_error_line(proc.stderr, "refusing unsafe checkpoint", "posix.system")
+    one_error_line(proc.stderr, "refusing unsafe checkpoint", "posix.system")
     assert not marker.exists()
 
 
-def test_save_format_safetensors_loads_in_predict_and_create_model(trained, digit_png, capsys):
-    st_file = trained / "best.safetensors"
+def test_save_format_safetensors_loads_in_predict_and_create_model(trained_run, digit_png, capsys):
+    st_file = trained_run / "best.safetensors"
     assert st_file.is_file()
     rc = cli(["predict", "--checkpoint", str(st_file), "--json", str(digit_png)])
     out_st = capsys.readouterr().out
     assert rc == 0
-    rc = cli(["predict", "--checkpoint", str(trained / "best.pt"), "--json", str(digit_png)])
+    rc = cli(["predict", "--checkpoint", str(trained_run / "best.pt"), "--json", str(digit_png)])
     assert rc == 0 and capsys.readouterr().out == out_st  # same weights, same answer
     model = create_model("googlenet_small", **SMALL, weights=str(st_file))
-    best = torch.load(trained / "best.pt", weights_only=True)["model"]
+    best = torch.load(trained_run / "best.pt", weights_only=True)["model"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, best[k]), k
 
@@ -163,10 +142,10 @@ def _checkpoint_of(tmp: Path, name: str, **kwargs: Any) -> Path:
     return path
 
 
-def make_damaged(kind: str, tmp: Path, trained: Path) -> tuple[Path, list[str]]:
+def make_damaged(kind: str, tmp: Path, trained_run: Path) -> tuple[Path, list[str]]:
     """A damaged or foreign file of ``kind`` and the words its error must contain."""
     if kind == "truncated":
-        raw = (trained / "best.pt").read_bytes()
+        raw = (trained_run / "best.pt").read_bytes()
         p = tmp / "truncated.pt"
         p.write_bytes(raw[: len(raw) // 2])
         return p, ["cannot read checkpoint", "truncated"]
@@ -197,19 +176,19 @@ DAMAGED = ["truncated", "empty", "random", "random_safetensors", "other_model", 
 
 
 @pytest.mark.parametrize("kind", DAMAGED)
-def test_damaged_checkpoint_predict_and_eval(kind, trained, tmp_path, digit_png, capsys):
-    path, words = make_damaged(kind, tmp_path, trained)
+def test_damaged_checkpoint_predict_and_eval(kind, trained_run, tmp_path, digit_png, capsys):
+    path, words = make_damaged(kind, tmp_path, trained_run)
     rc, err = run_cli(["predict", "--checkpoint", str(path), str(digit_png)], capsys)
     assert rc == 2
-    assert_one_error_line(err, *words)
+    one_error_line(err, *words)
     rc, err = run_cli(["eval", "--checkpoint", str(path), "--dataset", "digits", "--no-progress"], capsys)
     assert rc == 2
-    assert_one_error_line(err, *words)
+    one_error_line(err, *words)
 
 
 @pytest.mark.parametrize("kind", ["truncated", "random", "other_model", "wrong_shapes"])
-def test_damaged_checkpoint_resume_and_create_model(kind, trained, tmp_path, capsys):
-    path, words = make_damaged(kind, tmp_path, trained)
+def test_damaged_checkpoint_resume_and_create_model(kind, trained_run, tmp_path, capsys):
+    path, words = make_damaged(kind, tmp_path, trained_run)
     with pytest.raises(CheckpointError) as exc:
         create_model("googlenet_small", **SMALL, weights=str(path))
     for w in words:
@@ -218,27 +197,27 @@ def test_damaged_checkpoint_resume_and_create_model(kind, trained, tmp_path, cap
     rc, err = run_cli(["train", *TINY, "--epochs", "1", "--resume", str(path), "--output-dir", str(tmp_path / "o")],
                       capsys)  # fmt: skip
     assert rc == 2
-    assert_one_error_line(err)
+    one_error_line(err)
 
 
 @pytest.mark.parametrize("kind", ["truncated", "random", "wrong_shapes"])
-def test_damaged_checkpoint_through_console_script(kind, trained, tmp_path, digit_png):
-    path, words = make_damaged(kind, tmp_path, trained)
+def test_damaged_checkpoint_through_console_script(kind, trained_run, tmp_path, digit_png):
+    path, words = make_damaged(kind, tmp_path, trained_run)
     proc = subprocess.run([str(CONSOLE_SCRIPT), "predict", "--checkpoint", str(path), str(digit_png)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
-    assert_one_error_line(proc.stderr, *words)
+    one_error_line(proc.stderr, *words)
 
 
-def test_debug_flag_shows_the_traceback(trained, tmp_path, digit_png):
-    path, _ = make_damaged("truncated", tmp_path, trained)
+def test_debug_flag_shows_the_traceback(trained_run, tmp_path, digit_png):
+    path, _ = make_damaged("truncated", tmp_path, trained_run)
     proc = subprocess.run([str(CONSOLE_SCRIPT), "predict", "--debug", "--checkpoint", str(path), str(digit_png)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "CheckpointError" in proc.stderr
 
 
-def test_checkpoint_of_another_model_name(trained, tmp_path, digit_png, capsys):
-    ckpt = torch.load(trained / "best.pt", weights_only=True)
+def test_checkpoint_of_another_model_name(trained_run, tmp_path, digit_png, capsys):
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
     path = tmp_path / "v3.pt"
     torch.save({**ckpt, "model_name": "inception_v3"}, path)
     with pytest.raises(CheckpointError, match="is a inception_v3 checkpoint, not googlenet_small"):
@@ -247,11 +226,11 @@ def test_checkpoint_of_another_model_name(trained, tmp_path, digit_png, capsys):
         ["predict", "--model", "googlenet_small", "--checkpoint", str(path), str(digit_png)], capsys
     )
     assert rc == 2
-    assert_one_error_line(err, "is a inception_v3 checkpoint, not googlenet_small")
+    one_error_line(err, "is a inception_v3 checkpoint, not googlenet_small")
     rc, err = run_cli(["train", *TINY, "--epochs", "2", "--resume", str(path), "--output-dir", str(tmp_path / "o")],
                       capsys)  # fmt: skip
     assert rc == 2
-    assert_one_error_line(err, "is a inception_v3 checkpoint, not googlenet_small")
+    one_error_line(err, "is a inception_v3 checkpoint, not googlenet_small")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,9 +340,9 @@ def test_decompression_bomb_guard_with_a_low_limit(tmp_path, monkeypatch):
             read_image(p, 1)
 
 
-def test_predict_on_every_kind_of_image(trained, tmp_path, capsys):
+def test_predict_on_every_kind_of_image(trained_run, tmp_path, capsys):
     files = [make_image(k, tmp_path) for k in [*READABLE, *UNREADABLE]]
-    rc = cli(["predict", "--checkpoint", str(trained / "best.pt"), "--json", *map(str, files)])
+    rc = cli(["predict", "--checkpoint", str(trained_run / "best.pt"), "--json", *map(str, files)])
     cap = capsys.readouterr()
     assert rc == 2 and "Traceback" not in cap.err
     import json
@@ -411,7 +390,7 @@ def test_imagefolder_bad_image_stops_with_its_name(image_folder, tmp_path, capsy
     root, bad = image_folder
     rc, err = run_cli([*IMAGEFOLDER_RUN, "--data", str(root), "--output-dir", str(tmp_path / "o")], capsys)
     assert rc == 2
-    assert_one_error_line(err, "cannot read image")
+    one_error_line(err, "cannot read image")
     assert any(f"error: cannot read image {b}:" in err for b in bad), err
 
 
@@ -450,8 +429,8 @@ def test_imagefolder_bad_image_stops_with_its_name(image_folder, tmp_path, capsy
      (["export", "-o", "OUT/x.onnx"], "give a model NAME or --checkpoint FILE"),
      (["nosuchcommand"], "unknown command 'nosuchcommand'")],
 )  # fmt: skip
-def test_bad_arguments_of_every_command(argv, message, trained, tmp_path, capsys):
-    argv = [a.replace("CKPT", str(trained / "best.pt")).replace("OUT", str(tmp_path)) for a in argv]
+def test_bad_arguments_of_every_command(argv, message, trained_run, tmp_path, capsys):
+    argv = [a.replace("CKPT", str(trained_run / "best.pt")).replace("OUT", str(tmp_path)) for a in argv]
     rc, err = run_cli(argv, capsys)
     assert rc == 2
     assert "Traceback" not in err
@@ -464,15 +443,15 @@ def test_unknown_recipe_key_in_user_yaml_names_the_key(tmp_path, capsys):
     bad.write_text("epochs: 1\nbatch_size: 8\nmomentun: 0.9\n")
     rc, err = run_cli(["train", "--recipe", str(bad)], capsys)
     assert rc == 2
-    assert_one_error_line(err, "unknown key 'momentun'")
+    one_error_line(err, "unknown key 'momentun'")
     bad.write_text("- a list\n- not a mapping\n")
     rc, err = run_cli(["train", "--recipe", str(bad)], capsys)
     assert rc == 2
-    assert_one_error_line(err, "must be a mapping")
+    one_error_line(err, "must be a mapping")
     bad.write_text("epochs: [1\n")
     rc, err = run_cli(["train", "--recipe", str(bad)], capsys)
     assert rc == 2
-    assert_one_error_line(err, "not valid YAML")
+    one_error_line(err, "not valid YAML")
 
 
 _ints_or_junk = st.one_of(st.integers(-2, 12), st.sampled_from([2.5, "3", True, None]))
@@ -673,7 +652,7 @@ def test_unwritable_output_dir_is_one_error_line(tmp_path, capsys):
     rc, err = run_cli(["train", *TINY, "--epochs", "1", "--subset", "64", "--output-dir", str(blocker / "run")],
                       capsys)  # fmt: skip
     assert rc == 2
-    assert_one_error_line(err, str(blocker))
+    one_error_line(err, str(blocker))
 
 
 # --------------------------------------------------------------------------------------------------

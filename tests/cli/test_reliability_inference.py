@@ -30,6 +30,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import SMALL, one_error_line
 from inceptionnet import create_model
 from inceptionnet.checkpoint import load_for_inference
 from inceptionnet.cli import main as cli
@@ -38,9 +39,7 @@ from inceptionnet.data import InputConfig
 from inceptionnet.errors import CheckpointError, InputShapeError, NonFiniteError, OutputWriteError
 from inceptionnet.fileio import atomic_torch_save, atomic_write_text, file_kind, json_text, load_file
 from inceptionnet.models import fit_state_dict
-from test_reliability import assert_one_error_line  # tests/ is on sys.path under pytest
 
-SMALL = {"num_classes": 10, "in_chans": 1, "width": 0.125}
 CLASSES = [f"c{i}" for i in range(10)]
 ICFG = InputConfig(8, 1, (0.3057,), (0.3806,), 1.0, "bilinear", "digits")
 STRICT = {"parse_constant": lambda c: (_ for _ in ()).throw(ValueError(f"invalid JSON constant {c}"))}
@@ -55,12 +54,6 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
         rc = int(e.code or 0)
     out, err = capsys.readouterr()
     return rc, out, err
-
-
-def one_line(err: str, *needles: str) -> str:
-    """test_reliability's check (one ``error:`` line, no traceback, the needles in it); the line."""
-    assert_one_error_line(err, *needles)
-    return err.strip()
 
 
 def usage_error(err: str, *needles: str) -> None:
@@ -138,7 +131,7 @@ def test_export_refuses_to_overwrite_its_input(how, good, tmp_path, capsys):
     rc, _, err = run(["export", *src, "-o", str(out)], capsys)
     assert rc == 2
     flag = "--weights" if how == "weights" else "--checkpoint"
-    one_line(err, f"is the {flag} file itself", "would replace the input")
+    one_error_line(err, f"is the {flag} file itself", "would replace the input")
     assert ckpt.read_bytes() == before
 
 
@@ -162,7 +155,7 @@ def test_export_refuses_to_replace_a_file_that_is_no_export(kind, good, png, tmp
         ["export", "--checkpoint", str(good), "--format", "torchscript", "-o", str(victim)], capsys
     )
     assert rc == 2
-    one_line(err, str(victim), words, "refusing to replace it")
+    one_error_line(err, str(victim), words, "refusing to replace it")
     assert victim.read_bytes() == before
 
 
@@ -174,7 +167,7 @@ def test_export_output_under_a_file_fails_before_loading(good, tmp_path, capsys,
     blocker.write_text("x")
     rc, _, err = run(["export", "--checkpoint", str(good), "-o", str(blocker / "m.onnx")], capsys)
     assert rc == 2
-    one_line(err, "-o/--output", f"{blocker} is a file, not a directory")
+    one_error_line(err, "-o/--output", f"{blocker} is a file, not a directory")
 
 
 @pytest.fixture
@@ -190,17 +183,17 @@ def test_bench_bad_output_dir_fails_before_the_benchmark(tmp_path, capsys, no_ti
     base = ["bench", "--models", "googlenet_small", "--batch-sizes", "1", "--input-size", "8"]
     rc, _, err = run([*base, "--output-dir", str(afile)], capsys)
     assert rc == 2
-    one_line(err, "--output-dir", f"{afile} is a file, not a directory")
+    one_error_line(err, "--output-dir", f"{afile} is a file, not a directory")
     rc, _, err = run([*base, "--output-dir", str(afile / "sub")], capsys)
     assert rc == 2
-    one_line(err, "--output-dir", "is a file, not a directory")
+    one_error_line(err, "--output-dir", "is a file, not a directory")
     (tmp_path / "out" / "bench.json").mkdir(parents=True)
     rc, _, err = run([*base, "--output-dir", str(tmp_path / "out")], capsys)
     assert rc == 2
-    one_line(err, "--output-dir", "bench.json is a directory")
+    one_error_line(err, "--output-dir", "bench.json is a directory")
     rc, _, err = run([*base, "--output-dir", ""], capsys)
     assert rc == 2
-    one_line(err, "--output-dir is empty")
+    one_error_line(err, "--output-dir is empty")
 
 
 def test_unwritable_output_dir_read_only_tmpfs(tmp_path, good, capsys, no_timing):
@@ -208,13 +201,13 @@ def test_unwritable_output_dir_read_only_tmpfs(tmp_path, good, capsys, no_timing
         base = ["bench", "--models", "googlenet_small", "--batch-sizes", "1", "--input-size", "8"]
         rc, _, err = run([*base, "--output-dir", str(ro / "results")], capsys)
         assert rc == 2
-        one_line(err, "--output-dir", "is not writable", "Read-only file system")
+        one_error_line(err, "--output-dir", "is not writable", "Read-only file system")
         rc, _, err = run([*base, "--output-dir", str(ro)], capsys)
         assert rc == 2
-        one_line(err, "--output-dir", "is not writable")
+        one_error_line(err, "--output-dir", "is not writable")
         rc, _, err = run(["export", "--checkpoint", str(good), "-o", str(ro / "m.onnx")], capsys)
         assert rc == 2
-        one_line(err, "-o/--output", "is not writable")
+        one_error_line(err, "-o/--output", "is not writable")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,7 +271,7 @@ def test_export_write_failure_is_one_line_and_keeps_the_old_file(good, tmp_path,
     monkeypatch.setattr(torch.jit, "save", full_disk)
     rc, _, err = run(["export", "--checkpoint", str(good), "-o", str(out)], capsys)
     assert rc == 2
-    one_line(
+    one_error_line(
         err, f"cannot write {out}", "PytorchStreamWriter failed writing file", "the previous model.pt is kept"
     )
     assert out.read_bytes() == b"an earlier export"
@@ -310,7 +303,7 @@ def test_bad_device_is_one_line(command, device, good, png, capsys, monkeypatch)
     }[command]
     rc, _, err = run([*argv, "--device", device], capsys)
     assert rc == 2
-    line = one_line(err, "--device")
+    line = one_error_line(err, "--device")
     if device.startswith("cuda"):
         assert "no CUDA device" in line or "CUDA devices" in line
     elif device:
@@ -335,13 +328,13 @@ def test_nan_weights_are_refused_naming_the_file(nan_ckpt, png, tmp_path, capsys
     words = (str(nan_ckpt), "non-finite (NaN/inf) weights in 2 tensors", "conv1.bn.running_var", "fc.weight")
     rc, _, err = run(["predict", "--checkpoint", str(nan_ckpt), str(png)], capsys)
     assert rc == 2
-    one_line(err, *words, "--allow-nan")
+    one_error_line(err, *words, "--allow-nan")
     rc, _, err = run(["eval", "--checkpoint", str(nan_ckpt), "--dataset", "digits", "--limit", "16"], capsys)
     assert rc == 2
-    one_line(err, *words, "--allow-nan")
+    one_error_line(err, *words, "--allow-nan")
     rc, _, err = run(["export", "--checkpoint", str(nan_ckpt), "-o", str(tmp_path / "m.onnx")], capsys)
     assert rc == 2
-    assert "--allow-nan" not in one_line(err, *words)  # export has no such flag: NaN cannot verify
+    assert "--allow-nan" not in one_error_line(err, *words)  # export has no such flag: NaN cannot verify
     with pytest.raises(NonFiniteError):
         load_for_inference(str(nan_ckpt), None, None)
 
@@ -365,10 +358,10 @@ def test_finite_weights_with_overflowing_outputs(tmp_path, png, capsys):
     torch.save(ck, path)
     rc, _, err = run(["predict", "--checkpoint", str(path), str(png)], capsys)
     assert rc == 2
-    one_line(err, f"the model's output for {png} is not finite", "--allow-nan")
+    one_error_line(err, f"the model's output for {png} is not finite", "--allow-nan")
     rc, _, err = run(["eval", "--checkpoint", str(path), "--dataset", "digits", "--limit", "16"], capsys)
     assert rc == 2
-    one_line(err, "outputs on digits test are not finite", "--allow-nan")
+    one_error_line(err, "outputs on digits test are not finite", "--allow-nan")
 
 
 def test_json_text_is_always_valid_json():
@@ -395,7 +388,7 @@ def test_class_list_not_matching_the_classifier(tmp_path, png, capsys):
                  ["export", "--checkpoint", str(path), "-o", str(tmp_path / "m.onnx")]):  # fmt: skip
         rc, _, err = run(argv, capsys)
         assert rc == 2
-        one_line(err, str(path), msg)
+        one_error_line(err, str(path), msg)
     with pytest.raises(CheckpointError, match=msg):
         load_for_inference(str(path), None, None)
 
@@ -456,7 +449,7 @@ def test_damaged_metadata_is_one_line_naming_the_file(override, message, tmp_pat
     path = save(tmp_path / "damaged.pt", **override)
     rc, _, err = run(["predict", "--checkpoint", str(path), str(png)], capsys)
     assert rc == 2
-    one_line(err, str(path), message)
+    one_error_line(err, str(path), message)
     with pytest.raises(CheckpointError, match=re.escape(str(path))):
         load_for_inference(str(path), None, None)
 
@@ -476,7 +469,7 @@ def test_safetensors_with_invalid_json_metadata(key, tmp_path, png, capsys):
     path = _safetensors(tmp_path / "best.safetensors", **{key: "{not json"})
     rc, _, err = run(["predict", "--checkpoint", str(path), str(png)], capsys)
     assert rc == 2
-    one_line(err, f"safetensors file {path}: its metadata {key} is not valid JSON")
+    one_error_line(err, f"safetensors file {path}: its metadata {key} is not valid JSON")
 
 
 def test_safetensors_with_metadata_works_as_weights_and_under_any_name(tmp_path, png, capsys):
@@ -552,7 +545,7 @@ def test_a_file_that_is_no_checkpoint_says_what_it_is(kind, tmp_path, png, capsy
     path = _foreign(kind, tmp_path, png)
     rc, _, err = run(["predict", "--checkpoint", str(path), str(png)], capsys)
     assert rc == 2
-    line = one_line(err, f"cannot read checkpoint {path}", FOREIGN[kind])
+    line = one_error_line(err, f"cannot read checkpoint {path}", FOREIGN[kind])
     assert "unsafe" not in line
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         create_model("googlenet_small", **SMALL, weights=str(path))
@@ -759,7 +752,7 @@ def test_every_flag_and_file_argument(argv, kind, message, good, png, tmp_path, 
     if kind == "usage":
         usage_error(err, message)
     else:
-        one_line(err, fill(message))
+        one_error_line(err, fill(message))
     if argv[0] == "export":
         assert not list(Path(files["<OUT>"]).glob("m.onnx"))
 

@@ -187,14 +187,9 @@ def test_failed_verification_keeps_the_existing_file(tmp_path, monkeypatch, caps
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export_run")
-    rc = cli.main([
-        "train", "--dataset", "digits", "--model", "googlenet_small", "--model-kwargs", "width=0.125",
-        "--epochs", "1", "--batch-size", "32", "--opt", "adamw", "--lr", "0.003", "--no-progress",
-        "--no-plots", "--no-tensorboard", "--output-dir", str(tmp),
-    ])  # fmt: skip
-    assert rc == 0
+def trained(trained_run, tmp_path_factory):
+    """The session's trained checkpoint (conftest.trained_run) and ten digit PNGs."""
+    tmp = tmp_path_factory.mktemp("digits")
     from inceptionnet.data import load_digits_arrays
 
     images, labels = load_digits_arrays()
@@ -203,7 +198,7 @@ def trained(tmp_path_factory):
         p = tmp / f"digit{i}_{int(labels[i])}.png"
         Image.fromarray(images[i].numpy(), mode="L").save(p)
         paths.append(str(p))
-    return tmp / "best.pt", paths
+    return trained_run / "best.pt", paths
 
 
 def _predict_json(argv, capsys):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import random_fid_state_dict, reference_inception
 from inceptionnet import create_model
 from inceptionnet.commands import run
 from inceptionnet.errors import NonFiniteError
@@ -24,39 +25,6 @@ pfi = pytest.importorskip("pytorch_fid.inception")
 pfs = pytest.importorskip("pytorch_fid.fid_score")
 
 N_IMAGES = 70  # > 64 + 1: a full-rank covariance at --dims 64
-
-
-def reference_inception() -> torch.nn.Module:
-    """pytorch-fid's fid_inception_v3() topology with random weights (no download)."""
-    t = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    t.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
-    t.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
-    t.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
-    t.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
-    t.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
-    t.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
-    t.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
-    t.Mixed_7b = pfi.FIDInceptionE_1(1280)
-    t.Mixed_7c = pfi.FIDInceptionE_2(2048)
-    return t.eval()
-
-
-def random_fid_state_dict() -> dict[str, torch.Tensor]:
-    """Random weights (PyTorch's default init) with each BN's running statistics set from one batch
-    of synthetic 299x299 images: without that, the default init shrinks the signal layer by layer and
-    the pool3 features of any two images agree to 1e-8 (IS exactly 1, KID 0: nothing to compare)."""
-    torch.manual_seed(0)
-    net = reference_inception()
-    yy, xx = torch.meshgrid(torch.arange(299.0), torch.arange(299.0), indexing="ij")
-    x = torch.stack([torch.sin(xx / (9 + 4 * i)) * torch.cos(yy / (7 + 3 * i)) for i in range(8)])
-    x = (x[:, None] + 0.3 * torch.randn(8, 3, 299, 299)).clamp(-1, 1)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative: the running statistics become this batch's
-    with torch.no_grad():
-        net.train()(x)
-    return net.eval().state_dict()
 
 
 @pytest.fixture(scope="module")

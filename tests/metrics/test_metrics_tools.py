@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import random_fid_state_dict
 from inceptionnet import data as D
 from inceptionnet.commands import run
 from inceptionnet.metrics import resize as R
 from inceptionnet.metrics import scores as M
-from test_metrics import random_fid_state_dict  # tests/ is on sys.path under pytest
 
 tfi = pytest.importorskip("torch_fidelity")
 

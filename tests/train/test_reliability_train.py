@@ -25,26 +25,18 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import TINY as TINY_ARGV
+from helpers import one_error_line
 from inceptionnet.cli import main as cli
 from inceptionnet.train import rundir
 from inceptionnet.train.args import get_args_parser, parse_args
 
-TINY = ["--dataset", "digits", "--model", "googlenet_small", "--model-kwargs", "width=0.125",
-        "--batch-size", "32", "--opt", "adamw", "--lr", "0.003", "--weight-decay", "0.0001",
-        "--epochs", "1", "--subset", "64", "--no-progress", "--no-plots", "--no-tensorboard"]  # fmt: skip
+TINY = [*TINY_ARGV, "--epochs", "1", "--subset", "64"]
 STEM2 = ["--model-kwargs", "width=0.125", "stem_stride=2"]  # BatchNorm sees 1x1 maps: a batch of 1 fails
 
 
 def train(out: Path | None, *extra: str) -> int:
     return cli(["train", *TINY, *(["--output-dir", str(out)] if out else []), *extra])
-
-
-def one_error_line(err: str, *needles: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def strict_json(path: Path) -> dict[str, Any]:

@@ -14,29 +14,19 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import TINY
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
 from inceptionnet.errors import NonFiniteError
 from inceptionnet.fileio import atomic_torch_save
 from inceptionnet.train.engine import TrainConfig, evaluate, train_one_epoch
 
-TINY = ["--dataset", "digits", "--model", "googlenet_small", "--model-kwargs", "width=0.125",
-        "--batch-size", "32", "--opt", "adamw", "--lr", "0.003", "--weight-decay", "0.0001",
-        "--no-progress", "--no-plots", "--no-tensorboard"]  # fmt: skip
-
 
 def train(tmp: Path, *extra: str) -> int:
     return cli(["train", *TINY, "--output-dir", str(tmp), *extra])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    assert cli(["train", *TINY[:-3], "--epochs", "2", "--output-dir", str(out), "--no-progress"]) == 0
-    return out
-
-
-def test_end_to_end_outputs(trained):
+def test_end_to_end_outputs(trained_run):
     for name in (
         "checkpoint.pt",
         "best.pt",
@@ -46,16 +36,16 @@ def test_end_to_end_outputs(trained):
         "confusion.png",
         "results.json",
     ):
-        assert (trained / name).is_file(), name
-    assert any((trained / "tb").iterdir())
-    rows = list(csv.DictReader((trained / "metrics.csv").open()))
+        assert (trained_run / name).is_file(), name
+    assert any((trained_run / "tb").iterdir())
+    rows = list(csv.DictReader((trained_run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     for key in ("lr", "train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5", "seconds"):
         assert key in rows[0]
     assert float(rows[-1]["val_acc1"]) > 0.3  # chance is 0.1
-    res = json.loads((trained / "results.json").read_text())
+    res = json.loads((trained_run / "results.json").read_text())
     assert res["test_images"] == 359 and res["test_acc1"] > 0.3
-    ckpt = torch.load(trained / "checkpoint.pt", weights_only=True)
+    ckpt = torch.load(trained_run / "checkpoint.pt", weights_only=True)
     for key in (
         "model",
         "optimizer",
@@ -177,17 +167,17 @@ def test_nan_during_training_keeps_last_good_checkpoint(tmp_path, capsys, monkey
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
-def test_eval_json_and_per_class(trained, capsys):
-    assert cli(["eval", "--checkpoint", str(trained / "best.pt"), "--json", "--no-progress"]) == 0
+def test_eval_json_and_per_class(trained_run, capsys):
+    assert cli(["eval", "--checkpoint", str(trained_run / "best.pt"), "--json", "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dataset"] == "digits" and out["images"] == 359
     assert 0.3 < out["acc1"] <= out["acc5"] <= 1.0
     assert len(out["per_class_acc1"]) == 10
-    res = json.loads((trained / "results.json").read_text())
+    res = json.loads((trained_run / "results.json").read_text())
     assert out["acc1"] == pytest.approx(res["test_acc1"], abs=1e-6)
 
 
-def test_predict_files(trained, tmp_path, capsys):
+def test_predict_files(trained_run, tmp_path, capsys):
     from inceptionnet.data import load_arrays
 
     x, y, _ = load_arrays("digits", "test", None, 0)
@@ -201,7 +191,7 @@ def test_predict_files(trained, tmp_path, capsys):
         [
             "predict",
             "--checkpoint",
-            str(trained / "best.pt"),
+            str(trained_run / "best.pt"),
             "--json",
             "--topk",
             "3",
@@ -272,11 +262,11 @@ def test_one_step_of_fashion_mnist_recipe_on_digits(tmp_path):
     assert rc == 0 and (tmp_path / "results.json").exists()
 
 
-def test_model_and_weights_file_uses_the_checkpoint_data_config(trained, capsys):
+def test_model_and_weights_file_uses_the_checkpoint_data_config(trained_run, capsys):
     args = ["eval", "--json", "--no-progress", "--dataset", "digits"]
-    assert cli([*args, "--checkpoint", str(trained / "best.pt")]) == 0
+    assert cli([*args, "--checkpoint", str(trained_run / "best.pt")]) == 0
     a = json.loads(capsys.readouterr().out)
-    assert cli([*args, "--model", "googlenet_small", "--weights", str(trained / "best.pt")]) == 0
+    assert cli([*args, "--model", "googlenet_small", "--weights", str(trained_run / "best.pt")]) == 0
     b = json.loads(capsys.readouterr().out)
     assert a["acc1"] == b["acc1"] and a["loss"] == pytest.approx(b["loss"])
 
