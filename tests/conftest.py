@@ -56,3 +56,17 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
 
     return shared_dir(tmp_path_factory, "trained_run", make)
+
+
+@pytest.fixture(scope="session")
+def fault_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """The final weights of the uninterrupted fault run (helpers.TINY + FAULT_RUN): a killed or
+    SIGTERMed run, resumed, must end with exactly these."""
+    from helpers import FAULT_RUN, TINY
+    from inceptionnet.cli import main as cli
+
+    def make(out: Path) -> None:
+        assert cli(["train", *TINY, *FAULT_RUN, "--output-dir", str(out)]) == 0
+
+    out = shared_dir(tmp_path_factory, "fault_reference", make)
+    return torch.load(out / "checkpoint.pt", weights_only=True)["model"]

@@ -3,6 +3,11 @@ sys.path). Fixtures live in conftest.py; plain values and functions live here.""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -78,3 +83,68 @@ def random_fid_state_dict() -> dict[str, torch.Tensor]:
     with torch.no_grad():
         net.train()(x)
     return net.eval().state_dict()
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# The fault runs (tests/cli/test_reliability.py, tests/train/test_train.py): 4 steps an epoch, one
+# thread (the same float order), resumed runs must equal conftest's `fault_reference` bit for bit.
+FAULT_RUN = ["--epochs", "2", "--subset", "128", "--threads", "1"]
+
+# Runs `inceptionnet train`; at the HOOK_AT-th training step (HOOK_MODE=step) or torch.save call
+# (HOOK_MODE=save, after writing half the temp file) writes the READY file and hangs until killed;
+# HOOK_MODE=term sends the process SIGTERM at the HOOK_AT-th training step and goes on (the trainer
+# finishes that step, saves and exits 143): a signal at a known step, however fast the machine.
+TRAIN_HOOK = """
+import os, signal, sys, time
+import torch
+import inceptionnet.train.engine as engine
+
+mode, at, ready = os.environ["HOOK_MODE"], int(os.environ["HOOK_AT"]), os.environ["READY"]
+calls = [0]
+
+def hang():
+    open(ready, "w").close()
+    time.sleep(600)
+
+if mode in ("step", "term"):
+    real_loss = engine.compute_loss
+    def compute_loss(*a, **k):
+        calls[0] += 1
+        if calls[0] == at and mode == "term":
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif calls[0] == at:
+            hang()
+        return real_loss(*a, **k)
+    engine.compute_loss = compute_loss
+else:
+    real_save = torch.save
+    def save(obj, f, *a, **k):
+        calls[0] += 1
+        real_save(obj, f, *a, **k)
+        if calls[0] == at:
+            data = open(f, "rb").read()
+            with open(f, "wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+            hang()
+    torch.save = save
+
+from inceptionnet.train import cli
+sys.exit(cli(sys.argv[1:]))
+"""
+
+
+def start_hooked_train(tmp_path: Path, mode: str, at: int) -> tuple[subprocess.Popen[str], Path, Path]:
+    """``inceptionnet train TINY FAULT_RUN`` into tmp_path/run under TRAIN_HOOK; (process, run, READY)."""
+    out, ready = tmp_path / "run", tmp_path / "ready"
+    script = tmp_path / "train_hook.py"
+    script.write_text(TRAIN_HOOK)
+    env = {**os.environ, "HOOK_MODE": mode, "HOOK_AT": str(at), "READY": str(ready)}
+    proc = subprocess.Popen([sys.executable, str(script), *TINY, *FAULT_RUN, "--output-dir", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return proc, out, ready

@@ -2,7 +2,7 @@
 property-based model construction, killed and failing training runs, non-finite values.
 
 docs/RELIABILITY.md lists every case with the test that checks it. Cases tested elsewhere:
-tests/test_train.py::test_sigterm_saves_and_resume_matches (SIGTERM saves and exits),
+tests/train/test_train.py::test_sigterm_saves_and_resume_matches (SIGTERM saves and exits),
 ::test_atomic_write_keeps_old_checkpoint, ::test_nan_loss_stops_with_clear_message,
 ::test_nan_during_training_keeps_last_good_checkpoint, ::test_bad_arguments,
 ::test_recipe_unknown_key_and_override, ::test_predict_files (corrupt PNG among good images).
@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from helpers import SMALL, TINY, one_error_line
+from helpers import FAULT_RUN, SMALL, TINY, assert_same_weights, one_error_line, start_hooked_train
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
 from inceptionnet.data import read_image
@@ -530,62 +530,8 @@ def test_big_models_any_kwargs_and_input_on_meta(name, num_classes, in_chans, x_
 # --------------------------------------------------------------------------------------------------
 # 5. Faults: SIGKILL mid-epoch and mid-write, full disk. SIGTERM: test_train.py::test_sigterm_saves_and_resume_matches
 
-# Runs `inceptionnet train`, and at the KILL_AT-th training step (KILL_MODE=step) or torch.save call
-# (KILL_MODE=save, after writing half the temp file) writes the READY file and hangs until killed.
-WRAPPER = """
-import os, sys, time
-import torch
-import inceptionnet.train.engine as engine
-
-mode, at, ready = os.environ["KILL_MODE"], int(os.environ["KILL_AT"]), os.environ["READY"]
-calls = [0]
-
-def hang():
-    open(ready, "w").close()
-    time.sleep(600)
-
-if mode == "step":
-    real_loss = engine.compute_loss
-    def compute_loss(*a, **k):
-        calls[0] += 1
-        if calls[0] == at:
-            hang()
-        return real_loss(*a, **k)
-    engine.compute_loss = compute_loss
-else:
-    real_save = torch.save
-    def save(obj, f, *a, **k):
-        calls[0] += 1
-        real_save(obj, f, *a, **k)
-        if calls[0] == at:
-            data = open(f, "rb").read()
-            with open(f, "wb") as fh:
-                fh.write(data[: len(data) // 2])
-                fh.flush()
-            hang()
-    torch.save = save
-
-from inceptionnet.train import cli
-sys.exit(cli(sys.argv[1:]))
-"""
-
-FAULT_RUN = ["--epochs", "2", "--subset", "128", "--threads", "1"]  # 4 steps an epoch, same float order
-
-
-@pytest.fixture(scope="module")
-def reference_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
-    out = tmp_path_factory.mktemp("ref")
-    assert cli(["train", *TINY, *FAULT_RUN, "--output-dir", str(out)]) == 0
-    return torch.load(out / "checkpoint.pt", weights_only=True)["model"]
-
-
 def kill_during(tmp_path: Path, mode: str, at: int) -> Path:
-    out, ready = tmp_path / "run", tmp_path / "ready"
-    script = tmp_path / "wrapper.py"
-    script.write_text(WRAPPER)
-    env = {**os.environ, "KILL_MODE": mode, "KILL_AT": str(at), "READY": str(ready)}
-    proc = subprocess.Popen([sys.executable, str(script), *TINY, *FAULT_RUN, "--output-dir", str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc, out, ready = start_hooked_train(tmp_path, mode, at)
     deadline = time.time() + 240
     while not ready.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -596,27 +542,21 @@ def kill_during(tmp_path: Path, mode: str, at: int) -> Path:
     return out
 
 
-def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-
-
-def test_sigkill_mid_epoch_resumes_to_the_same_weights(tmp_path, reference_weights):
+def test_sigkill_mid_epoch_resumes_to_the_same_weights(tmp_path, fault_reference):
     out = kill_during(tmp_path, "step", at=6)  # epoch 1 (0-based), step 1
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert cli(["train", *TINY, *FAULT_RUN, "--output-dir", str(out), "--resume", "auto"]) == 0
-    assert_same_weights(torch.load(out / "checkpoint.pt", weights_only=True)["model"], reference_weights)
+    assert_same_weights(torch.load(out / "checkpoint.pt", weights_only=True)["model"], fault_reference)
 
 
-def test_sigkill_mid_checkpoint_write_keeps_the_last_complete_one(tmp_path, reference_weights):
+def test_sigkill_mid_checkpoint_write_keeps_the_last_complete_one(tmp_path, fault_reference):
     # saves: checkpoint.pt (epoch 1), best.pt (epoch 1), then checkpoint.pt (epoch 2): killed half-written
     out = kill_during(tmp_path, "save", at=3)
     leftovers = list(out.glob(".checkpoint.pt.*.tmp"))
     assert leftovers, "the kill should land while the temp file is being written"
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1  # complete and readable
     assert cli(["train", *TINY, *FAULT_RUN, "--output-dir", str(out), "--resume", "auto"]) == 0
-    assert_same_weights(torch.load(out / "checkpoint.pt", weights_only=True)["model"], reference_weights)
+    assert_same_weights(torch.load(out / "checkpoint.pt", weights_only=True)["model"], fault_reference)
 
 
 def test_full_disk_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch, capsys):

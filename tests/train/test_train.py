@@ -4,9 +4,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TINY
+from helpers import FAULT_RUN, TINY, assert_same_weights, start_hooked_train
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
 from inceptionnet.errors import NonFiniteError
@@ -80,26 +77,15 @@ def test_resume_is_bit_exact(tmp_path):
     assert (a / "metrics.csv").read_text().count("\n") == (b / "metrics.csv").read_text().count("\n") == 5
 
 
-def test_sigterm_saves_and_resume_matches(tmp_path):
-    common = ["--epochs", "3", "--subset", "640", "--batch-size", "16", "--threads", "1"]  # same float order
-    ref = tmp_path / "ref"
-    assert train(ref, *common) == 0
-    run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "inceptionnet.train", *TINY, "--output-dir", str(run), *common]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (run / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+def test_sigterm_saves_and_resume_matches(tmp_path, fault_reference):
+    # SIGTERM from inside the run at its 6th training step (epoch 1, step 1: mid-epoch), on any machine
+    proc, run, _ = start_hooked_train(tmp_path, "term", at=6)
     _, err = proc.communicate(timeout=300)
-    if proc.returncode == 0:  # the signal landed after training finished: nothing to resume
-        pytest.skip("SIGTERM arrived after the run had finished")
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "checkpoint saved" in err and "Traceback" not in err
-    assert train(run, *common, "--resume", "auto") == 0
-    wa, wb = _weights(ref / "checkpoint.pt"), _weights(run / "checkpoint.pt")
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
+    assert "interrupted at epoch 1 step 2" in err, err
+    assert train(run, *FAULT_RUN, "--resume", "auto") == 0
+    assert_same_weights(_weights(run / "checkpoint.pt"), fault_reference)
 
 
 def test_aux_loss_in_training_not_in_eval():
