@@ -3,6 +3,7 @@ shipped Fashion-MNIST googlenet_small on real test images (random-weight logits 
 agreement on them would mean nothing). ``auto`` dropping a candidate that fails its accuracy check, the
 code paths without OpenVINO, calibration inputs, bench's new rows. No timing assertions."""
 
+import dataclasses
 import json
 import re
 import sys
@@ -16,7 +17,8 @@ from inceptionnet import data as D
 from inceptionnet.commands import bench
 from inceptionnet.deploy import fast as fast_mod
 from inceptionnet.deploy import openvino as OV
-from inceptionnet.deploy.fast import FastInferenceError, optimize_for_inference
+from inceptionnet.deploy.backends import REGISTRY
+from inceptionnet.deploy.fast import AgreementError, FastInferenceError, optimize_for_inference
 from inceptionnet.deploy.quant import calibration_images, parse_dtype
 
 onnx = pytest.importorskip("onnx")
@@ -69,13 +71,13 @@ def test_fast_paths_agree_with_eager_on_real_images(fm, backend: str, dtype: str
 
 def test_auto_drops_a_candidate_that_fails_its_check(fm, monkeypatch: pytest.MonkeyPatch) -> None:
     model, x, _ = fm
-    real = fast_mod._ort_fn
+    real = REGISTRY["onnxruntime"]
 
-    def broken(graph, reference, example, calib, quiet):  # int8 that scrambles the classes
-        fn = real(graph, reference, example, calib, quiet)
-        return (lambda t: fn(t).roll(1, dims=1)) if calib is not None else fn
+    def broken(job):  # int8 that scrambles the classes
+        fn = real.build(job)
+        return (lambda t: fn(t).roll(1, dims=1)) if job.calib is not None else fn
 
-    monkeypatch.setattr(fast_mod, "_ort_fn", broken)
+    monkeypatch.setitem(REGISTRY, "onnxruntime", dataclasses.replace(real, build=broken))
     fast = optimize_for_inference(
         model, x[:8], dtype="auto", candidates=["eager", "onnxruntime-int8"], calibration=x[:64]
     )
@@ -85,18 +87,21 @@ def test_auto_drops_a_candidate_that_fails_its_check(fm, monkeypatch: pytest.Mon
     assert isinstance(fast.timings["eager"], float)
     with pytest.raises(FastInferenceError, match="no backend passed"):
         optimize_for_inference(model, x[:8], dtype="int8", candidates=["onnxruntime"], calibration=x[:64])
+    with pytest.raises(AgreementError, match="top-1 agreement"):  # its own type, outside auto too
+        optimize_for_inference(
+            model, x[:8], backend="onnxruntime", dtype="int8", calibration=x[:64], min_top1_agreement=0.99
+        )
 
 
 def test_auto_dtype_adds_lower_precision_only_with_calibration(fm) -> None:
     model, x, _ = fm
     fp32 = optimize_for_inference(model, x[:4], dtype="auto", candidates=["eager"])
     assert fp32.dtype == torch.float32 and set(fp32.timings) == {"eager"}
-    names = fast_mod._candidates("auto", None, True, torch.device("cpu"))
+    names = [str(c) for c in fast_mod._candidates("auto", None, True, torch.device("cpu"))]
     assert "onnxruntime-int8" in names and "onnxruntime" in names and "eager" in names
     assert ("openvino-int8" in names) == OV.available()
     assert all(
-        "int8" not in n and "bf16" not in n
-        for n in fast_mod._candidates("auto", None, False, torch.device("cpu"))
+        c.dtype == "float32" for c in fast_mod._candidates("auto", None, False, torch.device("cpu"))
     )
 
 
@@ -107,7 +112,7 @@ def test_without_openvino(fm, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not OV.available()
     with pytest.raises(ImportError, match=r"inceptionnet\[openvino\]"):
         optimize_for_inference(model, x[:4], backend="openvino")
-    assert not any("openvino" in n for n in fast_mod._candidates("auto", None, True, torch.device("cpu")))
+    assert not any(c.backend == "openvino" for c in fast_mod._candidates("auto", None, True, torch.device("cpu")))
     assert not any("openvino" in b for b in bench.default_backends("infer"))
     fast = optimize_for_inference(model, x[:4], dtype="int8", calibration=x[:32])  # ORT int8 still works
     assert fast.backend == "onnxruntime" and set(fast.timings) == {"onnxruntime"}

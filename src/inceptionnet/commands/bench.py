@@ -24,11 +24,16 @@ more each to compile, and the bf16 ones where the CPU has no native bf16):
   1x1 convs merged, channels_last; see ``inceptionnet.deploy.fast``). The OpenVINO rows need the
   ``openvino`` extra and are left out of the default list without it.
 
+These rows (all but the first three) are the records of ``inceptionnet.deploy.backends``: one row per
+backend and dtype it runs, and a ``tv-`` peer row per dtype of a backend with a peer form; a backend
+whose packages are missing, a slow one (compile) and bf16 without native bf16 are left out by default.
+
 The CPU's model name and its AVX-512 / AVX512-BF16 / VNNI / AMX flags are printed and stored
 (``env.cpu_model``, ``env.cpu_flags``), with the measured ceilings: ``peak_gflops`` (2048^3 GEMMs in
-torch: fp32, bf16 and int8 ``torch._int_mm``) and ``fma_peak`` (``scripts/fma_peak.c``, compiled and
-run when the file and a C compiler are there: nothing but fp32 FMA / bf16 dot / int8 VNNI dot
-instructions on all threads, the instruction ceiling). ``summary``: per model and batch, our fastest
+torch: fp32, bf16 and int8 ``torch._int_mm``) and ``fma_peak`` (``fma_peak.c``, shipped with the package,
+compiled on first use into the user cache and run: nothing but fp32 FMA / bf16 dot / int8 VNNI dot
+instructions on all threads, the instruction ceiling; ``inceptionnet.deploy.probe``; null, with one
+line on stderr saying why, without a C compiler or AVX-512). ``summary``: per model and batch, our fastest
 row vs the fastest peer row, overall and in bf16.
 
 Training (``--mode train``): ``tv-train-fp32`` (torchvision's model, fp32 NCHW, plain SGD loop) and
@@ -90,61 +95,47 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import first_line
+from ..deploy.backends import Candidate, all_candidates
+from ..deploy.dtypes import DTYPE_TABLE, FP32
+from ..deploy.probe import CPU_FLAGS, cpu_info, fma_peak
+from ..errors import UsageError, first_line
 from ..runtime import quiet_output, time_fn
 
 SCHEMA = 2  # 2: int8 rows, the OpenVINO / ORT-int8 peers, cpu flags, int8 and FMA ceilings, summary
-INFER_BACKENDS = (
-    "tv-eager",
-    "tv-channels-last",
-    "tv-compile",
-    "tv-onnxruntime",
-    "tv-onnxruntime-int8",
-    "tv-openvino",
-    "tv-openvino-bf16",
-    "tv-openvino-int8",
-    "eager",
-    "eager-bf16",
-    "compile",
-    "compile-bf16",
-    "onnxruntime",
-    "onnxruntime-int8",
-    "openvino",
-    "openvino-bf16",
-    "openvino-int8",
-)
+# torchvision's own model in PyTorch (the baseline rows); every other row comes from deploy.backends
+TV_ROWS = ("tv-eager", "tv-channels-last", "tv-compile")
+SLOW_TV_ROWS = ("tv-compile",)  # torch.compile: a minute or more each
+PEER_PREFIX = "tv-"  # a peer row: "tv-" + a candidate of a backend with a peer form
+PEERS = tuple(PEER_PREFIX + str(c) for c in all_candidates() if c.record.peer)
+INFER_BACKENDS = (*TV_ROWS, *PEERS, *(str(c) for c in all_candidates()))
 TRAIN_BACKENDS = ("tv-train-fp32", "train-fast")
-SLOW_BACKENDS = ("tv-compile", "compile", "compile-bf16")
-BF16_BACKENDS = ("eager-bf16", "compile-bf16", "tv-openvino-bf16", "openvino-bf16")
-OPENVINO_BACKENDS = (
-    "tv-openvino",
-    "tv-openvino-bf16",
-    "tv-openvino-int8",
-    "openvino",
-    "openvino-bf16",
-    "openvino-int8",
-)
-PEERS = ("tv-onnxruntime", "tv-onnxruntime-int8", "tv-openvino", "tv-openvino-bf16", "tv-openvino-int8")
 CALIBRATION_IMAGES = 16  # random images, the same for every int8 row (random weights: no real images fit)
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
 TORCHVISION = {"googlenet": "googlenet", "inception_v3": "inception_v3"}
 GEMM_N = 2048
 
 
+def row_candidate(row: str) -> Candidate | None:
+    """The (backend, dtype) an inference row runs, ours or its peer's; None for the torchvision rows."""
+    if row in TV_ROWS or row in TRAIN_BACKENDS:
+        return None
+    return Candidate.parse(row.removeprefix(PEER_PREFIX))
+
+
 def default_backends(mode: str) -> list[str]:
-    from ..deploy.openvino import available
     from ..runtime import bf16_supported
 
     if mode == "train":
         return list(TRAIN_BACKENDS)
-    ov = available()
-    return [
-        b
-        for b in INFER_BACKENDS
-        if b not in SLOW_BACKENDS
-        and (b not in BF16_BACKENDS or bf16_supported())
-        and (b not in OPENVINO_BACKENDS or ov)
-    ]
+    native_bf16 = bf16_supported()
+
+    def wanted(row: str) -> bool:
+        c = row_candidate(row)
+        if c is None:
+            return row not in SLOW_TV_ROWS
+        dt = DTYPE_TABLE[c.dtype]
+        return not c.record.slow and (not dt.needs_native or native_bf16) and c.record.available()
+
+    return [b for b in INFER_BACKENDS if wanted(b)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,49 +156,6 @@ def gemm_peak_gflops(dtype: torch.dtype, n: int = GEMM_N, repeats: int = 7) -> f
         fn = lambda: torch.mm(a, b)  # noqa: E731
     times = time_fn(fn, warmup=2, repeats=repeats, min_repeat_s=0.0)
     return 2 * n**3 / min(times) / 1e9
-
-
-def cpu_info() -> dict[str, Any]:
-    """The CPU's model name and which of the SIMD / matrix features that int8 and bf16 use it has."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    return {"model": name, "flags": [f for f in CPU_FLAGS if f in flags]}
-
-
-FMA_PEAK_C = Path(__file__).resolve().parents[3] / "scripts" / "fma_peak.c"
-
-
-def fma_peak(threads: int) -> dict[str, float] | None:
-    """``scripts/fma_peak.c`` compiled (-O3 -march=native -fopenmp) and run on ``threads`` threads: the
-    fp32 FMA / bf16 / int8 (VNNI) instruction ceilings; None without the file (an installed package)
-    or a C compiler."""
-    import json
-    import os
-    import shutil
-    import subprocess
-
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None or not FMA_PEAK_C.is_file():
-        return None
-    with tempfile.TemporaryDirectory(prefix="inceptionnet-fma-") as tmp:
-        exe = Path(tmp) / "fma_peak"
-        try:
-            subprocess.run([cc, "-O3", "-march=native", "-fopenmp", str(FMA_PEAK_C), "-o", str(exe)],
-                           check=True, capture_output=True, timeout=120)  # fmt: skip
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-            out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=120, env=env)
-            return {k: float(v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
-        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-            return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,7 +180,7 @@ def build_models(name: str, num_classes: int, seed: int = 0) -> tuple[nn.Module,
 
 def model_gflops(model: nn.Module, size: int) -> float:
     """GFLOPs of one image (2 x MACs)."""
-    from .summary import summarize
+    from ..analysis import summarize
 
     return 2 * summarize(copy.deepcopy(model).eval(), input_size=(size, size))["total_macs"] / 1e9
 
@@ -246,17 +194,15 @@ _PLAIN_EXPORTS: dict[tuple[int, tuple[int, ...]], bytes] = {}
 
 
 def _peer_fn(
-    backend: str, base: nn.Module, x: Tensor, calib: Tensor, quiet: bool
+    cand: Candidate, base: nn.Module, x: Tensor, calib: Tensor, quiet: bool
 ) -> tuple[Callable[[Tensor], Tensor], str]:
-    """ONNX Runtime / OpenVINO on torchvision's plain export (no graph work of ours), configured as
-    their docs recommend: ORT with all graph optimizations (its default) and intra-op threads = the
-    threads; int8 by ORT's static QDQ quantizer (per-channel, U8S8); OpenVINO's throughput hint for a
-    batch (its requests run in parallel) and latency hint for batch 1, bf16 by
-    INFERENCE_PRECISION_HINT, int8 by NNCF; both int8 rows calibrated on the same random images."""
-    from ..deploy import openvino as OV
-    from ..deploy.export import export_model, ort_runner, ort_session
-    from ..deploy.quant import quantize_onnx_qdq
+    """The peer form of ``cand``'s backend (``Backend.peer``: ONNX Runtime, OpenVINO ...) on torchvision's
+    plain export (no graph work of ours), configured as its docs recommend; every int8 row calibrated on
+    the same random images."""
+    from ..deploy.export import export_model
 
+    peer = cand.record.peer
+    assert peer is not None, cand
     with tempfile.TemporaryDirectory(prefix="inceptionnet-bench-") as tmp:
         key = (id(base), tuple(x.shape[1:]))  # one export per model and input size for all peer rows
         if key not in _PLAIN_EXPORTS:
@@ -269,68 +215,55 @@ def _peer_fn(
             _PLAIN_EXPORTS[key] = onnx_path.read_bytes()
         path = Path(tmp) / "plain.onnx"
         path.write_bytes(_PLAIN_EXPORTS[key])
-        if backend.startswith("tv-onnxruntime"):
-            note = "ONNX Runtime on the plain export (fp32, NCHW)"
-            if backend.endswith("int8"):
-                quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", calib)
-                path, note = (
-                    Path(tmp) / "int8.onnx",
-                    f"ONNX Runtime, plain export, static QDQ int8 per-channel ({len(calib)} images)",
-                )
-            return ort_runner(ort_session(path)), note
-        dtype = {"tv-openvino": "float32", "tv-openvino-bf16": "bfloat16", "tv-openvino-int8": "int8"}[
-            backend
-        ]
-        runner = OV.engine(path, dtype, int(x.shape[0]), calib)
-    hint = OV.performance_hint(int(x.shape[0]))
-    return runner, f"OpenVINO on the plain export, {hint}, {runner.requests} request(s)" + (
-        f", NNCF int8 ({len(calib)} images)" if dtype == "int8" else f", {dtype}"
+        return peer(path, cand.dtype, int(x.shape[0]), calib, Path(tmp))
+
+
+def _tv_fn(backend: str, base: nn.Module) -> tuple[Callable[[Tensor], Tensor], str]:
+    """torchvision's model in PyTorch: eager NCHW (the baseline), channels_last, torch.compile."""
+    from ..runtime import flush_denormal
+
+    cl = backend != "tv-eager"
+    base = copy.deepcopy(base).eval()
+    mod: Callable[..., Any] = base
+    if cl:
+        mod = base.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if backend == "tv-compile":
+        mod = torch.compile(mod)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+
+    def run(inp: Tensor) -> Tensor:
+        with torch.inference_mode(), flush_denormal():
+            out = mod(inp.contiguous(memory_format=fmt))
+        assert isinstance(out, Tensor)
+        return out
+
+    return run, "fp32 " + ("channels_last" if cl else "NCHW") + (
+        ", torch.compile" if backend == "tv-compile" else ""
     )
 
 
 def _infer_fn(
     backend: str, ours: nn.Module, base: nn.Module, x: Tensor, quiet: bool, calib: Tensor | None = None
 ) -> tuple[Callable[[Tensor], Tensor], str]:
-    """The callable of one inference backend and a note of what it runs."""
+    """The callable of one inference row and a note of what it runs."""
     from ..deploy.fast import optimize_for_inference
-    from ..runtime import flush_denormal
 
-    if backend in ("tv-eager", "tv-channels-last", "tv-compile"):
-        cl = backend != "tv-eager"
-        base = copy.deepcopy(base).eval()
-        mod: Callable[..., Any] = base
-        if cl:
-            mod = base.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if backend == "tv-compile":
-            mod = torch.compile(mod)
-        fmt = torch.channels_last if cl else torch.contiguous_format
-
-        def run(inp: Tensor) -> Tensor:
-            with torch.inference_mode(), flush_denormal():
-                out = mod(inp.contiguous(memory_format=fmt))
-            assert isinstance(out, Tensor)
-            return out
-
-        return run, "fp32 " + ("channels_last" if cl else "NCHW") + (
-            ", torch.compile" if backend == "tv-compile" else ""
-        )
+    cand = row_candidate(backend)
+    if cand is None:
+        return _tv_fn(backend, base)
     if calib is None:
         calib = torch.randn(CALIBRATION_IMAGES, *x.shape[1:], generator=torch.Generator().manual_seed(1))
-    if backend in PEERS:
-        with quiet_output(quiet):
-            return _peer_fn(backend, base, x, calib, quiet)
-    name, _, suffix = backend.partition("-")
-    dtype = suffix or "float32"
+    used = calib if DTYPE_TABLE[cand.dtype].calibrated else None
     with quiet_output(quiet):
+        if backend in PEERS:
+            return _peer_fn(cand, base, x, calib, quiet)
         fast = optimize_for_inference(
-            ours, x, backend=name, dtype=dtype, quiet=quiet, calibration=calib if dtype == "int8" else None
+            ours, x, backend=cand.backend, dtype=cand.dtype, quiet=quiet, calibration=used
         )
     note = f"merged {fast.merged_convs} 1x1 convs" if fast.merged_convs else "BN folded, no 1x1 merge"
-    if name == "openvino":
-        from ..deploy.openvino import performance_hint
-
-        note += f", OpenVINO {performance_hint(int(x.shape[0]))}"
-    if dtype != "float32":
+    if cand.record.describe is not None:
+        note += ", " + cand.record.describe(int(x.shape[0]))
+    if cand.dtype != FP32:
         note += f", top-1 agreement {fast.top1_agreement:.3f} (random weights: not meaningful)"
     return fast, note
 
@@ -408,20 +341,20 @@ def check_args(args: argparse.Namespace) -> None:
     from ..runtime import resolve_device
 
     if not args.models:
-        raise ValueError("--models needs at least one model name")
+        raise UsageError("--models needs at least one model name")
     for name in args.models:
         get_model_builder(name)  # unknown model: close names and the list
     if any(b < 1 for b in args.batch_sizes):
-        raise ValueError(f"--batch-sizes must be positive, got {' '.join(map(str, args.batch_sizes))}")
+        raise UsageError(f"--batch-sizes must be positive, got {' '.join(map(str, args.batch_sizes))}")
     if args.input_size is not None and not 1 <= args.input_size <= MAX_INPUT_SIZE:
-        raise ValueError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}, got {args.input_size}")
+        raise UsageError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}, got {args.input_size}")
     if args.num_classes < 1:
-        raise ValueError(f"--num-classes must be a positive integer, got {args.num_classes}")
+        raise UsageError(f"--num-classes must be a positive integer, got {args.num_classes}")
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
     device = resolve_device(getattr(args, "device", "cpu"))
     if device.type != "cpu":
-        raise ValueError(
+        raise UsageError(
             f"--device {args.device}: bench measures the CPU paths (oneDNN, ONNX Runtime, CPU bf16); "
             "use --device cpu"
         )
@@ -446,9 +379,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
         "bfloat16": gemm_peak_gflops(torch.bfloat16) if native_bf16 else None,  # emulated bf16: no peak
         "int8": gemm_peak_gflops(torch.int8) if infer else None,
     }
-    if infer and FMA_PEAK_C.is_file():
-        say("running scripts/fma_peak.c for the instruction ceilings")
-    fma = fma_peak(torch.get_num_threads()) if infer else None
+    fma = _fma_peak(say) if infer else None
     results: list[dict[str, Any]] = []
     for name in args.models:
         results += _bench_model(args, name, backends, peak, native_bf16, say)
@@ -471,6 +402,16 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     }
 
 
+def _fma_peak(say: Callable[[str], None]) -> dict[str, float] | None:
+    """``deploy.probe.fma_peak`` on torch's threads; when it cannot run, one line on stderr says why
+    (with --json too: stdout stays the JSON)."""
+    say("running fma_peak.c for the instruction ceilings")
+    fma, why = fma_peak(torch.get_num_threads())
+    if fma is None:
+        print(f"note: the FMA instruction ceiling is unavailable: {why}", file=sys.stderr, flush=True)
+    return fma
+
+
 def _backends(args: argparse.Namespace) -> list[str]:
     """``--backends`` checked, the baseline row first (every ratio needs it)."""
     mode = args.mode
@@ -478,13 +419,13 @@ def _backends(args: argparse.Namespace) -> list[str]:
     backends = list(args.backends or default_backends(mode))
     bad = [b for b in backends if b not in allowed]
     if bad:
-        raise ValueError(f"unknown {mode} backend(s) {', '.join(bad)}; choose from {', '.join(allowed)}")
+        raise UsageError(f"unknown {mode} backend(s) {', '.join(bad)}; choose from {', '.join(allowed)}")
     baseline = "tv-train-fp32" if mode == "train" else "tv-eager"
     if baseline in backends:
         backends.remove(baseline)
     backends.insert(0, baseline)
     if args.repeats < 1 or args.warmup < 0:
-        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
     return backends
 
 
@@ -503,9 +444,10 @@ def _env(native_bf16: bool, cpu: dict[str, Any]) -> dict[str, Any]:
 
 
 def _row_dtype(backend: str, native_bf16: bool) -> str:
-    if "bf16" in backend or (backend == "train-fast" and native_bf16):
+    if backend == "train-fast" and native_bf16:
         return "bfloat16"
-    return "int8" if backend.endswith("int8") else "float32"
+    cand = row_candidate(backend)
+    return cand.dtype if cand is not None else FP32
 
 
 def _bench_model(
@@ -576,10 +518,11 @@ def _row_call(
     if args.mode == "train":
         step, note = _train_step_fn(backend, ours, base, x, args.num_classes)
         return step, note, None
-    # built once per model (dynamic batch, checked on the first input); OpenVINO's rows once per batch
-    # size: its performance hint depends on the batch
+    # built once per model (dynamic batch, checked on the first input); a backend with per_batch
+    # (OpenVINO: its performance hint depends on the batch) once per batch size
     bs = int(x.shape[0])
-    key = f"{backend}@{bs}" if "openvino" in backend else backend
+    cand = row_candidate(backend)
+    key = f"{backend}@{bs}" if cand is not None and cand.record.per_batch else backend
     if key not in fns:
         fns.pop(f"{backend}@{prev_bs}", None)  # free the previous batch's engine
         fns[key] = _infer_fn(backend, ours, base, x, quiet=not args.debug)
@@ -652,7 +595,7 @@ def format_table(report: dict[str, Any]) -> str:
     fma = report.get("fma_peak")
     if fma:
         lines.append(
-            f"instruction ceilings (scripts/fma_peak.c, {fma.get('threads', 0):.0f} threads): fp32 FMA "
+            f"instruction ceilings (fma_peak.c, {fma.get('threads', 0):.0f} threads): fp32 FMA "
             f"{fma.get('fp32_fma_gflops', 0):.0f} GFLOP/s, bf16 dot {fma.get('bf16_dot_gflops', 0):.0f}, "
             f"int8 VNNI {fma.get('int8_vnni_gops', 0):.0f} GOP/s"
         )
@@ -762,7 +705,7 @@ def check_output_dir(value: str) -> Path:
     out = writable(value, "--output-dir")
     for name in OUTPUT_FILES:
         if (out / name).is_dir():
-            raise ValueError(
+            raise UsageError(
                 f"--output-dir {out}: {out / name} is a directory; remove it or choose another directory"
             )
     return out

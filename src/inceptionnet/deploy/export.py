@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import data as D
-from ..errors import CheckpointError, ExportError, first_line
+from ..errors import CheckpointError, ExportError, UsageError, first_line
 from ..fileio import atomic_write, make_shareable
 from ..runtime import quiet_output
 from .verify import check_close
@@ -257,12 +257,12 @@ def ort_session(path: str | Path, device: str = "cpu", *, config: Mapping[str, s
         providers = ["CPUExecutionProvider"]
     elif device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ValueError(
+            raise UsageError(
                 "this onnxruntime has no CUDA provider; use --device cpu or install onnxruntime-gpu"
             )
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     else:
-        raise ValueError(f"--device must be cpu or cuda for ONNX Runtime, got {device!r}")
+        raise UsageError(f"--device must be cpu or cuda for ONNX Runtime, got {device!r}")
     try:
         return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for damaged/foreign files
@@ -379,11 +379,11 @@ def export_model(
     (>= ``MIN_INT8_AGREEMENT``) instead of the max abs diff.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if int8_calibration is not None and fmt == "torchscript":
-        raise ValueError("int8 export is for the onnx and openvino formats")
+        raise UsageError("int8 export is for the onnx and openvino formats")
     if batch is not None and batch < 1:
-        raise ValueError(f"batch must be a positive integer or None (dynamic), got {batch}")
+        raise UsageError(f"batch must be a positive integer or None (dynamic), got {batch}")
     path = Path(path)
     model = model.eval()
     reference = (reference if reference is not None else model).eval()

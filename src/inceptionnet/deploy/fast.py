@@ -39,7 +39,8 @@ What the backends do, each on a copy (the model passed in is untouched):
   bf16: eager, openvino; int8: onnxruntime, openvino; compile only when named in ``candidates=``).
   ``dtype="auto"`` adds lower precision only when ``calibration`` is given, because only real images
   can show it keeps the model's answers: fp32 candidates, plus bf16 ones where the CPU has native bf16,
-  plus int8 ones. ``candidates=`` names them as ``"openvino-int8"``, ``"eager-bf16"``, ``"onnxruntime"``.
+  plus int8 ones. ``candidates=`` names them as ``"openvino-int8"``, ``"eager-bf16"``, ``"onnxruntime"``
+  (``deploy.backends.Candidate.parse``).
 
 Every backend is checked against the original model in eval mode, eager fp32, on the example input
 when it is created: fp32 must agree to ``max abs diff <= atol + rtol * max|reference|`` (atol 1e-4,
@@ -47,55 +48,45 @@ rtol 1e-5, as ``export``); bf16 / int8 outputs must be finite and of the right s
 images, ``.top1_agreement`` is the fraction of them whose top-1 class matches eager fp32 (else: of the
 example batch). ``min_top1_agreement=`` makes it a check; under ``"auto"`` bf16 and int8 candidates are
 held to ``AUTO_MIN_TOP1`` (99 %) unless ``min_top1_agreement`` says otherwise, and one that fails is
-dropped, with the reason in ``.timings``. ``FastInferenceError`` when a check fails.
+dropped, with the reason in ``.timings``. ``FastInferenceError`` when a check fails (``AgreementError``,
+a subclass, when it is the top-1 agreement).
+
+The backends are the records of ``deploy.backends.REGISTRY`` (what each runs, where, from which graph,
+its build function); the dtypes are ``deploy.dtypes.DTYPE_TABLE``.
 """
 
 from __future__ import annotations
 
 import copy
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import FastInferenceError, InceptionNetError
+from ..errors import AgreementError, FastInferenceError, InceptionNetError, UsageError
 from ..runtime import flush_denormal, median_time
+from .backends import REGISTRY, Backend, BuildJob, Candidate
+from .backends import export_graph_onnx as _export_onnx  # noqa: F401  (scripts/openvino_graph_ab.py)
+from .dtypes import DTYPE_TABLE, DTYPES, FP32, short_name
 from .fold import fold_bn, optimize_module
-from .quant import (
-    DEFAULT_CALIBRATION_SIZE,
-    TORCH_DTYPES,
-    calibration_images,
-    dtype_suffix,
-    parse_dtype,
-    top1_agreement,
-)
-from .verify import ATOL, RTOL, check_close, check_shape, max_abs_diff, tolerance
+from .quant import DEFAULT_CALIBRATION_SIZE, calibration_images, parse_dtype, top1_agreement
+from .verify import check_close, check_shape, max_abs_diff, tolerance
 
 __all__ = [
     "AUTO_MIN_TOP1",
     "BACKENDS",
     "DTYPES",
+    "AgreementError",
     "FastInferenceError",
     "FastModel",
     "optimize_for_inference",
 ]
 
-BACKENDS = ("auto", "eager", "compile", "onnxruntime", "openvino")
-# what each backend runs; "auto" picks among them
-BACKEND_DTYPES = {
-    "eager": ("float32", "bfloat16"),
-    "compile": ("float32", "bfloat16"),
-    "onnxruntime": ("float32", "int8"),
-    "openvino": ("float32", "bfloat16", "int8"),
-}
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.qint8}  # names a CLI offers
+BACKENDS = ("auto", *REGISTRY)  # "auto" picks among the records of deploy.backends
 AUTO_MIN_TOP1 = 0.99
-CPU_ONLY = ("onnxruntime", "openvino")
 
 # --------------------------------------------------------------------------------------------------
 # The callable
@@ -134,61 +125,6 @@ class FastModel:
         )
 
 
-def _torch_fn(module: Callable[..., Any], dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
-    """``module`` holds its weights in ``dtype`` already; the input is cast to match."""
-
-    def run(x: Tensor) -> Tensor:
-        x = x.to(dtype).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), flush_denormal():
-            out = module(x)
-        assert isinstance(out, Tensor)
-        return out.float()
-
-    return run
-
-
-def _export_onnx(graph: nn.Module, reference: nn.Module, example: Tensor, path: Path, quiet: bool) -> None:
-    """``graph`` (a rewrite of ``reference``) to a verified fp32 ONNX file with a dynamic batch."""
-    from .export import export_model
-
-    cpu = copy.deepcopy(graph).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    try:
-        export_model(
-            cpu.eval(), path, input_size=(int(example.shape[2]), int(example.shape[3])),
-            in_chans=int(example.shape[1]), reference=reference, atol=ATOL, rtol=RTOL, quiet=quiet,
-        )  # fmt: skip
-    except InceptionNetError as e:
-        raise FastInferenceError(f"ONNX export for the engine: {e}") from e
-
-
-def _ort_fn(
-    graph: nn.Module, reference: nn.Module, example: Tensor, calib: Tensor | None, quiet: bool
-) -> Callable[[Tensor], Tensor]:
-    from .export import ort_runner, ort_session
-    from .quant import quantize_onnx_qdq
-
-    with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        _export_onnx(graph, reference, example, path, quiet)
-        if calib is not None:  # int8
-            quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", calib)
-            path = Path(tmp) / "int8.onnx"
-        sess = ort_session(path, config={"session.set_denormal_as_zero": "1"})
-    return ort_runner(sess)
-
-
-def _openvino_fn(
-    graph: nn.Module, reference: nn.Module, example: Tensor, dtype: str, calib: Tensor | None, quiet: bool
-) -> Callable[[Tensor], Tensor]:
-    from . import openvino as OV
-
-    OV.require("nncf" if dtype == "int8" else "openvino")
-    with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        _export_onnx(graph, reference, example, path, quiet)
-        return OV.engine(path, dtype, int(example.shape[0]), calib)
-
-
 def _check(fast: FastModel, got: Tensor, ref: Tensor) -> None:
     what = f"{fast.backend} backend ({str(fast.dtype).removeprefix('torch.')})"
     check_shape(got, ref, what, FastInferenceError)
@@ -208,57 +144,42 @@ def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch: int) -> Tensor:
 
 def _candidates(
     dtype: str, candidates: Sequence[str] | None, calibrated: bool, device: torch.device
-) -> list[str]:
-    """The (backend-dtype) names ``auto`` builds, e.g. ["eager", "openvino", "openvino-int8"]."""
+) -> list[Candidate]:
+    """The candidates ``auto`` builds, e.g. eager, openvino, openvino-int8."""
     from ..runtime import bf16_supported
-    from . import openvino as OV
 
     if candidates:
-        names = []
-        for c in candidates:
-            backend, _, suffix = c.partition("-")
-            cdt = parse_dtype(suffix) if suffix else ("float32" if dtype == "auto" else dtype)
-            if backend not in BACKEND_DTYPES:
-                raise ValueError(f"unknown candidate {c!r}; choose from {', '.join(BACKEND_DTYPES)}")
-            names.append(backend + dtype_suffix(cdt))
+        found = [Candidate.parse(c, FP32 if dtype == "auto" else dtype) for c in candidates]
     else:
-        dtypes = [dtype] if dtype != "auto" else ["float32"]
-        if dtype == "auto" and calibrated:
-            dtypes += (["bfloat16"] if bf16_supported(device) else []) + ["int8"]
-        names = [
-            b + dtype_suffix(d)
+        dtypes = [dtype] if dtype != "auto" else [FP32]
+        if dtype == "auto" and calibrated:  # lower precision: in DTYPE_TABLE's order, native ones only
+            dtypes += [d.name for d in DTYPE_TABLE.values() if d.name != FP32
+                       and (not d.needs_native or bf16_supported(device))]  # fmt: skip
+        found = [
+            Candidate(b.name, d)
             for d in dtypes
-            for b in BACKEND_DTYPES
-            if d in BACKEND_DTYPES[b] and b != "compile" and (b != "openvino" or OV.available())
+            for b in REGISTRY.values()
+            if d in b.dtypes and not b.slow and b.available()
         ]
     if device.type != "cpu":
-        names = [n for n in names if n.partition("-")[0] not in CPU_ONLY]
-    return names
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    backend, _, suffix = name.partition("-")
-    return backend, parse_dtype(suffix) if suffix else "float32"
+        found = [c for c in found if not c.record.cpu_only]
+    return found
 
 
 def _check_args(backend: str, dt: str, example_input: Tensor, calibration: Any) -> None:
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if example_input.dim() != 4:
-        raise ValueError(f"example_input must be N x C x H x W, got shape {tuple(example_input.shape)}")
+        raise UsageError(f"example_input must be N x C x H x W, got shape {tuple(example_input.shape)}")
     if backend != "auto" and dt == "auto":
-        raise ValueError("dtype='auto' chooses among backends: use backend='auto'")
-    if backend != "auto" and dt not in BACKEND_DTYPES[backend]:
-        runs = " and ".join(_SHORT[d] for d in BACKEND_DTYPES[backend])
-        raise ValueError(f"the {backend} backend runs {runs} only, not {_SHORT[dt]}")
-    if dt == "int8" and calibration is None:
-        raise ValueError(
-            "int8 needs calibration images: calibration= a tensor, a DataLoader or a data set name such as "
-            "'fashion_mnist:train'"
+        raise UsageError("dtype='auto' chooses among backends: use backend='auto'")
+    if backend != "auto" and dt not in REGISTRY[backend].dtypes:
+        raise UsageError(f"the {backend} backend runs {REGISTRY[backend].runs()} only, not {short_name(dt)}")
+    if dt in DTYPE_TABLE and DTYPE_TABLE[dt].calibrated and calibration is None:
+        raise UsageError(
+            f"{short_name(dt)} needs calibration images: calibration= a tensor, a DataLoader or a data set "
+            "name such as 'fashion_mnist:train'"
         )
-
-
-_SHORT = {"float32": "fp32", "bfloat16": "bf16", "int8": "int8", "auto": "auto"}
 
 
 def optimize_for_inference(
@@ -276,8 +197,9 @@ def optimize_for_inference(
 ) -> FastModel:
     """A fast callable computing ``model(x)`` (logits) for inputs shaped like ``example_input``.
 
-    ``backend``: "eager", "compile", "onnxruntime", "openvino" or "auto" (the fastest of ``candidates``
-    that passes its checks, each timed ``auto_iters`` times on ``example_input`` after a warm-up).
+    ``backend``: "eager", "compile", "onnxruntime", "openvino" (``BACKENDS``: the records of
+    ``deploy.backends``) or "auto" (the fastest of ``candidates`` that passes its checks, each timed
+    ``auto_iters`` times on ``example_input`` after a warm-up).
     ``dtype``: ``torch.float32``, ``torch.bfloat16``, ``torch.qint8`` / ``"int8"``, or ``"auto"`` (with
     ``backend="auto"``: lower precision too when ``calibration`` is given). ``calibration``: images
     (a tensor, a DataLoader, or ``"NAME:SPLIT"`` of a built-in data set), at most ``calibration_size``
@@ -291,17 +213,17 @@ def optimize_for_inference(
     builder = _Builder(model, example_input, calibration, calibration_size, min_top1_agreement, quiet)
     builder.auto = backend == "auto"
     if not builder.auto:
-        fast = builder.build(backend + dtype_suffix(dt))
+        fast = builder.build(Candidate(backend, dt))
     else:
-        names = _candidates(dt, candidates, builder.calib is not None, example_input.device)
-        fast = _fastest(builder, names, dt, example_input, auto_iters)
+        found = _candidates(dt, candidates, builder.calib is not None, example_input.device)
+        fast = _fastest(builder, found, dt, example_input, auto_iters)
     fast.setup_s = time.perf_counter() - t0
     return fast
 
 
 class _Builder:
-    """Builds and checks one candidate ``"backend[-dtype]"`` at a time, sharing what they all need: the
-    eager fp32 reference and its outputs, the optimized graph (and its bf16 copy), the calibration images."""
+    """Builds and checks one ``Candidate`` at a time, sharing what they all need: the eager fp32
+    reference and its outputs, the rewritten graphs (and their bf16 copy), the calibration images."""
 
     def __init__(
         self,
@@ -326,48 +248,48 @@ class _Builder:
             self.calib = calibration_images(calibration, model, example, calibration_size)
             self.calib_ref = _batched(self.reference, self.calib.to(example.device), self.batch)
         self.opt, self.merged = optimize_module(model)
-        self.graphs: dict[str, nn.Module] = {"float32": self.opt}
+        self.graphs: dict[str, nn.Module] = {FP32: self.opt}  # the merged graph, by weight dtype
 
-    def _fn(self, b: str, d: str) -> Callable[[Tensor], Tensor]:
-        if b in ("eager", "compile"):
-            if d not in self.graphs:
-                self.graphs[d] = copy.deepcopy(self.opt).to(TORCH_DTYPES[d])
-            mod: Callable[..., Any] = self.graphs[d]
-            # freezing: parameters become graph constants, so Inductor folds them and prepacks the
-            # conv weights for oneDNN once (it applies under inference_mode, as _torch_fn calls it)
-            # (compiling does not modify the graph, so eager and compile candidates share its weights)
-            return _torch_fn(
-                torch.compile(mod, options={"freezing": True}) if b == "compile" else mod, TORCH_DTYPES[d]
-            )
-        calib = self.calib if d == "int8" else None
-        if b == "onnxruntime":
-            # ORT fuses conv+relu itself and runs the merged-1x1 graph slower (its Split copies):
-            # export the BN-folded graph without the merge
-            return _ort_fn(fold_bn(self.model).eval(), self.reference, self.example, calib, self.quiet)
-        return _openvino_fn(self.opt, self.reference, self.example, d, self.calib, self.quiet)
+    def _job(self, rec: Backend, dtype: str) -> BuildJob:
+        """What ``rec.build`` gets: the graph it starts from (a bf16 copy shared by eager and compile)."""
+        if rec.graph == "folded":
+            graph = fold_bn(self.model).eval()
+        else:
+            key = dtype if rec.weights_in_dtype else FP32
+            if key not in self.graphs:
+                self.graphs[key] = copy.deepcopy(self.opt).to(DTYPE_TABLE[key].torch)
+            graph = self.graphs[key]
+        calib = self.calib if DTYPE_TABLE[dtype].calibrated else None
+        return BuildJob(graph, self.reference, self.example, dtype, calib, self.quiet)
 
-    def build(self, name: str) -> FastModel:
+    def build(self, cand: Candidate) -> FastModel:
         start = time.perf_counter()
-        b, d = _split_name(name)
-        if b in CPU_ONLY and self.example.device.type != "cpu":
-            raise FastInferenceError(f"the {b} backend runs on the CPU; pass a CPU model and input")
-        fast = FastModel(self._fn(b, d), b, TORCH_DTYPES[d], 0 if b == "onnxruntime" else self.merged)
+        rec, d = cand.record, cand.dtype
+        if rec.cpu_only and self.example.device.type != "cpu":
+            raise FastInferenceError(f"the {rec.name} backend runs on the CPU; pass a CPU model and input")
+        if d not in rec.dtypes:
+            raise FastInferenceError(f"the {rec.name} backend runs {rec.runs()} only, not {short_name(d)}")
+        missing = rec.missing()
+        if missing:
+            raise ImportError(missing)
+        merged = self.merged if rec.graph == "merged" else 0
+        fast = FastModel(rec.build(self._job(rec, d)), rec.name, DTYPE_TABLE[d].torch, merged)
         try:
             _check(fast, fast(self.example), self.ref)
-            if d != "float32" and self.calib is not None and self.calib_ref is not None:
+            if d != FP32 and self.calib is not None and self.calib_ref is not None:
                 got = _batched(fast, self.calib, self.batch)
                 fast.top1_agreement = top1_agreement(got, self.calib_ref)
         except InceptionNetError:
             raise
         except Exception as e:
-            raise FastInferenceError(f"{name} backend failed on the example input: {e}") from e
-        self._check_agreement(fast, b, d)
+            raise FastInferenceError(f"{cand} backend failed on the example input: {e}") from e
+        self._check_agreement(fast, d)
         fast.setup_s = time.perf_counter() - start
         return fast
 
-    def _check_agreement(self, fast: FastModel, b: str, d: str) -> None:
+    def _check_agreement(self, fast: FastModel, d: str) -> None:
         need = self.min_top1
-        low = d != "float32" and self.calib is not None
+        low = d != FP32 and self.calib is not None
         if need is None and self.auto and low:
             need = AUTO_MIN_TOP1
         if need is not None and not fast.top1_agreement >= need:
@@ -376,25 +298,27 @@ class _Builder:
                 if low and self.calib is not None
                 else "the example input"
             )
-            raise FastInferenceError(
-                f"{b} backend ({_SHORT[d]}): top-1 agreement with eager fp32 {fast.top1_agreement:.4f} "
-                f"< {need} on {on}"
+            raise AgreementError(
+                f"{fast.backend} backend ({short_name(d)}): top-1 agreement with eager fp32 "
+                f"{fast.top1_agreement:.4f} < {need} on {on}"
             )
 
 
-def _fastest(builder: _Builder, names: Sequence[str], dt: str, example: Tensor, auto_iters: int) -> FastModel:
+def _fastest(
+    builder: _Builder, found: Sequence[Candidate], dt: str, example: Tensor, auto_iters: int
+) -> FastModel:
     """``backend="auto"``: build each candidate, drop those failing their check (the reason kept in
     ``.timings``), time the rest on ``example`` and return the fastest."""
     best: FastModel | None = None  # slower candidates are dropped as soon as they lose
     best_t = float("inf")
     timings: dict[str, float | str] = {}
     errors = []
-    for name in names:
-        key = name.partition("-")[0] if dt != "auto" and _split_name(name)[1] == dt else name
+    for cand in found:
+        key = cand.backend if dt != "auto" and cand.dtype == dt else str(cand)
         try:
-            fast = builder.build(name)
+            fast = builder.build(cand)
         except (FastInferenceError, ImportError) as e:
-            timings[key] = f"{'dropped' if 'agreement' in str(e) else 'error'}: {e}"
+            timings[key] = f"{'dropped' if isinstance(e, AgreementError) else 'error'}: {e}"
             errors.append(str(e))
             continue
         t = median_time(partial(fast, example), max(1, auto_iters))

@@ -8,7 +8,7 @@
 * ``compile_model``: the CPU plugin with the settings OpenVINO's performance guide recommends:
   ``PERFORMANCE_HINT`` ``THROUGHPUT`` for batches (several streams, fed in parallel) and ``LATENCY``
   for batch 1; ``INFERENCE_PRECISION_HINT`` ``bf16`` for bf16 and ``f32`` for fp32 (int8 models leave
-  it at the plugin's default for the layers that stay in floating point).
+  it at the plugin's default for the layers that stay in floating point): ``deploy.dtypes.DTYPE_TABLE``.
 * ``Runner``: ``runner(x) -> logits``; a batch larger than 1 is split over the compiled model's
   ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` requests run in parallel (``AsyncInferQueue``): that is how
   the throughput hint's streams are used at all (one synchronous request runs on one stream).
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, FastInferenceError, first_line
+from ..errors import CheckpointError, FastInferenceError, UsageError, first_line
+from .dtypes import DTYPE_TABLE
 
 __all__ = [
     "INSTALL_HINT",
@@ -44,7 +45,6 @@ __all__ = [
 
 INSTALL_HINT = "install it with: pip install 'inceptionnet[openvino]' (openvino and nncf)"
 META_KEY = "inceptionnet"
-PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16", "int8": None}
 
 
 def require(what: str = "openvino") -> Any:
@@ -97,7 +97,7 @@ def performance_hint(batch: int) -> str:
 def compile_model(model: Any, dtype: str, batch: int, threads: int | None = None) -> Any:
     """A CPU ``CompiledModel`` with ``performance_hint(batch)``."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint(batch)}
-    hint = PRECISION_HINTS[dtype]
+    hint = DTYPE_TABLE[dtype].openvino_hint
     if hint:
         config["INFERENCE_PRECISION_HINT"] = hint
     config["INFERENCE_NUM_THREADS"] = int(threads or torch.get_num_threads())
@@ -108,9 +108,9 @@ def engine(onnx_path: str | Path, dtype: str, batch: int, calib: Tensor | None =
     """An ONNX file compiled for ``dtype`` ("float32", "bfloat16", or "int8": NNCF-quantized on
     ``calib``) at ``batch``, ready to run."""
     model = read_onnx(onnx_path)
-    if dtype == "int8":
+    if DTYPE_TABLE[dtype].calibrated:
         if calib is None:
-            raise ValueError("int8 needs calibration images")
+            raise UsageError("int8 needs calibration images")
         model = quantize(model, calib)
     return Runner(compile_model(model, dtype, batch))
 

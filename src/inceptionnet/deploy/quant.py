@@ -1,7 +1,8 @@
 """Low-precision inference: dtype names, calibration images, top-1 agreement, ONNX Runtime QDQ int8.
 
-* ``parse_dtype``: ``torch.float32`` / ``torch.bfloat16`` / ``torch.qint8`` or their names
-  (``"fp32"``, ``"bf16"``, ``"int8"``, ...) or ``"auto"``, to one canonical form.
+* ``parse_dtype`` (from ``deploy.dtypes``, the one dtype table): ``torch.float32`` / ``torch.bfloat16`` /
+  ``torch.qint8`` or their names (``"fp32"``, ``"bf16"``, ``"int8"``, ...) or ``"auto"``, to one
+  canonical form.
 * ``calibration_images``: the images int8 is calibrated on and bf16/int8 are checked on (top-1
   agreement with eager fp32): a tensor, a DataLoader (or any iterable of batches or (images, labels)
   pairs), or a data set name with a split, ``"fashion_mnist:train"``, prepared as the model expects
@@ -21,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import FastInferenceError, first_line
+from ..errors import FastInferenceError, UsageError, first_line
+from .dtypes import DTYPE_NAMES, dtype_suffix, parse_dtype  # the names of deploy.dtypes, kept here too
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE",
@@ -33,31 +35,7 @@ __all__ = [
     "top1_agreement",
 ]
 
-DTYPE_NAMES = ("float32", "bfloat16", "int8", "auto")
 DEFAULT_CALIBRATION_SIZE = 256  # NNCF's default subset is 300; 256 images calibrate in seconds here
-_ALIASES: dict[Any, str] = {
-    torch.float32: "float32", "float32": "float32", "fp32": "float32", "float": "float32",
-    torch.bfloat16: "bfloat16", "bfloat16": "bfloat16", "bf16": "bfloat16",
-    torch.qint8: "int8", "int8": "int8", "qint8": "int8",
-    "auto": "auto",
-}  # fmt: skip
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.qint8}
-
-
-def parse_dtype(dtype: torch.dtype | str) -> str:
-    """ "float32", "bfloat16", "int8" or "auto" for any of the accepted spellings; ValueError otherwise."""
-    key = dtype.lower() if isinstance(dtype, str) else dtype
-    if key not in _ALIASES:
-        raise ValueError(
-            f"dtype must be torch.float32, torch.bfloat16, torch.qint8 or one of "
-            f"fp32, bf16, int8, auto; got {dtype!r}"
-        )
-    return _ALIASES[key]
-
-
-def dtype_suffix(dtype: str) -> str:
-    """The candidate-name suffix: "" for fp32 (names stay "eager", "onnxruntime"), "-bf16", "-int8"."""
-    return {"float32": "", "bfloat16": "-bf16", "int8": "-int8"}[dtype]
 
 
 def top1_agreement(got: Tensor, ref: Tensor) -> float:
@@ -73,18 +51,18 @@ def _from_dataset(spec: str, model: nn.Module, example: Tensor, limit: int) -> T
     name, _, split = spec.partition(":")
     split = split or "train"
     if name not in D.DATASETS or name == "imagefolder":
-        raise ValueError(
+        raise UsageError(
             f"calibration data set {spec!r}: use NAME:SPLIT with NAME one of "
             f"{', '.join(d for d in D.DATASETS if d != 'imagefolder')} (or pass a tensor / DataLoader)"
         )
     if split not in D.SPLITS:
-        raise ValueError(f"calibration data set {spec!r}: split must be one of {', '.join(D.SPLITS)}")
+        raise UsageError(f"calibration data set {spec!r}: split must be one of {', '.join(D.SPLITS)}")
     x, y, classes = D.load_arrays(name, split, None, 0)
     # an even spread over the split (a fixed seed), not its first images: every class is represented
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:limit]
     icfg = D.InputConfig.from_model(model) if hasattr(model, "default_cfg") else None
     if icfg is None:
-        raise ValueError("a calibration data set name needs a model of this project (its input config)")
+        raise UsageError("a calibration data set name needs a model of this project (its input config)")
     icfg.input_size = int(example.shape[-1])
     images = D.TensorImages(x[idx], y[idx], classes)
     tf = D.eval_transform(icfg, int(images.images.shape[1]), int(images.images.shape[-1]))
@@ -96,7 +74,7 @@ def calibration_images(
 ) -> Tensor:
     """Up to ``limit`` model-ready images (N x C x H x W, float, on the CPU) from ``calibration``."""
     if limit < 1:
-        raise ValueError(f"calibration_size must be a positive integer, got {limit}")
+        raise UsageError(f"calibration_size must be a positive integer, got {limit}")
     if isinstance(calibration, str):
         x = _from_dataset(calibration, model, example, limit)
     elif isinstance(calibration, Tensor):
@@ -106,21 +84,21 @@ def calibration_images(
         for batch in calibration:
             xb = batch[0] if isinstance(batch, (tuple, list)) else batch
             if not isinstance(xb, Tensor):
-                raise ValueError(f"calibration batches must be tensors or (images, labels), got {type(xb)}")
+                raise UsageError(f"calibration batches must be tensors or (images, labels), got {type(xb)}")
             parts.append(xb[: limit - n])
             n += len(parts[-1])
             if n >= limit:
                 break
         if not parts:
-            raise ValueError("the calibration loader yielded no batches")
+            raise UsageError("the calibration loader yielded no batches")
         x = torch.cat(parts)
     if x.dim() != 4 or tuple(x.shape[1:]) != tuple(example.shape[1:]):
-        raise ValueError(
+        raise UsageError(
             f"calibration images must be N x {' x '.join(map(str, example.shape[1:]))} like the example "
             f"input, got {tuple(x.shape)}"
         )
     if len(x) == 0 or not bool(torch.isfinite(x).all()):
-        raise ValueError("calibration images must be non-empty and finite")
+        raise UsageError("calibration images must be non-empty and finite")
     return x.detach().float().cpu().contiguous()
 
 

@@ -1,12 +1,13 @@
 /* Peak FMA throughput of this CPU (docs/BENCHMARKS.md): how many GFLOP/s the cores can do at all.
  *
- *   gcc -O3 -march=native -fopenmp scripts/fma_peak.c -o /tmp/fma_peak && OMP_NUM_THREADS=2 /tmp/fma_peak
+ *   gcc -O3 -march=native -fopenmp src/inceptionnet/deploy/fma_peak.c -o /tmp/fma_peak && OMP_NUM_THREADS=2 /tmp/fma_peak
  *
  * Each thread runs 12 independent chains of AVX-512 fp32 FMAs (vfmadd: 16 lanes x 2 FLOP) and, where
  * the CPU has AVX512-BF16, of bf16 dot products (vdpbf16ps: 16 lanes x 2 pairs x 2 FLOP) and, where
  * it has AVX512-VNNI, of int8 dot products (vpdpbusd: 16 lanes x 4 u8*s8 pairs x 2 OP), enough chains
  * to hide the instruction latency; no memory traffic. A convolution cannot run faster than this.
- * (`inceptionnet bench` compiles and runs it when it finds this file and a C compiler.)
+ * (Package data: `inceptionnet bench` compiles it on first use into ~/.cache/inceptionnet with gcc or cc
+ * and runs it; inceptionnet.deploy.probe.fma_peak, which says why when it cannot.)
  */
 #include <immintrin.h>
 #include <omp.h>
