@@ -33,34 +33,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from . import data as D
 from .errors import CheckpointError, NonFiniteError, UsageError
-from .models import InceptionBase, create_model, get_model_builder, get_weight_entry
-from .models._builder import (
-    CheckpointMeta,
-    LoadedWeights,
-    build_with_weights,
-    load_weights,
-    read_checkpoint_meta,
-)
+
+if TYPE_CHECKING:
+    from .models import InceptionBase
+    from .models._builder import LoadedWeights
 
 __all__ = [
     "CLASSIFIER_KEYS",
     "EXPORTED_FORMATS",
-    "CheckpointMeta",
     "ModelSource",
     "Predictor",
+    "accelerate",
+    "check_fast_flags",
     "check_finite_weights",
     "load_for_inference",
     "open_for_inference",
     "open_model",
-    "read_checkpoint_meta",
 ]
+
 
 # classif/logits before last_linear: in facenet's Inception-ResNet-v1, last_linear is the 512-d embedding
 CLASSIFIER_KEYS = ("fc.weight", "classif.weight", "logits.weight", "classifier.weight", "last_linear.weight")
@@ -163,6 +160,8 @@ class ModelSource:
     @property
     def file(self) -> Path | None:
         """The file the model is read from, when it is one (a weight entry is not)."""
+        from .models import get_weight_entry
+
         if self.kind != "model":
             return Path(self.path or "")
         if self.weights is None or (self.model_name and get_weight_entry(self.model_name, self.weights)):
@@ -184,6 +183,7 @@ class ModelSource:
         """What a response names the weights by: a weight entry by name (and its sha256 prefix), a
         file by name and the first 12 hex digits of its sha256."""
         from .fileio import sha256_of
+        from .models import get_weight_entry
 
         if self.kind == "model" and self.model_name and self.weights:
             entry = get_weight_entry(self.model_name, self.weights)
@@ -221,7 +221,7 @@ class Predictor:
     fixed_batch: int | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.run(x)
+        return self.run(x.to(self.device))
 
     @property
     def runs_on(self) -> str:
@@ -243,6 +243,8 @@ def open_model(
     them, named in the message)."""
     if source.kind == "exported":
         raise UsageError(f"{source.describe()} is an exported model: it has no PyTorch module to open")
+    from .models._builder import load_weights
+
     if source.kind == "checkpoint":
         loaded = load_weights(str(source.path))
         name = _checkpoint_model_name(loaded, source.model_name)
@@ -277,7 +279,7 @@ def open_for_inference(
     dev = torch.device(device)
     if source.kind == "exported":
         return _open_exported(source, dev, backend, dtype)
-    _check_fast_flags(backend, dtype)
+    check_fast_flags(backend, dtype)
     model, icfg, classes, name = open_model(source, dev, allow_nan=allow_nan, nan_flag=nan_flag)
     p = Predictor(model, icfg, classes, name, source, device=dev, module=model)
     return p if backend is None else accelerate(p, backend, dtype, calibration, batch=batch, dataset=dataset)
@@ -296,7 +298,7 @@ def accelerate(
     from .deploy.fast import optimize_for_inference
     from .deploy.quant import parse_dtype
 
-    _check_fast_flags(backend, dtype)
+    check_fast_flags(backend, dtype)
     assert p.module is not None, "accelerate takes an eager predictor"
     dt = parse_dtype(dtype or "fp32")
     dataset = dataset or p.input_config.dataset
@@ -316,11 +318,10 @@ def accelerate(
         raise UsageError(f"--backend {backend}: {e}") from None
     short = {"float32": "fp32", "bfloat16": "bf16", "qint8": "int8"}
     shown = short.get(str(fast.dtype).removeprefix("torch."), str(fast.dtype))
-    device = p.device
-    return replace(p, run=lambda x: fast(x.to(device)), backend=fast.backend, dtype=shown, fast=fast)
+    return replace(p, run=fast, backend=fast.backend, dtype=shown, fast=fast)
 
 
-def _check_fast_flags(backend: str | None, dtype: str | None) -> None:
+def check_fast_flags(backend: str | None, dtype: str | None) -> None:
     """--backend / --dtype before any work: one line naming the flag."""
     from .deploy.quant import parse_dtype
 
@@ -373,6 +374,8 @@ def check_finite_weights(model: nn.Module, source: str, flag: str | None = "--al
 
 def _checkpoint_model_name(loaded: LoadedWeights, expected: str | None) -> str:
     """The model a training checkpoint holds (and must hold, when ``expected``)."""
+    from .models import get_model_builder
+
     path, name = loaded.path, loaded.meta.model_name
     if name is None:
         raise CheckpointError(
@@ -390,6 +393,9 @@ def _checkpoint_model_name(loaded: LoadedWeights, expected: str | None) -> str:
 def _from_model_source(source: ModelSource) -> tuple[InceptionBase, D.InputConfig, list[str]]:
     """Kind model: random init, a weight entry, or a weights file (read once; a training checkpoint
     given as the file is built as its metadata says)."""
+    from .models import create_model, get_model_builder, get_weight_entry
+    from .models._builder import load_weights
+
     name, weights = str(source.model_name), source.weights
     get_model_builder(name)  # an unknown name is the error to report, not the file
     if weights is None:
@@ -403,6 +409,8 @@ def _from_model_source(source: ModelSource) -> tuple[InceptionBase, D.InputConfi
 
 
 def _untrained(source: ModelSource) -> InceptionBase:
+    from .models import create_model
+
     name, kwargs = str(source.model_name), dict(source.model_kwargs)
     num_classes = 1000 if source.num_classes is None else source.num_classes
     in_chans = 3 if source.in_chans is None else source.in_chans
@@ -421,6 +429,9 @@ def _from_loaded(
 ) -> tuple[InceptionBase, D.InputConfig, list[str]]:
     """The model ``loaded`` holds, built as its metadata says and checked against it: the class list
     against the classifier, the data config's channels against the first conv."""
+    from .models import get_model_builder
+    from .models._builder import build_with_weights
+
     meta, sd, where = loaded.meta, loaded.state_dict, loaded.source
     rows = _classifier_size(sd, where)
     if meta.classes and rows != len(meta.classes):

@@ -162,7 +162,7 @@ def test_export_refuses_to_replace_a_file_that_is_no_export(kind, good, png, tmp
 def test_export_output_under_a_file_fails_before_loading(good, tmp_path, capsys, monkeypatch):
     import inceptionnet.commands.export as X
 
-    monkeypatch.setattr(X, "load_for_inference", lambda *a, **k: pytest.fail("loaded before checking -o"))
+    monkeypatch.setattr(X, "open_model", lambda *a, **k: pytest.fail("loaded before checking -o"))
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     rc, _, err = run(["export", "--checkpoint", str(good), "-o", str(blocker / "m.onnx")], capsys)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .. import data as D
-from ..errors import ImageReadError, NonFiniteError
+from ..errors import ImageReadError, NonFiniteError, UsageError
 from ..fileio import atomic_write, check_output_file, is_safetensors
 from ..runtime import DEVICE_HELP, flush_denormal, progress, resolve_device
 
@@ -71,7 +71,7 @@ def image_files(inputs: Sequence[str]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if not str(item).strip():
-            raise ValueError("an input path is empty (''); give image files or folders")
+            raise UsageError("an input path is empty (''); give image files or folders")
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.suffix.lower() in D.IMAGE_EXTENSIONS and f.is_file())
@@ -116,11 +116,11 @@ def run_embed(
     device: str = "cpu",
 ) -> tuple[int, list[str]]:
     """Embed ``inputs`` into ``output``; returns (vectors written, error lines of unreadable files)."""
-    from ..checkpoint import load_for_inference
+    from ..checkpoint import ModelSource, open_model
     from ..models.inception_resnet import L2Norm
 
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     files = image_files(inputs)
     sources = [Path(s) for s in (checkpoint, weights) if s and Path(s).is_file()]
     out = check_output_file(
@@ -128,11 +128,11 @@ def run_embed(
         replaceable=lambda p: _format_of(p) == FORMAT, what="an embeddings file", example="embeddings.safetensors",
     )  # fmt: skip
     dev = resolve_device(device)
-    model, name, icfg, _ = load_for_inference(checkpoint, model_name, weights, dev)
+    model, icfg, _, name = open_model(ModelSource.from_flags(checkpoint, model_name, weights), dev)
     model.reset_classifier(0)  # the pooled features (facenet's head: the L2-normalized embedding)
     n_stages = len(model.feature_info)
     if stage is not None and not -n_stages <= stage < n_stages:
-        raise ValueError(f"--stage must be in 0..{n_stages - 1} (or negative from the end), got {stage}")
+        raise UsageError(f"--stage must be in 0..{n_stages - 1} (or negative from the end), got {stage}")
     stage = None if stage is None else stage % n_stages
     transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
 
@@ -196,15 +196,15 @@ def main(args: argparse.Namespace) -> int:
         if model_name not in list_models():
             from ..models._registry import unknown_model_message
 
-            raise ValueError(f"{unknown_model_message(model_name)}; usage: embed MODEL --weights W INPUT...")
+            raise UsageError(f"{unknown_model_message(model_name)}; usage: embed MODEL --weights W INPUT...")
         if not args.weights:
-            raise ValueError(
+            raise UsageError(
                 f"embed {model_name} needs --weights (an entry name or a file), or use --checkpoint"
             )
     elif len(items) > 1 and items[0] in list_models() and not Path(items[0]).exists():
         model_name = items.pop(0)  # embed MODEL --checkpoint FILE ...: checked against the checkpoint
     if not items:
-        raise ValueError("give image files or folders to embed")
+        raise UsageError("give image files or folders to embed")
     _, errors = run_embed(
         items, args.output, model_name=model_name, weights=args.weights, checkpoint=args.checkpoint,
         stage=args.stage, batch_size=args.batch_size, device=args.device,

@@ -24,12 +24,12 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from .. import data as D
-from ..checkpoint import load_for_inference
-from ..errors import NonFiniteError
+from ..checkpoint import ModelSource, accelerate, check_fast_flags, open_for_inference
+from ..errors import NonFiniteError, UsageError
 from ..fileio import json_text
 from ..runtime import resolve_device
 from ..train.engine import evaluate
-from .predict import add_fast_args, add_model_args, check_empty_flags, fast_path
+from ._args import add_fast_args, add_model_args, announce_fast_path, check_empty_flags
 
 TTA_MODES = ("none", "flip", "10crop", "144crop")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -94,7 +94,7 @@ def tta_views(x: Tensor, mode: str, size: int) -> list[Tensor]:
                 crops = [*TF.five_crop(sq, size), TF.resize(sq, [size, size], antialias=True)]
                 views += crops + [c.flip(-1) for c in crops]
         return views
-    raise ValueError(f"unknown --tta {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    raise UsageError(f"unknown --tta {mode!r}; choose one of {', '.join(TTA_MODES)}")
 
 
 def make_tta(mode: str, size: int) -> Callable[[nn.Module, Tensor], Tensor] | None:
@@ -112,7 +112,7 @@ def make_tta(mode: str, size: int) -> Callable[[nn.Module, Tensor], Tensor] | No
 
 
 class _FastModule(nn.Module):
-    """``optimize_for_inference``'s callable where ``evaluate`` expects a module."""
+    """A fast-path predictor where ``evaluate`` expects a module."""
 
     def __init__(self, fast: Any) -> None:
         super().__init__()
@@ -128,30 +128,34 @@ def check_args(args: argparse.Namespace) -> None:
     """Every flag of eval, before any work: one line naming the flag."""
     check_empty_flags(args, "--checkpoint", "--model", "--weights", "--dataset", "--data", "--device")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     for flag, v in (("--workers", args.workers), ("--limit", args.limit), ("--val-split", args.val_split)):
         if v < 0:
-            raise ValueError(f"{flag} must not be negative, got {v}")
+            raise UsageError(f"{flag} must not be negative, got {v}")
     if args.amp not in AMP_MODES:  # the Python API passes a Namespace without argparse's check
-        raise ValueError(f"unknown --amp {args.amp!r}; choose one of {', '.join(AMP_MODES)}")
+        raise UsageError(f"unknown --amp {args.amp!r}; choose one of {', '.join(AMP_MODES)}")
     if args.tta not in TTA_MODES:
-        raise ValueError(f"unknown --tta {args.tta!r}; choose one of {', '.join(TTA_MODES)}")
+        raise UsageError(f"unknown --tta {args.tta!r}; choose one of {', '.join(TTA_MODES)}")
     if args.dataset is not None:
         D.check_dataset_name(args.dataset)
     if args.data is not None and Path(args.data).expanduser().is_file():
-        raise ValueError(f"--data {args.data} is a file; give the directory that holds the data set")
+        raise UsageError(f"--data {args.data} is a file; give the directory that holds the data set")
 
 
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     device = resolve_device(args.device)
-    model, _, icfg, classes = load_for_inference(
-        args.checkpoint, args.model, args.weights, device, allow_nan=args.allow_nan
-    )
+    backend, dtype = getattr(args, "backend", None), getattr(args, "dtype", "fp32")
+    if (backend is not None or dtype not in ("fp32", None)) and (args.amp != "off" or args.tta != "none"):
+        raise UsageError("--backend runs the fast path as it is; drop --amp / --tta")
+    check_fast_flags(backend, dtype)
+    eager = open_for_inference(ModelSource.from_args(args), device, allow_nan=args.allow_nan)
+    model, icfg, classes = eager.module, eager.input_config, eager.classes
+    assert isinstance(model, nn.Module)
     dataset = args.dataset or icfg.dataset or "fashion_mnist"
     info = D.dataset_info(dataset, args.data)
     if len(info.classes) != len(classes):
-        raise ValueError(f"the model has {len(classes)} classes but {dataset} has {len(info.classes)}")
+        raise UsageError(f"the model has {len(classes)} classes but {dataset} has {len(info.classes)}")
     if args.tta == "none":
         transform: Any = D.eval_transform(icfg, info.in_chans, info.image_size)
     else:
@@ -177,10 +181,10 @@ def main(args: argparse.Namespace) -> int:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net: nn.Module = model
-    if getattr(args, "backend", None) is not None or getattr(args, "dtype", "fp32") not in ("fp32", None):
-        if args.amp != "off" or args.tta != "none":
-            raise ValueError("--backend runs the fast path as it is; drop --amp / --tta")
-        net = _FastModule(fast_path(args, model, icfg, device, batch=args.batch_size, dataset=dataset))
+    if backend is not None:
+        fast = accelerate(eager, backend, dtype, args.calibration, batch=args.batch_size, dataset=dataset)
+        announce_fast_path(fast)
+        net = _FastModule(fast)
     res = evaluate(
         net, loader, device, len(classes), amp=args.amp, channels_last=args.channels_last,
         show_progress=args.progress, tta=make_tta(args.tta, icfg.input_size),

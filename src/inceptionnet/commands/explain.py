@@ -12,9 +12,10 @@ import argparse
 from pathlib import Path
 
 from .. import data as D
+from ..errors import UsageError
 from ..fileio import atomic_save_figure, check_output_file
 from ..runtime import flush_denormal, resolve_device
-from .predict import add_model_args, check_empty_flags, preprocess
+from ._args import add_model_args, check_empty_flags, preprocess
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -44,10 +45,10 @@ def _target(value: str | None, classes: list[str]) -> int | None:
     try:
         i = int(value)
     except ValueError:
-        raise ValueError(f"--target {value!r} is neither a class name nor an index; classes: {', '.join(classes[:10])}"
+        raise UsageError(f"--target {value!r} is neither a class name nor an index; classes: {', '.join(classes[:10])}"
                          + (" ..." if len(classes) > 10 else "")) from None  # fmt: skip
     if not 0 <= i < len(classes):
-        raise ValueError(
+        raise UsageError(
             f"--target {i} is out of range: the model has {len(classes)} classes (0..{len(classes) - 1})"
         )
     return i
@@ -56,21 +57,19 @@ def _target(value: str | None, classes: list[str]) -> int | None:
 def main(args: argparse.Namespace) -> int:
     check_empty_flags(args, "--checkpoint", "--model", "--weights", "--device", "--block", "--target")
     if not args.image.strip():
-        raise ValueError("the image path is empty (''); give an image file")
+        raise UsageError("the image path is empty (''); give an image file")
     weights_file = args.weights if args.weights and Path(args.weights).is_file() else None
     out = check_output_file(
         args.output, "-o/--output", {"image": args.image, "--checkpoint": args.checkpoint, "--weights": weights_file},
         replaceable=lambda _p: bool(args.overwrite), what="to be replaced without --overwrite", example="explained.png",
     )  # fmt: skip
     if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        raise ValueError(f"-o/--output {out}: write .png, .pdf, .svg or .jpg (the format follows the name)")
-    from ..checkpoint import load_for_inference
+        raise UsageError(f"-o/--output {out}: write .png, .pdf, .svg or .jpg (the format follows the name)")
+    from ..checkpoint import ModelSource, open_model
     from ..serve.explain import default_block, explain, explanation_figure, four_branch_blocks
 
     device = resolve_device(args.device)
-    model, _, icfg, classes = load_for_inference(
-        args.checkpoint, args.model, args.weights, device, allow_nan=args.allow_nan
-    )
+    model, icfg, classes, _ = open_model(ModelSource.from_args(args), device, allow_nan=args.allow_nan)
     blocks = four_branch_blocks(model)
     block = default_block(blocks) if args.block is None else args.block
     if block == "none":
@@ -79,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         have = (
             f"one of {', '.join(blocks)}" if blocks else "it has none: its family has no four-branch blocks"
         )
-        raise ValueError(f"--block {block!r} is not an Inception block of this model ({have})")
+        raise UsageError(f"--block {block!r} is not an Inception block of this model ({have})")
     target = _target(args.target, classes)
     x = preprocess(args.image, icfg, D.eval_transform(icfg, icfg.in_chans, native_size=-1), args.invert).to(
         device

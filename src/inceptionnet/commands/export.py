@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import data as D
-from ..checkpoint import load_for_inference
+from ..checkpoint import ModelSource, open_model
 from ..deploy.export import (
     DEFAULT_OPSET,
     DYNAMO_MIN_OPSET,
@@ -30,9 +30,10 @@ from ..deploy.export import (
     export_model,
 )
 from ..deploy.fold import count_batchnorm, fold_bn
+from ..errors import UsageError
 from ..fileio import check_output_file
-from ..models import create_model, parse_model_kwargs
-from .predict import check_empty_flags
+from ..models import parse_model_kwargs
+from ._args import add_build_args, check_empty_flags
 
 MAX_INPUT_SIZE = 4096  # the export runs the model on random batches of this size: larger cannot fit
 
@@ -100,22 +101,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--fold-bn", action="store_true", help="fold BatchNorm into the preceding convs before export"
     )
-    p.add_argument(
-        "--num-classes",
-        type=int,
-        default=None,
-        help="NAME without weights: classifier outputs (default 1000)",
-    )
-    p.add_argument(
-        "--in-chans", type=int, default=None, help="NAME without weights: input channels (default 3)"
-    )
-    p.add_argument(
-        "--model-kwargs",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="NAME without weights: builder flags, e.g. width=0.5",
-    )
+    add_build_args(p)
     p.add_argument("--atol", type=float, default=1e-4, help="verification: absolute tolerance (default 1e-4)")
     p.add_argument(
         "--rtol",
@@ -135,7 +121,7 @@ def _parse_batch(value: str) -> int | None:
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"--batch must be 'dynamic' or a positive integer, got {value!r}")
+        raise UsageError(f"--batch must be 'dynamic' or a positive integer, got {value!r}")
     return n
 
 
@@ -144,70 +130,62 @@ def _infer_format(args: argparse.Namespace) -> str:
         return str(args.format)
     fmt = SUFFIX_FORMATS.get(Path(args.output).suffix.lower())
     if fmt is None:
-        raise ValueError(
+        raise UsageError(
             f"cannot tell the format from {args.output!r}; pass --format onnx|torchscript|openvino"
         )
     return fmt
+
+
+def model_source(args: argparse.Namespace) -> ModelSource:
+    """NAME | NAME --weights W | --checkpoint FILE [NAME] (and the scratch flags) as a ``ModelSource``."""
+    scratch_only = [
+        flag for flag, v in (("--num-classes", args.num_classes), ("--in-chans", args.in_chans), ("--model-kwargs", args.model_kwargs)) if v
+    ]  # fmt: skip
+    if args.checkpoint or args.weights:
+        if scratch_only:
+            raise UsageError(
+                f"{', '.join(scratch_only)} only apply to a model built from scratch; "
+                "a checkpoint or weights file says how to build its model"
+            )
+        if args.weights and not args.name:
+            raise UsageError("--weights needs a model NAME (or use --checkpoint)")
+        if args.checkpoint and args.weights:
+            raise UsageError("give --checkpoint or NAME --weights, not both")
+        if args.checkpoint:
+            return ModelSource.checkpoint(args.checkpoint, args.name)
+        return ModelSource.model(args.name, args.weights)
+    if not args.name:
+        raise UsageError("give a model NAME or --checkpoint FILE")
+    num_classes = 1000 if args.num_classes is None else args.num_classes
+    in_chans = 3 if args.in_chans is None else args.in_chans
+    if num_classes < 0:
+        raise UsageError(f"--num-classes must not be negative, got {num_classes}")
+    if in_chans < 1:
+        raise UsageError(f"--in-chans must be a positive integer, got {in_chans}")
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    return ModelSource.model(args.name, model_kwargs=kwargs, num_classes=num_classes, in_chans=in_chans)
 
 
 def load_model(
     args: argparse.Namespace,
 ) -> tuple[nn.Module, str, D.InputConfig, list[str] | None, str | None]:
     """(model in eval mode, name, input config, class names when known, source) from the arguments."""
-    scratch_only = [
-        flag for flag, v in (("--num-classes", args.num_classes), ("--in-chans", args.in_chans), ("--model-kwargs", args.model_kwargs)) if v
-    ]  # fmt: skip
-    if args.checkpoint or args.weights:
-        if scratch_only:
-            raise ValueError(
-                f"{', '.join(scratch_only)} only apply to a model built from scratch; "
-                "a checkpoint or weights file says how to build its model"
-            )
-        if args.weights and not args.name:
-            raise ValueError("--weights needs a model NAME (or use --checkpoint)")
-        if args.checkpoint and args.weights:
-            raise ValueError("give --checkpoint or NAME --weights, not both")
-        model, ckpt_name, icfg, classes = load_for_inference(
-            args.checkpoint, args.name, args.weights, nan_flag=None
-        )
-        if args.checkpoint:
-            name = ckpt_name
-            source = f"checkpoint {Path(args.checkpoint).name}"
-        else:
-            name, source = args.name, f"weights {args.weights}"
-        return model, name, icfg, list(classes), source
-    if not args.name:
-        raise ValueError("give a model NAME or --checkpoint FILE")
-    num_classes = 1000 if args.num_classes is None else args.num_classes
-    in_chans = 3 if args.in_chans is None else args.in_chans
-    if num_classes < 0:
-        raise ValueError(f"--num-classes must not be negative, got {num_classes}")
-    if in_chans < 1:
-        raise ValueError(f"--in-chans must be a positive integer, got {in_chans}")
-    kwargs = parse_model_kwargs(args.model_kwargs)
-    try:
-        model = create_model(args.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    except TypeError as e:  # an unknown builder flag
-        raise ValueError(f"bad --model-kwargs for {args.name}: {e}") from None
-    except ValueError as e:
-        if kwargs and not str(e).startswith("unknown model"):
-            raise ValueError(f"bad --model-kwargs for {args.name}: {e}") from None
-        raise
-    icfg = D.InputConfig.from_model(model)
-    return model.eval(), args.name, icfg, None, "untrained (random init)"
+    source = model_source(args)
+    model, icfg, classes, name = open_model(source, nan_flag=None)
+    return model, name, icfg, classes if source.weights or source.path else None, source.describe(short=True)
 
 
 def check_args(args: argparse.Namespace) -> Path:
     """Every flag of export, before any work (one line naming the flag); returns the output path."""
     check_empty_flags(args, "--checkpoint", "--weights", "--output")
     if args.name is not None and not args.name.strip():
-        raise ValueError("the model NAME is empty; see 'inceptionnet list'")
+        raise UsageError("the model NAME is empty; see 'inceptionnet list'")
     if not (math.isfinite(args.atol) and math.isfinite(args.rtol) and args.atol >= 0 and args.rtol >= 0):
-        raise ValueError(
+        raise UsageError(
             f"--atol and --rtol must be finite and not negative, got {args.atol} and {args.rtol}"
         )
     if args.input_size is not None and not all(1 <= v <= MAX_INPUT_SIZE for v in args.input_size):
-        raise ValueError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}, got {args.input_size}")
+        raise UsageError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}, got {args.input_size}")
     weights_file = args.weights if args.weights and Path(args.weights).is_file() else None
     return check_output_file(
         args.output, "-o/--output", {"--checkpoint": args.checkpoint, "--weights": weights_file}
@@ -219,11 +197,11 @@ def main(args: argparse.Namespace) -> int:
     fmt = _infer_format(args)
     batch = _parse_batch(str(args.batch))
     if args.opset is not None and fmt != "onnx":
-        raise ValueError("--opset applies to --format onnx only")
+        raise UsageError("--opset applies to --format onnx only")
     if args.dynamo and fmt != "onnx":
-        raise ValueError("--dynamo applies to --format onnx only")
+        raise UsageError("--dynamo applies to --format onnx only")
     if args.opset is not None and not 7 <= args.opset <= 23:
-        raise ValueError(f"--opset must be between 7 and 23, got {args.opset}")
+        raise UsageError(f"--opset must be between 7 and 23, got {args.opset}")
     _check_int8_flags(args, fmt, out)
     model, name, icfg, classes, source = load_model(args)
     input_size = tuple(args.input_size) if args.input_size else (icfg.input_size, icfg.input_size)
@@ -261,24 +239,24 @@ def _check_int8_flags(args: argparse.Namespace, fmt: str, out: Path) -> None:
         try:
             require("openvino")
         except ImportError as e:  # a missing optional extra is the user's to fix: one line
-            raise ValueError(f"--format openvino: {e}") from None
+            raise UsageError(f"--format openvino: {e}") from None
         if out.suffix.lower() != ".xml":
-            raise ValueError(
+            raise UsageError(
                 f"-o/--output {out}: an OpenVINO IR file ends in .xml (its weights go beside it in .bin)"
             )
         check_output_file(
             str(out.with_suffix(".bin")), "-o/--output (its .bin)", {"--checkpoint": args.checkpoint}
         )
     if args.int8 and fmt == "torchscript":
-        raise ValueError("--int8 applies to --format onnx or openvino")
+        raise UsageError("--int8 applies to --format onnx or openvino")
     if args.int8 and not args.calibration:
-        raise ValueError(
+        raise UsageError(
             "--int8 needs --calibration NAME:SPLIT (e.g. fashion_mnist:train): int8 is calibrated on real images"
         )
     if args.calibration and not args.int8:
-        raise ValueError("--calibration applies with --int8 only")
+        raise UsageError("--calibration applies with --int8 only")
     if args.calibration_size < 1:
-        raise ValueError(f"--calibration-size must be a positive integer, got {args.calibration_size}")
+        raise UsageError(f"--calibration-size must be a positive integer, got {args.calibration_size}")
 
 
 if __name__ == "__main__":

@@ -15,33 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..runtime import DEVICE_HELP, resolve_device
-
-
-def add_feature_args(p: argparse.ArgumentParser) -> None:
-    """The flags of how features are made, shared by ``fid`` and ``isc``."""
-    from ..metrics.resize import RESIZE_MODES
-    from ..metrics.scores import BACKENDS
-
-    p.add_argument("--weights", default=None, help="the FID network's state_dict file (pytorch-fid's .pth)")
-    p.add_argument(
-        "--resize", default="pytorch-fid", choices=RESIZE_MODES,
-        help="bring images to 299x299 as this tool does (default pytorch-fid; docs/METRICS.md)",
-    )  # fmt: skip
-    p.add_argument(
-        "--backend", default="fast", choices=BACKENDS,
-        help="fast: BN folded, 1x1 convs merged, channels_last (checked against eager); eager: as is",
-    )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and count them")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+from ..errors import UsageError
+from ..runtime import resolve_device
+from ._args import add_feature_args, feature_kwargs, fid_network, report_skipped, run_distributed
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -64,37 +43,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def feature_kwargs(args: argparse.Namespace, device: Any) -> dict[str, Any]:
-    return dict(
-        batch_size=args.batch_size, resize=args.resize, backend=args.backend, device=device,
-        skip_bad=args.skip_bad_images,
-    )  # fmt: skip
-
-
-def report_skipped(feats: Any, rank: int) -> None:
-    if feats is not None and feats.skipped and rank == 0:
-        print(f"skipped {len(feats.skipped)} unreadable images (--skip-bad-images)", file=sys.stderr)
-
-
 def main(args: argparse.Namespace) -> int:
     return run_distributed(args, run)
-
-
-def run_distributed(args: argparse.Namespace, body: Callable[[argparse.Namespace, int, int], int]) -> int:
-    """``body(args, rank, local_rank)`` in the process group torchrun set up (or alone), then the group
-    torn down (fid and isc: each rank reads its shard of the folder)."""
-    import torch.distributed as dist
-
-    from ..train.build import init_distributed
-
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    rank, _, local_rank = init_distributed(args)
-    try:
-        return body(args, rank, local_rank)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -102,26 +52,26 @@ def _check(args: argparse.Namespace) -> None:
 
     if args.save_stats is not None:
         if len(args.paths) != 1 or args.paths[0].endswith(".npz"):
-            raise ValueError("--save-stats takes one image folder")
+            raise UsageError("--save-stats takes one image folder")
         if args.kid:
-            raise ValueError("--kid compares two folders; leave it out with --save-stats")
+            raise UsageError("--kid compares two folders; leave it out with --save-stats")
         return
     if len(args.paths) != 2:
-        raise ValueError(f"fid takes two folders or .npz files, got {len(args.paths)}")
+        raise UsageError(f"fid takes two folders or .npz files, got {len(args.paths)}")
     for p in args.paths:
         if not p.endswith(".npz"):
             M.check_image_count(len(M.image_files(p)), args.dims, p)
         elif args.kid:
-            raise ValueError(f"--kid needs the features of two image folders; {p} holds only mu and sigma")
+            raise UsageError(f"--kid needs the features of two image folders; {p} holds only mu and sigma")
     if args.kid:
         n = min(len(M.image_files(p)) for p in args.paths)
         if args.kid_subset_size > n:
-            raise ValueError(
+            raise UsageError(
                 f"--kid-subset-size {args.kid_subset_size} is larger than the number of images ({n}); "
                 f"use --kid-subset-size {n} or less (torch-fidelity refuses it too)"
             )
         if args.kid_subset_size < 2 or args.kid_subsets < 1:
-            raise ValueError("--kid-subset-size must be at least 2 and --kid-subsets at least 1")
+            raise UsageError("--kid-subset-size must be at least 2 and --kid-subsets at least 1")
 
 
 def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
@@ -133,7 +83,7 @@ def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
     out = None
     if args.save_stats is not None:
         if Path(args.save_stats).is_file() and not args.overwrite:
-            raise ValueError(
+            raise UsageError(
                 f"--save-stats {args.save_stats} exists; pass --overwrite to replace it, or choose another file"
             )
         out = check_output_file(
@@ -141,7 +91,7 @@ def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
             what="an .npz statistics file", example="stats.npz",
         )  # fmt: skip
     needs_net = not all(p.endswith(".npz") for p in args.paths)
-    net = M.fid_network(M.load_fid_model(args.weights, device), args.backend) if needs_net else None
+    net = fid_network(args, device) if needs_net else None
     kw = feature_kwargs(args, device)
     if out is not None:
         mu, sigma, feats = M.source_stats(args.paths[0], net, args.dims, **kw)

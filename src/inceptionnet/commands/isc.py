@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .fid import add_feature_args, feature_kwargs, report_skipped, run_distributed
+from ..errors import UsageError
+from ._args import add_feature_args, feature_kwargs, fid_network, report_skipped, run_distributed
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     if args.splits < 1:
-        raise ValueError(f"--splits must be at least 1, got {args.splits}")
+        raise UsageError(f"--splits must be at least 1, got {args.splits}")
     return run_distributed(args, run)
 
 
@@ -37,8 +38,8 @@ def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
     device = resolve_device(args.device, local_rank)
     n = len(M.image_files(args.folder))
     if n < args.splits:
-        raise ValueError(f"{args.folder}: {n} images, fewer than --splits {args.splits}")
-    net = M.fid_network(M.load_fid_model(args.weights, device), args.backend)
+        raise UsageError(f"{args.folder}: {n} images, fewer than --splits {args.splits}")
+    net = fid_network(args, device)
     feats = M.folder_features(args.folder, net, dims=2048, **feature_kwargs(args, device))
     report_skipped(feats, rank)
     mean, std = M.inception_score(feats.logits, args.splits)

@@ -16,7 +16,8 @@ import errno
 import socket
 import sys
 
-from .predict import add_model_args, check_empty_flags
+from ..errors import UsageError
+from ._args import add_model_args, add_onnx_arg, check_empty_flags
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -26,9 +27,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         description="Serve a model over HTTP, with a page that explains it.", add_help=add_help
     )
     add_model_args(p)
-    p.add_argument(
-        "--onnx", default=None, help="an exported .onnx file (dynamic batch), run with ONNX Runtime"
-    )
+    add_onnx_arg(p, "an exported .onnx file (dynamic batch), run with ONNX Runtime")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
@@ -69,20 +68,20 @@ def check_args(args: argparse.Namespace) -> None:
         args, "--checkpoint", "--model", "--weights", "--onnx", "--device", "--host", "--calibration"
     )
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     for flag, value, lo in (("--max-batch", args.max_batch, 1), ("--max-queue", args.max_queue, 1),
                             ("--max-files", args.max_files, 1), ("--max-pixels", args.max_pixels, 1)):  # fmt: skip
         if value < lo:
-            raise ValueError(f"{flag} must be at least {lo}, got {value}")
+            raise UsageError(f"{flag} must be at least {lo}, got {value}")
     for flag, value in (
         ("--max-wait-ms", args.max_wait_ms),
         ("--timeout", args.timeout),
         ("--max-body-mb", args.max_body_mb),
     ):
         if not 0 <= value < float("inf") or (flag != "--max-wait-ms" and value == 0):
-            raise ValueError(f"{flag} must be a positive number, got {value}")
+            raise UsageError(f"{flag} must be a positive number, got {value}")
     if args.max_queue < args.max_files:
-        raise ValueError(
+        raise UsageError(
             f"--max-queue {args.max_queue} is below --max-files {args.max_files}: a full request would never fit"
         )
 
@@ -93,7 +92,7 @@ def bound_socket(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise ValueError(f"--host {host!r} is not an address of this machine ({e.strerror})") from None
+        raise UsageError(f"--host {host!r} is not an address of this machine ({e.strerror})") from None
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -102,7 +101,7 @@ def bound_socket(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         hint = "; stop the other server or choose another --port" if e.errno == errno.EADDRINUSE else ""
-        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
     sock.listen(2048)
     return sock
 
@@ -114,14 +113,15 @@ def main(args: argparse.Namespace) -> int:
 
         from ..serve.app import ServeConfig, create_app
     except ImportError as e:
-        raise ValueError(f"serve needs the 'serve' extra: pip install 'inceptionnet[serve]' ({e})") from None
+        raise UsageError(f"serve needs the 'serve' extra: pip install 'inceptionnet[serve]' ({e})") from None
+    from ..checkpoint import ModelSource
     from ..runtime import resolve_device
-    from ..serve.engine import load_engine
+    from ..serve.engine import open_engine
 
+    source = ModelSource.from_args(args, exported_verb="serves")
     sock = bound_socket(args.host, args.port)  # before loading: a port in use fails fast
-    engine = load_engine(
-        checkpoint=args.checkpoint, model_name=args.model, weights=args.weights, onnx=args.onnx,
-        backend=args.backend, dtype=args.dtype, max_batch=args.max_batch, device=resolve_device(args.device),
+    engine = open_engine(
+        source, backend=args.backend, dtype=args.dtype, max_batch=args.max_batch, device=resolve_device(args.device),
         allow_nan=args.allow_nan, max_pixels=args.max_pixels, calibration=args.calibration,
     )  # fmt: skip
     cfg = ServeConfig(

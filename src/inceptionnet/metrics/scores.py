@@ -83,19 +83,22 @@ def load_fid_model(
 ) -> nn.Module:
     """The FID network in eval mode: ``weights`` a state_dict file key-for-key pytorch-fid's (e.g.
     ``pt_inception-2015-12-05-6726825d.pth``; torch-fidelity's ``weights-inception-2015-12-05`` file has
-    the same keys), or None for the weight entry (downloaded, sha256-checked)."""
-    from ..models import create_model
+    the same keys), or None for the weight entry (downloaded, sha256-checked). Opened as every model
+    is: ``checkpoint.open_model(ModelSource.model("fid_inception_v3", weights, num_classes=1008))``."""
+    from ..checkpoint import ModelSource, open_model
 
     src = FID_WEIGHTS if weights is None else str(weights)
     try:
-        model = create_model("fid_inception_v3", weights=src, num_classes=1008, new_head_ok=False)
+        model, *_ = open_model(
+            ModelSource.model("fid_inception_v3", src, num_classes=1008), device, nan_flag=None
+        )
     except CheckpointError as e:
         if weights is None:
             raise
         raise CheckpointError(
             f"{src} is not the FID network's weights (pytorch-fid's pt_inception-2015-12-05 layout): {e}"
         ) from None
-    return model.eval().to(device)
+    return model
 
 
 @torch.no_grad()

@@ -1,9 +1,11 @@
-"""The model a server runs, built once: ``load_engine(...) -> Engine``.
+"""The model a server runs, built once: ``open_engine(ModelSource, ...) -> Engine`` (``load_engine``:
+the same from the command's flags).
 
 An ``Engine`` turns uploaded bytes into the model's input with the project's own reader and
 transform (``data.decode_image``, ``read_image``'s reader on bytes, + ``data.eval_transform``, as ``predict`` uses them), checking the
 pixel count from the image header before anything is decoded, and runs batches on the fast path
-(``deploy.fast.optimize_for_inference``) or, for ``--onnx``, in an ONNX Runtime session.
+(``deploy.fast.optimize_for_inference``) or, for ``--onnx``, in an ONNX Runtime session: both opened by
+``checkpoint.open_for_inference``.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from .. import data as D
-from ..errors import ImageReadError, NonFiniteError
-from ..fileio import sha256_of
+from ..errors import ImageReadError, NonFiniteError, UsageError
+
+if TYPE_CHECKING:
+    from ..checkpoint import ModelSource
 
 # the fast path is checked and timed on a batch of this many (at most --max-batch): larger batches only
 # make a server start slower (googlenet at 224: ~1 s per candidate run on 2 cores)
@@ -115,19 +118,6 @@ class Engine:
         }  # fmt: skip
 
 
-def weights_id(checkpoint: str | None, model_name: str | None, weights: str | None, onnx: str | None) -> str:
-    """How a response names the weights: a weight entry by name (and its sha256 prefix), a file by
-    name and the first 12 hex digits of its sha256."""
-    from ..models import get_weight_entry
-
-    if model_name and weights:
-        entry = get_weight_entry(model_name, weights)
-        if entry is not None:
-            return f"{weights}" + (f" sha256:{entry.sha256[:12]}" if entry.sha256 else "")
-    path = Path(onnx or checkpoint or weights or "")
-    return f"{path.name} sha256:{sha256_of(path)[:12]}"
-
-
 def load_engine(
     *,
     checkpoint: str | None = None,
@@ -142,57 +132,57 @@ def load_engine(
     max_pixels: int = 16_000_000,
     calibration: str | None = None,
 ) -> Engine:
-    """The model built once (see the module docstring); every error is a one-line user error."""
-    if onnx:
-        return _onnx_engine(onnx, checkpoint, model_name, weights, backend, dtype, max_pixels)
-    from ..checkpoint import load_for_inference
-    from ..deploy.fast import optimize_for_inference
+    """``open_engine`` on the model ``serve``'s flags name (``--checkpoint | --model --weights | --onnx``)."""
+    from ..checkpoint import ModelSource
 
-    dtypes = dtype_choices()
-    if dtype not in dtypes:
-        raise ValueError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
-    model, name, icfg, classes = load_for_inference(
-        checkpoint, model_name, weights, device, allow_nan=allow_nan
-    )
-    example = torch.randn(min(max_batch, EXAMPLE_BATCH), icfg.in_chans, icfg.input_size, icfg.input_size)
-    # int8: the images it is calibrated on
-    extra: dict[str, Any] = {"calibration": calibration} if calibration else {}
-    fast = optimize_for_inference(model, example.to(device), backend=backend, dtype=dtypes[dtype], **extra)
-    return Engine(
-        name, weights_id(checkpoint, model_name, weights, None), icfg, classes,
-        lambda x: fast(x.to(device)), fast.backend, dtype, model=model, max_pixels=max_pixels,
+    source = ModelSource.from_flags(checkpoint, model_name, weights, onnx, exported_verb="serves")
+    return open_engine(
+        source, backend=backend, dtype=dtype, max_batch=max_batch, device=device, allow_nan=allow_nan,
+        max_pixels=max_pixels, calibration=calibration,
     )  # fmt: skip
 
 
-def _onnx_engine(
-    onnx: str, checkpoint: str | None, model_name: str | None, weights: str | None, backend: str, dtype: str,
-    max_pixels: int,
-) -> Engine:  # fmt: skip
-    """``--onnx FILE``: an ONNX Runtime session with the file's own preprocessing metadata."""
-    from ..deploy.export import open_onnx, ort_runner
+def open_engine(
+    source: ModelSource,
+    *,
+    backend: str = "auto",
+    dtype: str = "fp32",
+    max_batch: int = 32,
+    device: str | torch.device = "cpu",
+    allow_nan: bool = False,
+    max_pixels: int = 16_000_000,
+    calibration: str | None = None,
+) -> Engine:
+    """The model built once (see the module docstring); every error is a one-line user error."""
+    from ..checkpoint import open_for_inference
 
-    for flag, value in (("--checkpoint", checkpoint), ("--model", model_name), ("--weights", weights)):
-        if value:
-            raise ValueError(f"--onnx serves the exported file on its own; drop {flag}")
-    if backend not in ("auto", "onnxruntime") or dtype != "fp32":
-        raise ValueError("--onnx runs in ONNX Runtime, fp32: drop --backend / --dtype")
-    path = Path(onnx)
-    f = open_onnx(path)
-    if f.fixed_batch is not None:
-        raise ValueError(
-            f"--onnx {path} was exported with a fixed batch of {f.fixed_batch}; the server batches requests: "
-            "export it with a dynamic batch (the default of 'inceptionnet export')"
-        )
-    meta, icfg, classes = f.meta, f.icfg, f.classes
-    run = ort_runner(f.session)
-    name = str(meta.get("model_name") or path.stem)
+    if source.kind == "exported":
+        return _exported_engine(source, backend, dtype, max_pixels)
+    dtypes = dtype_choices()
+    if dtype not in dtypes:
+        raise UsageError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    p = open_for_inference(
+        source, device, backend=backend, dtype=dtype, calibration=calibration,
+        batch=min(max_batch, EXAMPLE_BATCH), allow_nan=allow_nan,
+    )  # fmt: skip
     return Engine(
-        name,
-        weights_id(None, None, None, onnx),
-        icfg,
-        classes,
-        run,
-        "onnxruntime",
-        "fp32",
+        p.model_name, source.id(), p.input_config, p.classes, p, p.backend, dtype, model=p.module,
         max_pixels=max_pixels,
+    )  # fmt: skip
+
+
+def _exported_engine(source: ModelSource, backend: str, dtype: str, max_pixels: int) -> Engine:
+    """``--onnx FILE``: an ONNX Runtime session (on the CPU) with the file's own preprocessing metadata."""
+    from ..checkpoint import open_for_inference
+
+    if backend not in ("auto", "onnxruntime") or dtype != "fp32":
+        raise UsageError("--onnx runs in ONNX Runtime, fp32: drop --backend / --dtype")
+    p = open_for_inference(source, "cpu")
+    if p.fixed_batch is not None:
+        raise UsageError(
+            f"--onnx {source.path} was exported with a fixed batch of {p.fixed_batch}; the server batches "
+            "requests: export it with a dynamic batch (the default of 'inceptionnet export')"
+        )
+    return Engine(
+        p.model_name, source.id(), p.input_config, p.classes, p, p.backend, p.dtype, max_pixels=max_pixels
     )

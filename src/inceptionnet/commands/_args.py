@@ -1,0 +1,169 @@
+"""What several commands share: the flags that say which model to open (mapped onto
+``checkpoint.ModelSource``), the fast-path flags, the FID network's flags, and small helpers.
+Library logic lives below (``checkpoint.open_for_inference``, ``deploy``, ``metrics``); commands
+import only this module and ``commands/__init__``, never each other."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import data as D
+from ..errors import UsageError
+from ..runtime import DEVICE_HELP
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--checkpoint | --model [--weights], --device, --allow-nan, --debug: how eval, predict, explain
+    and serve name their model (``ModelSource.from_args``)."""
+    p.add_argument(
+        "--checkpoint", default=None, help="a training checkpoint (checkpoint.pt / best.pt / .safetensors)"
+    )
+    p.add_argument("--model", default=None, help="model name, with --weights (entry name or file)")
+    p.add_argument(
+        "--weights", default=None, help="weight entry (e.g. fashion_mnist) or .pth/.safetensors file"
+    )
+    p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default cpu)")
+    p.add_argument(
+        "--allow-nan",
+        action="store_true",
+        help="run weights with NaN/inf values, and report NaN results (as null in JSON) instead of an error",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def add_onnx_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """--onnx FILE: an exported file instead of a model (``ModelSource.exported``)."""
+    p.add_argument("--onnx", default=None, help=help)
+
+
+def add_build_args(p: argparse.ArgumentParser) -> None:
+    """--num-classes / --in-chans / --model-kwargs: a model built from scratch (export NAME)."""
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="NAME without weights: classifier outputs (default 1000)",
+    )
+    p.add_argument(
+        "--in-chans", type=int, default=None, help="NAME without weights: input channels (default 3)"
+    )
+    p.add_argument(
+        "--model-kwargs",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="NAME without weights: builder flags, e.g. width=0.5",
+    )
+
+
+def add_fast_args(p: argparse.ArgumentParser) -> None:
+    """--backend / --dtype / --calibration: run through ``optimize_for_inference`` (eval and predict)."""
+    p.add_argument(
+        "--backend", default=None,
+        help="run the fast path (deploy.fast): eager, compile, onnxruntime, openvino or auto "
+        "(the fastest that passes its checks); default: the plain eager model",
+    )  # fmt: skip
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        help="with --backend: fp32 (default), bf16, int8, or auto (lower precision too)",
+    )
+    p.add_argument(
+        "--calibration", default=None, metavar="NAME:SPLIT",
+        help="int8 / auto: calibration images (default: the model's data set, train split)",
+    )  # fmt: skip
+
+
+def announce_fast_path(p: Any) -> None:
+    """One line on stderr saying which fast path a predictor runs and how it was checked (nothing for
+    the plain eager model)."""
+    fast = getattr(p, "fast", None)
+    if fast is None:
+        return
+    agree = (
+        "" if fast.top1_agreement != fast.top1_agreement else f", top-1 agreement {fast.top1_agreement:.4f}"
+    )
+    print(f"fast path: {fast.backend} {str(fast.dtype).removeprefix('torch.')}{agree}", file=sys.stderr)
+
+
+def check_empty_flags(args: argparse.Namespace, *flags: str) -> None:
+    """``--flag ""`` is a mistake (an unset variable in a script): one line naming the flag."""
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"{flag} is empty; give a value or leave the flag out")
+
+
+def preprocess(path: str, icfg: D.InputConfig, transform: Any, invert: bool = False) -> torch.Tensor:
+    """An image file as the model's C x H x W input (``invert``: gray levels inverted)."""
+    x = D.read_image(path, icfg.in_chans)
+    if invert:
+        x = 255 - x
+    return transform(x)
+
+
+# --------------------------------------------------------------------------------------------------
+# fid and isc: the FID network and how features are made
+
+
+def add_feature_args(p: argparse.ArgumentParser) -> None:
+    """The flags of how features are made, shared by ``fid`` and ``isc`` (``--weights``: the FID
+    network's file, opened by ``metrics.load_fid_model`` through ``ModelSource``)."""
+    from ..metrics.resize import RESIZE_MODES
+    from ..metrics.scores import BACKENDS
+
+    p.add_argument("--weights", default=None, help="the FID network's state_dict file (pytorch-fid's .pth)")
+    p.add_argument(
+        "--resize", default="pytorch-fid", choices=RESIZE_MODES,
+        help="bring images to 299x299 as this tool does (default pytorch-fid; docs/METRICS.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--backend", default="fast", choices=BACKENDS,
+        help="fast: BN folded, 1x1 convs merged, channels_last (checked against eager); eager: as is",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and count them")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def feature_kwargs(args: argparse.Namespace, device: Any) -> dict[str, Any]:
+    return dict(
+        batch_size=args.batch_size, resize=args.resize, backend=args.backend, device=device,
+        skip_bad=args.skip_bad_images,
+    )  # fmt: skip
+
+
+def fid_network(args: argparse.Namespace, device: Any) -> Any:
+    """The FID network of ``--weights`` on ``device``, run with ``--backend``."""
+    from ..metrics import scores as M
+
+    return M.fid_network(M.load_fid_model(args.weights, device), args.backend)
+
+
+def report_skipped(feats: Any, rank: int) -> None:
+    if feats is not None and feats.skipped and rank == 0:
+        print(f"skipped {len(feats.skipped)} unreadable images (--skip-bad-images)", file=sys.stderr)
+
+
+def run_distributed(args: argparse.Namespace, body: Callable[[argparse.Namespace, int, int], int]) -> int:
+    """``body(args, rank, local_rank)`` in the process group torchrun set up (or alone), then the group
+    torn down (fid and isc: each rank reads its shard of the folder)."""
+    import torch.distributed as dist
+
+    from ..train.build import init_distributed
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    rank, _, local_rank = init_distributed(args)
+    try:
+        return body(args, rank, local_rank)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
