@@ -314,7 +314,7 @@ def measure(args: argparse.Namespace, variant: Variant) -> tuple[int, int, int]:
     """(params, MACs, input size) of a variant at the size the trainer feeds it."""
     from .. import data as D
     from .. import train
-    from .summary import summarize
+    from ..analysis import summarize
 
     targs = train.parse_args(run_argv(args, variant, 0))
     info = D.dataset_info(targs.dataset, targs.data)

@@ -425,6 +425,68 @@ def googlenet_small(**kwargs: Any) -> GoogLeNet:
 
 
 # --------------------------------------------------------------------------------------------------
+# Analysis hints: plain data that inceptionnet.analysis reads (summary --depth 2, --table1, --bottleneck);
+# this module imports nothing from it.
+
+# "Going deeper with convolutions", Table 1: the published params (K = 1024 weights, no biases)
+# and ops (M = 10^6 multiply-adds) per row, keyed by our module names (conv2 covers conv2 + conv3,
+# the paper's "convolution 3x3/1" row with a 64-channel reduce).
+PAPER_TABLE1: dict[str, tuple[float, float]] = {
+    "conv1": (2.7, 34),
+    "conv2": (112, 360),
+    "inception3a": (159, 128),
+    "inception3b": (380, 304),
+    "inception4a": (364, 73),
+    "inception4b": (437, 88),
+    "inception4c": (463, 100),
+    "inception4d": (580, 119),
+    "inception4e": (840, 170),
+    "inception5a": (1072, 54),
+    "inception5b": (1388, 71),
+    "fc": (1000, 1),
+}
+
+ANALYSIS_HINTS: dict[str, Any] = {
+    "family": "GoogLeNet",
+    # each Inception block's layers -> the paper's Table 1 columns; the "... reduce" layers are the
+    # 1x1 reductions (--bottleneck: the block without them)
+    "blocks": {
+        Inception: {
+            "branch1": "#1x1",
+            "branch2.0": "#3x3 reduce",
+            "branch2.1": "#3x3",
+            "branch3.0": "#5x5 reduce",
+            "branch3.1": "#5x5",
+            "branch3.2": "#5x5 (2nd 3x3)",
+            "branch4.0": "pool",
+            "branch4.1": "pool proj",
+        },
+    },
+    "table1": {
+        "models": ("googlenet", "googlenet_paper"),
+        "requires": ("maxpool1",),  # googlenet_small's stem has no pools: not the paper's network
+        "figures": PAPER_TABLE1,
+        "figures_setup": ([3, 224, 224], 1000),  # input and classes the published figures are for
+        "figures_note": "paper params / ops: the published figures (Szegedy et al. 2015, Table 1); "
+        "docs/TABLE1.md explains the differences",
+        # one paper row for several modules, with their columns: "convolution 3x3/1" with its reduce
+        "merged": {"conv2": {"conv2": "#3x3 reduce", "conv3": "#3x3"}},
+        "block_type": "inception",  # a block's row reads "inception (3a)"
+        "block_depth": 2,
+        "unit_example": "inception (3a) 163,328 = 159.5K",
+        "notes": [
+            "the paper's LRN layers (after maxpool1 and conv3 in googlenet_paper) have no parameters and "
+            "no ops, and are not rows of its table",
+        ],
+        # a column whose layer has another kernel in this model: what that means
+        "kernel_notes": {
+            "#5x5": "this model's '#5x5' branch is a 3x3 conv (torchvision's GoogLeNet), so its counts differ",
+        },
+    },
+}
+
+
+# --------------------------------------------------------------------------------------------------
 # Weights
 
 register_weights(WeightEntry(
