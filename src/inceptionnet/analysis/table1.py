@@ -73,11 +73,11 @@ def _hwc(shape: Sequence[int]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-def _columns(root: nn.Module, prefix: str, labels: dict[str, str]) -> dict[str, int]:
+def _columns(root: nn.Module, labels: dict[str, str]) -> dict[str, int]:
     """The paper's columns (output channels) of the labelled layers under ``root``."""
     cols: dict[str, int] = {}
     for path, label in labels.items():
-        layer = find_layer(root, prefix + path)
+        layer = find_layer(root, path)
         conv = first_conv(layer) if layer is not None else None
         if label in _KEY and conv is not None:
             cols.setdefault(_KEY[label], conv.out_channels)
@@ -153,13 +153,11 @@ def _rows(
         if name in merged:
             group = merged[name]
             kind = ("convolution", patch(m.model.get_submodule(list(group)[-1])), len(group))
-            rows.append(_paper_row(by_name, figures, name, kind, _columns(m.model, "", group), tuple(group)))
+            rows.append(_paper_row(by_name, figures, name, kind, _columns(m.model, group), tuple(group)))
         elif name not in inside and (mod := find_layer(m.model, name)) is not None:
             kind_of = _kind(m, spec, name, mod)
             if kind_of is not None:
-                rows.append(
-                    _paper_row(by_name, figures, name, kind_of, _columns(mod, "", block_columns(mod)))
-                )
+                rows.append(_paper_row(by_name, figures, name, kind_of, _columns(mod, block_columns(mod))))
     classifier = (getattr(m.model, "default_cfg", None) or {}).get("classifier")
     if classifier in by_name:  # the paper's last row
         soft = _paper_row(by_name, None, classifier, ("softmax", "", 0), {})
