@@ -89,8 +89,9 @@ def load_fid_model(
 
     src = FID_WEIGHTS if weights is None else str(weights)
     try:
+        # NaN weights: reported as NaN features, as before (allow_nan)
         model, *_ = open_model(
-            ModelSource.model("fid_inception_v3", src, num_classes=1008), device, nan_flag=None
+            ModelSource.model("fid_inception_v3", src, num_classes=1008), device, allow_nan=True
         )
     except CheckpointError as e:
         if weights is None:
