@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 import inceptionnet
+from helpers import BIG_MODELS, model_params
 from inceptionnet import cli
 from inceptionnet.deploy import export as E
 from inceptionnet.deploy import verify
@@ -28,16 +29,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[2]
-# slow at any size on 2 cores: exported at model.min_input_size; the GoogLeNets at 32x32
-BIG = {
-    "bn_inception",
-    "inception_v3",
-    "fid_inception_v3",
-    "inception_v4",
-    "inception_resnet_v1",
-    "inception_resnet_v2",
-}
-MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in inceptionnet.list_models()]
+# helpers.BIG_MODELS are exported at model.min_input_size (and marked slow); the GoogLeNets at 32x32
+MODELS = model_params()
 ATOL = 1e-4  # the fp32 bound; the tests pass rtol=0 so it applies as it is
 
 
@@ -64,7 +57,7 @@ def conditioned(name: str, **kwargs: object) -> tuple[nn.Module, int]:
             nn.init.normal_(m.bias, std=0.1)
             m.running_mean.normal_(std=0.1)  # type: ignore[union-attr]
             m.running_var.uniform_(0.5, 1.5)  # type: ignore[union-attr]
-    return model.eval(), model.min_input_size if name in BIG else 32
+    return model.eval(), model.min_input_size if name in BIG_MODELS else 32
 
 
 def meta_for(name: str, size: int) -> dict[str, object]:

@@ -9,10 +9,16 @@ import torch
 from torch import nn
 
 import inceptionnet
+from helpers import BIG_MODELS, model_params
 from inceptionnet.commands import bench
 from inceptionnet.deploy.fast import FastInferenceError, optimize_for_inference
 from inceptionnet.deploy.fold import fold_bn, merge_parallel_convs
 from inceptionnet.deploy.openvino import available as openvino_available
+
+
+def small_size(name: str) -> int:
+    """The registry's small configs: the GoogLeNets at 32x32, helpers.BIG_MODELS at their minimum size."""
+    return inceptionnet.create_model(name, num_classes=10).min_input_size if name in BIG_MODELS else 32
 
 
 def _trained_stats(name: str, size: int, **kw: object) -> nn.Module:
@@ -34,8 +40,9 @@ def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
     assert float((got.float() - ref).abs().max()) <= tol
 
 
-@pytest.mark.parametrize(("name", "size"), [("googlenet", 64), ("inception_v3", 75)])
-def test_fold_and_merge_preserve_outputs(name: str, size: int) -> None:
+@pytest.mark.parametrize("name", model_params())
+def test_fold_and_merge_preserve_outputs(name: str) -> None:
+    size = small_size(name)
     m = _trained_stats(name, size)
     x = torch.randn(3, 3, size, size)
     with torch.no_grad():
@@ -43,13 +50,13 @@ def test_fold_and_merge_preserve_outputs(name: str, size: int) -> None:
         folded = fold_bn(m)
         _close(folded(x), ref)
         merged, n = merge_parallel_convs(folded)
-        assert n >= (27 if name == "googlenet" else 20)  # 9 blocks x 3 in googlenet
+        assert n >= (27 if name.startswith("googlenet") else 20)  # 9 blocks x 3 in the GoogLeNets
         _close(merged(x), ref)
     assert not any(isinstance(mod, nn.BatchNorm2d) for mod in merged.modules())
 
 
 def test_merge_googlenet_block_structure() -> None:
-    m = fold_bn(_trained_stats("googlenet", 64))
+    m = fold_bn(_trained_stats("googlenet", 32))
     merged, _ = merge_parallel_convs(m)
     block = merged.inception3a
     convs = [mod for mod in block.modules() if isinstance(mod, nn.Conv2d) and mod.kernel_size == (1, 1)]
@@ -57,7 +64,11 @@ def test_merge_googlenet_block_structure() -> None:
     assert sorted(c.out_channels for c in convs) == [32, 176]
 
 
-@pytest.mark.parametrize(("name", "size"), [("googlenet", 64), ("inception_resnet_v2", 75)])
+# the backends' paths are the same for every model (export to ONNX / OpenVINO, check, time): one small
+# and one big model; every model's ONNX export is checked in test_export.py
+@pytest.mark.parametrize(
+    ("name", "size"), [("googlenet", 32), pytest.param("inception_resnet_v2", 75, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("backend", ["eager", "onnxruntime", "auto"])
 def test_backends_match_eager(name: str, size: int, backend: str) -> None:
     m = _trained_stats(name, size)
@@ -75,12 +86,12 @@ def test_backends_match_eager(name: str, size: int, backend: str) -> None:
 
 
 def test_bf16_reports_top1_agreement() -> None:
-    m = _trained_stats("googlenet", 64)
-    fast = optimize_for_inference(m, torch.randn(4, 3, 64, 64), backend="eager", dtype=torch.bfloat16)
+    m = _trained_stats("googlenet", 32)
+    fast = optimize_for_inference(m, torch.randn(4, 3, 32, 32), backend="eager", dtype=torch.bfloat16)
     assert fast.dtype == torch.bfloat16 and 0.0 <= fast.top1_agreement <= 1.0
     with pytest.raises(FastInferenceError, match="top-1 agreement"):
         optimize_for_inference(
-            m, torch.randn(4, 3, 64, 64), backend="eager", dtype=torch.bfloat16, min_top1_agreement=1.01
+            m, torch.randn(4, 3, 32, 32), backend="eager", dtype=torch.bfloat16, min_top1_agreement=1.01
         )
 
 

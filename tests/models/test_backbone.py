@@ -25,12 +25,12 @@ from torchvision.models.feature_extraction import (
 )
 
 import inceptionnet
-from inceptionnet import InputShapeError, create_model, list_models
+from helpers import model_params
+from inceptionnet import InputShapeError, create_model
 from inceptionnet.models import FeatureInfo, feature_take_indices
 from inceptionnet.models._features import FeatureDictNet, FeatureListNet
 
-BIG = {"inception_v3", "fid_inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"}
-MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in list_models()]
+MODELS = model_params()
 torch_device = "cpu"
 TARGET = 64  # inputs above this fall back to the model's min_input_size (timm's rule, smaller target)
 
