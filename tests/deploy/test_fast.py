@@ -106,6 +106,33 @@ def test_bad_arguments() -> None:
         optimize_for_inference(m, x, backend="eager", dtype="auto")
 
 
+def test_backend_registry_and_candidates() -> None:
+    from inceptionnet.deploy.backends import REGISTRY, Candidate, all_candidates
+    from inceptionnet.deploy.fast import BACKENDS, DTYPES
+
+    assert ("auto", *REGISTRY) == BACKENDS and set(DTYPES) == {"fp32", "bf16", "int8"}
+    for text in ("eager", "eager-bf16", "onnxruntime-int8", "openvino"):
+        assert str(Candidate.parse(text)) == text  # the spelling of flags and printed output
+    assert Candidate.parse("openvino-int8") == Candidate("openvino", "int8")
+    assert Candidate.parse("eager", "bfloat16") == Candidate("eager", "bfloat16")
+    with pytest.raises(ValueError, match="unknown candidate 'tensorrt'"):
+        Candidate.parse("tensorrt")
+    names = [str(c) for c in all_candidates()]
+    assert [b for b in bench.INFER_BACKENDS if not b.startswith("tv-")] == names
+    assert all(b.removeprefix("tv-") in names for b in bench.PEERS)
+
+
+def test_fma_probe_says_why_or_measures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from inceptionnet.deploy import probe
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fma, why = probe.fma_peak(1)
+    assert (fma is None) == bool(why)
+    assert fma is None or fma["fp32_fma_gflops"] > 0
+    monkeypatch.setattr(probe.shutil, "which", lambda name: None)
+    assert probe.fma_peak(1) == (None, "no C compiler (gcc or cc) on PATH to build fma_peak.c")
+
+
 @pytest.mark.slow
 def test_compile_matches_eager() -> None:
     # torch.compile takes ~1 min on 2 busy cores even for googlenet_small: one small model only
