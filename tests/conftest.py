@@ -70,3 +70,15 @@ def fault_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch
 
     out = shared_dir(tmp_path_factory, "fault_reference", make)
     return torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="session")
+def fid_weights_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """helpers.random_fid_state_dict() saved once per session in pytorch-fid's layout (torch-fidelity's
+    FeatureExtractorInceptionV3 loads the same keys strictly): pt_inception-random.pth."""
+    from helpers import random_fid_state_dict
+
+    def make(out: Path) -> None:
+        torch.save(random_fid_state_dict(), out / "pt_inception-random.pth")
+
+    return str(shared_dir(tmp_path_factory, "fid_weights", make) / "pt_inception-random.pth")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import random_fid_state_dict, reference_inception
+from helpers import reference_inception
 from inceptionnet import create_model
 from inceptionnet.commands import run
 from inceptionnet.errors import NonFiniteError
@@ -28,15 +28,8 @@ N_IMAGES = 70  # > 64 + 1: a full-rank covariance at --dims 64
 
 
 @pytest.fixture(scope="module")
-def ref_sd() -> dict[str, torch.Tensor]:
-    return random_fid_state_dict()
-
-
-@pytest.fixture(scope="module")
-def weights_file(ref_sd, tmp_path_factory) -> str:
-    p = tmp_path_factory.mktemp("w") / "pt_inception-random.pth"
-    torch.save(ref_sd, p)
-    return str(p)
+def ref_sd(fid_weights_file: str) -> dict[str, torch.Tensor]:
+    return torch.load(fid_weights_file, weights_only=True)
 
 
 def write_folder(path, seed: int, noise: float, n: int = N_IMAGES) -> None:
@@ -96,12 +89,12 @@ def test_flags_default_off_keep_inception_v3():
     assert sum(p.numel() for p in f.parameters()) == 23850960
 
 
-def test_fid_equals_pytorch_fid_eager_and_fast(folders, weights_file, patched_pytorch_fid):
+def test_fid_equals_pytorch_fid_eager_and_fast(folders, fid_weights_file, patched_pytorch_fid):
     """pytorch-fid's number is an eager fp32 FID of the same network (ours in eager mode gives its
     features, test above); the fast path (the default) must equal it within 1e-4 relative."""
     a, b = folders
     ref = pfs.calculate_fid_given_paths([a, b], batch_size=32, device="cpu", dims=64, num_workers=0)
-    net = M.fid_network(M.load_fid_model(weights_file), "fast")
+    net = M.fid_network(M.load_fid_model(fid_weights_file), "fast")
     fa, fb = (M.folder_features(p, net, dims=64, batch_size=16, show_progress=False) for p in (a, b))
     fast = M.frechet_distance(*M.stats_of(fa.features), *M.stats_of(fb.features))
     assert ref > 0
@@ -116,9 +109,9 @@ def _cli_json(argv: list[str], capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_cli_fid_save_stats_npz_and_torchrun(folders, weights_file, tmp_path, capsys):
+def test_cli_fid_save_stats_npz_and_torchrun(folders, fid_weights_file, tmp_path, capsys):
     a, b = folders
-    common = ["--weights", weights_file, "--dims", "64", "--device", "cpu", "--batch-size", "35"]
+    common = ["--weights", fid_weights_file, "--dims", "64", "--device", "cpu", "--batch-size", "35"]
     assert run("fid", [a, b, *common]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("FID: ")
@@ -126,7 +119,9 @@ def test_cli_fid_save_stats_npz_and_torchrun(folders, weights_file, tmp_path, ca
     assert value > 0
     out = tmp_path / "a.npz"
     assert _cli_json([a, "--save-stats", str(out), *common], capsys)["images"] == N_IMAGES
-    f = M.folder_features(a, M.load_fid_model(weights_file), dims=64, backend="eager", show_progress=False)
+    f = M.folder_features(
+        a, M.load_fid_model(fid_weights_file), dims=64, backend="eager", show_progress=False
+    )
     mu, sigma = M.stats_of(f.features)
     with np.load(out) as z:
         assert np.allclose(z["mu"], mu, rtol=1e-4, atol=1e-6) and np.allclose(
@@ -140,7 +135,7 @@ def test_cli_fid_save_stats_npz_and_torchrun(folders, weights_file, tmp_path, ca
     assert run("fid", [a, "--save-stats", str(out), *common]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
     weights_copy = tmp_path / "w.pth"
-    shutil.copy(weights_file, weights_copy)
+    shutil.copy(fid_weights_file, weights_copy)
     assert run("fid", [a, "--save-stats", str(weights_copy), "--overwrite", *common]) == 2
     assert "refusing to replace it" in capsys.readouterr().err
     # two processes, each reading half of each folder: the same number
@@ -155,7 +150,7 @@ def test_cli_fid_save_stats_npz_and_torchrun(folders, weights_file, tmp_path, ca
     assert json.loads(lines[0])["fid"] == pytest.approx(value, rel=1e-6)
 
 
-def test_errors(folders, weights_file, ref_sd, tmp_path, capsys):
+def test_errors(folders, fid_weights_file, ref_sd, tmp_path, capsys):
     a, _ = folders
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -172,7 +167,7 @@ def test_errors(folders, weights_file, ref_sd, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(a, broken)
     (broken / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    w = ["--weights", weights_file]
+    w = ["--weights", fid_weights_file]
     cases = [
         ([str(empty), a, *w, "--dims", "64"], "no images"),
         ([a, a, *w, "--dims", "192"], "needs at least 193"),
@@ -194,12 +189,12 @@ def test_errors(folders, weights_file, ref_sd, tmp_path, capsys):
         M.frechet_distance(np.zeros(2), np.eye(2) * np.nan, np.zeros(2), np.eye(2))
 
 
-def test_skip_bad_images_counts_them(folders, weights_file, tmp_path, capsys):
+def test_skip_bad_images_counts_them(folders, fid_weights_file, tmp_path, capsys):
     a, _ = folders
     broken = tmp_path / "broken"
     shutil.copytree(a, broken)
     (broken / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    argv = [str(broken), a, "--weights", weights_file, "--dims", "64", "--skip-bad-images", "--json"]
+    argv = [str(broken), a, "--weights", fid_weights_file, "--dims", "64", "--skip-bad-images", "--json"]
     assert run("fid", argv) == 0
     cap = capsys.readouterr()
     assert cap.err.strip() == "skipped 1 unreadable images (--skip-bad-images)"

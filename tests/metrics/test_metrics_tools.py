@@ -9,21 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import random_fid_state_dict
 from inceptionnet import data as D
 from inceptionnet.commands import run
 from inceptionnet.metrics import resize as R
 from inceptionnet.metrics import scores as M
 
 tfi = pytest.importorskip("torch_fidelity")
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory) -> str:
-    # pytorch-fid's layout; torch-fidelity's FeatureExtractorInceptionV3 loads the same keys strictly
-    p = tmp_path_factory.mktemp("w") / "pt_inception-random.pth"
-    torch.save(random_fid_state_dict(), p)
-    return str(p)
 
 
 def fmnist_folder(path, start: int, n: int, transform=None) -> str:
@@ -70,9 +61,9 @@ def test_clean_resize_equals_clean_fid():
         assert torch.equal(ours, (theirs - 128) / 128), (h, w)
 
 
-def test_pytorch_fid_resize_equals_pytorch_fid(monkeypatch):
+def test_pytorch_fid_resize_equals_pytorch_fid(monkeypatch, fid_weights_file):
     pfi = pytest.importorskip("pytorch_fid.inception")
-    monkeypatch.setattr(pfi, "load_state_dict_from_url", lambda *a, **k: random_fid_state_dict())
+    monkeypatch.setattr(pfi, "load_state_dict_from_url", lambda *a, **k: torch.load(fid_weights_file))
     img = torch.randint(0, 256, (3, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     net = pfi.InceptionV3([0], resize_input=True, normalize_input=True)
     seen = []
@@ -89,32 +80,34 @@ def _tf_metrics(a: str, b: str, weights: str, **kw) -> dict:
     )  # fmt: skip
 
 
-def test_isc_and_kid_equal_torch_fidelity_pipeline(weights_file, tmp_path, capsys):
+def test_isc_and_kid_equal_torch_fidelity_pipeline(fid_weights_file, tmp_path, capsys):
     a = fmnist_folder(tmp_path / "a", 0, 16)
     b = fmnist_folder(tmp_path / "b", 100, 16)
-    ref = _tf_metrics(a, b, weights_file, isc=True, kid=True, isc_splits=2, kid_subsets=10, kid_subset_size=8)
-    assert run("isc", [a, "--splits", "2", "--weights", weights_file, "--resize", "torch-fidelity"]) == 0
+    ref = _tf_metrics(
+        a, b, fid_weights_file, isc=True, kid=True, isc_splits=2, kid_subsets=10, kid_subset_size=8
+    )
+    assert run("isc", [a, "--splits", "2", "--weights", fid_weights_file, "--resize", "torch-fidelity"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("IS: ") and " ± " in line, line
     mean, std = (float(v) for v in line[4:].split(" ± "))
     assert mean == pytest.approx(ref["inception_score_mean"], rel=1e-3)
     assert std == pytest.approx(ref["inception_score_std"], rel=1e-3)
-    net = M.fid_network(M.load_fid_model(weights_file))
+    net = M.fid_network(M.load_fid_model(fid_weights_file))
     fa, fb = (M.folder_features(p, net, resize="torch-fidelity", show_progress=False) for p in (a, b))
     kid = M.kernel_inception_distance(fa.features, fb.features, subsets=10, subset_size=8)
     assert kid[0] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-3)
     assert kid[1] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-3)
 
 
-def test_cli_fid_and_kid_equal_torch_fidelity_at_64_dims(weights_file, tmp_path, capsys):
+def test_cli_fid_and_kid_equal_torch_fidelity_at_64_dims(fid_weights_file, tmp_path, capsys):
     # b noised: two samples of one distribution have a KID of ~0, whose relative error is meaningless
     a = fmnist_folder(tmp_path / "a", 0, 70)
     b = fmnist_folder(tmp_path / "b", 200, 70, _noise(32))
     ref = _tf_metrics(
-        a, b, weights_file, fid=True, kid=True, kid_subsets=10, kid_subset_size=30, feature_layer_fid="64",
+        a, b, fid_weights_file, fid=True, kid=True, kid_subsets=10, kid_subset_size=30, feature_layer_fid="64",
         feature_layer_kid="64",
     )  # fmt: skip
-    argv = [a, b, "--weights", weights_file, "--resize", "torch-fidelity", "--dims", "64", "--kid",
+    argv = [a, b, "--weights", fid_weights_file, "--resize", "torch-fidelity", "--dims", "64", "--kid",
             "--kid-subsets", "10", "--kid-subset-size", "30"]  # fmt: skip
     assert run("fid", argv) == 0
     fid_line, kid_line = capsys.readouterr().out.strip().splitlines()
@@ -168,10 +161,10 @@ def _blur(radius: float):
     return f
 
 
-def test_fid_grows_with_noise_and_blur_fashion_mnist(weights_file, tmp_path):
+def test_fid_grows_with_noise_and_blur_fashion_mnist(fid_weights_file, tmp_path):
     """Reference: 66 test images; compared: 66 other test images, noised (sigma 0, 16, 32, 64) or
     blurred (radius 1, 2). Random weights, --dims 64 (the stem's features): FID grows with each."""
-    net = M.fid_network(M.load_fid_model(weights_file))
+    net = M.fid_network(M.load_fid_model(fid_weights_file))
     ref = M.folder_features(fmnist_folder(tmp_path / "ref", 0, 66), net, dims=64, show_progress=False)
     stats = M.stats_of(ref.features)
 
