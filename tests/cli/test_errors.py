@@ -123,12 +123,12 @@ def test_run_main_lets_bugs_through(exc, capsys):
 
 def test_damaged_user_files_are_usage_errors(tmp_path):
     """Third-party errors on a user's file are caught where it is read: a damaged ablation run file."""
-    from inceptionnet.commands import ablate
+    from inceptionnet.train import ablation
 
     f = tmp_path / "run.json"
     f.write_text('{"argv": [')
     with pytest.raises(UsageError, match=f"{f} is damaged .*delete {tmp_path} to run it again"):
-        ablate.read_json(f)
+        ablation.read_json(f)
     f.write_text("[1, 2]")
     with pytest.raises(UsageError, match="not a JSON object"):
-        ablate.read_json(f)
+        ablation.read_json(f)

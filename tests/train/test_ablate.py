@@ -7,6 +7,7 @@ import pytest
 
 from inceptionnet.cli import main as cli
 from inceptionnet.commands import ablate
+from inceptionnet.train import ablation
 
 TINY = ["--dataset", "digits", "--width", "0.125", "--subset", "128", "--epochs", "1", "--seeds", "2",
         "--batch-size", "32", "--threads", "1"]  # fmt: skip
@@ -59,7 +60,7 @@ def test_rerun_skips_finished_runs(study, monkeypatch, capsys):
     mtimes = {p: p.stat().st_mtime_ns for p in study.glob("bn/*/seed*/results.json")}
     assert len(mtimes) == 4
     calls = []
-    monkeypatch.setattr(ablate, "train_run", lambda *a: calls.append(a) or 0)
+    monkeypatch.setattr(ablation, "train_run", lambda *a: calls.append(a) or 0)
     assert cli(["ablate", "--study", "bn", *TINY, "--output-dir", str(study)]) == 0
     assert calls == []
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
@@ -87,15 +88,18 @@ def test_bad_arguments_exit_2(tmp_path, capsys, bad):
 def test_studies_share_the_baseline_recipe():
     # every study's baseline is the same network and recipe, so one study's baseline run is reused
     args = ablate.get_args_parser().parse_args(["--study", "all", "--output-dir", "x"])
-    base = {tuple(ablate._fingerprint(ablate.run_argv(args, s.baseline, 0))) for s in ablate.STUDIES.values()}
-    assert len(ablate.STUDIES) == 5 and len(base) == 1
-    variants = [tuple(ablate.run_argv(args, v, 0)) for s in ablate.STUDIES.values() for v in s.variants]
+    base = {
+        tuple(ablation._fingerprint(ablation.run_argv(args, s.baseline, 0)))
+        for s in ablation.STUDIES.values()
+    }
+    assert len(ablation.STUDIES) == 5 and len(base) == 1
+    variants = [tuple(ablation.run_argv(args, v, 0)) for s in ablation.STUDIES.values() for v in s.variants]
     assert len(set(variants)) == len(variants) - 4  # 5 identical baselines, all else distinct
 
 
 def test_baseline_is_reused_by_other_studies(study, monkeypatch):
     calls = []
-    monkeypatch.setattr(ablate, "train_run", lambda *a: calls.append(a) or 0)
+    monkeypatch.setattr(ablation, "train_run", lambda *a: calls.append(a) or 0)
     assert cli(["ablate", "--study", "pool", "--variants", "max", *TINY, "--output-dir", str(study)]) == 0
     assert calls == []
     for s in (0, 1):
@@ -112,10 +116,10 @@ def test_interrupted_run_continues(tmp_path, capsys):
     argv[argv.index("--epochs") + 1] = "2"
     argv[argv.index("--seeds") + 1] = "1"
     args = ablate.get_args_parser().parse_args(argv[1:])
-    d = ablate.run_dir(tmp_path, ablate.STUDIES["kernel"], ablate.STUDIES["kernel"].baseline, 0)
+    d = ablation.run_dir(tmp_path, ablation.STUDIES["kernel"], ablation.STUDIES["kernel"].baseline, 0)
     assert (
-        ablate.train_run(
-            [*ablate.run_argv(args, ablate.STUDIES["kernel"].baseline, 0), "--stop-after", "1"], d
+        ablation.train_run(
+            [*ablation.run_argv(args, ablation.STUDIES["kernel"].baseline, 0), "--stop-after", "1"], d
         )
         == 0
     )
