@@ -15,9 +15,9 @@ A source of each kind:
 - ``model``: a model name with a weight entry or a weights file (a training checkpoint given as the
   file is built as its metadata says, checked against the name), or with no weights (random init,
   ``num_classes`` / ``in_chans`` / ``model_kwargs``: export and bench).
-- ``exported``: a file ``deploy.export`` wrote; ``EXPORTED_FORMATS`` maps its suffix to the format
-  and ``_EXPORTED_OPENERS`` the format to its opener (ONNX today: OpenVINO IR or ``.pt2`` is one
-  more entry in each).
+- ``exported``: a file ``deploy.export`` wrote; ``EXPORTED`` holds one ``ExportedFormat`` record per
+  format (its name in messages, its suffixes, its opener). ONNX today: OpenVINO IR or ``.pt2`` is
+  one more record.
 
 Inference is stricter than ``create_model(weights=...)`` (which a fine-tuner uses): a classifier
 that does not fit the class list is an error (not a random new head), damaged metadata
@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLASSIFIER_KEYS",
+    "EXPORTED",
     "EXPORTED_FORMATS",
+    "ExportedFormat",
     "ModelSource",
     "Predictor",
     "accelerate",
@@ -63,9 +65,6 @@ __all__ = [
 CLASSIFIER_KEYS = ("fc.weight", "classif.weight", "logits.weight", "classifier.weight", "last_linear.weight")
 
 SourceKind = Literal["checkpoint", "model", "exported"]
-# an exported file's suffix -> its format (a new export format: one entry here and in _EXPORTED_OPENERS)
-EXPORTED_FORMATS: dict[str, str] = {".onnx": "onnx"}
-EXPORTED_NAMES = {"onnx": "ONNX"}
 UNTRAINED = "untrained (random init)"
 
 
@@ -110,8 +109,8 @@ class ModelSource:
     def exported(cls, path: str | Path, format: str | None = None) -> ModelSource:
         """An exported file; ``format`` defaults to the one its suffix names (else ONNX)."""
         fmt = format or EXPORTED_FORMATS.get(Path(path).suffix.lower(), "onnx")
-        if fmt not in EXPORTED_NAMES:
-            raise UsageError(f"cannot run exported {fmt} files; formats: {', '.join(EXPORTED_NAMES)}")
+        if fmt not in EXPORTED:
+            raise UsageError(f"cannot run exported {fmt} files; formats: {', '.join(EXPORTED)}")
         return cls("exported", path=str(path), format=fmt)
 
     @classmethod
@@ -176,7 +175,7 @@ class ModelSource:
         if self.kind == "checkpoint":
             return f"checkpoint {shown}"
         if self.kind == "exported":
-            return f"{EXPORTED_NAMES[self.format or 'onnx']} file {shown}"
+            return f"{EXPORTED[self.format or 'onnx'].name} file {shown}"
         return UNTRAINED if self.weights is None else f"weights {self.weights}"
 
     def id(self) -> str:
@@ -495,17 +494,30 @@ def _open_onnx(source: ModelSource, device: torch.device) -> Predictor:
     )  # fmt: skip
 
 
-# an exported format -> its opener (a new format: one entry here and in EXPORTED_FORMATS / EXPORTED_NAMES)
-_EXPORTED_OPENERS: dict[str, Callable[[ModelSource, torch.device], Predictor]] = {"onnx": _open_onnx}
+@dataclass(frozen=True)
+class ExportedFormat:
+    """One exported-file format that commands can run: a new format is one record in ``EXPORTED``."""
+
+    name: str  # as messages name it: "ONNX file m.onnx", "runs ... with ONNX Runtime"
+    suffixes: tuple[str, ...]  # the file suffixes that mean this format
+    open: Callable[[ModelSource, torch.device], Predictor]
+
+
+EXPORTED: dict[str, ExportedFormat] = {
+    "onnx": ExportedFormat("ONNX", (".onnx",), _open_onnx),
+}
+# an exported file's suffix -> its format
+EXPORTED_FORMATS: dict[str, str] = {sfx: key for key, f in EXPORTED.items() for sfx in f.suffixes}
 
 
 def _open_exported(source: ModelSource, device: torch.device, backend: str | None, dtype: str) -> Predictor:
-    name = EXPORTED_NAMES[source.format or "onnx"]
+    fmt = EXPORTED[source.format or "onnx"]
+    name = fmt.name
     if backend is not None:
         raise UsageError(f"--{source.format} runs the exported file with {name} Runtime; drop --backend")
     if dtype not in ("fp32", None):
         raise UsageError(f"--{source.format} runs the exported file as it was exported; drop --dtype")
-    return _EXPORTED_OPENERS[source.format or "onnx"](source, device)
+    return fmt.open(source, device)
 
 
 def _fixed_batch(run: Callable[[Tensor], Tensor], fixed: int | None) -> Callable[[Tensor], Tensor]:
