@@ -166,7 +166,11 @@ def test_bench_json_with_peer_and_int8_rows(capsys: pytest.CaptureFixture[str]) 
         assert r["dtype"] == (
             "int8" if name.endswith("int8") else "bfloat16" if "bf16" in name else "float32"
         )
-        assert r["img_per_s"] > 0 and r["pct_of_peak"] > 0
+        assert r["img_per_s"] > 0
+        if r["dtype"] != "bfloat16" or report["env"]["bf16_native"]:
+            assert r["pct_of_peak"] > 0
+        else:  # emulated bf16 has no GEMM peak to compare with
+            assert r["pct_of_peak"] is None
     (summary,) = report["summary"]
     assert summary["best_ours"] in rows and not summary["best_ours"].startswith("tv-")
     assert summary["best_peer"] in bench.PEERS and summary["ratio"] > 0
