@@ -82,3 +82,14 @@ def fid_weights_file(tmp_path_factory: pytest.TempPathFactory) -> str:
         torch.save(random_fid_state_dict(), out / "pt_inception-random.pth")
 
     return str(shared_dir(tmp_path_factory, "fid_weights", make) / "pt_inception-random.pth")
+
+
+@pytest.fixture
+def small_gemm_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench's GEMM ceilings (peak_gflops) measured on 256^3 instead of 2048^3 matrices: the same code,
+    seconds instead of minutes (an int8 GEMM without native int8 support took ~5 min per bench run)."""
+    from functools import partial
+
+    from inceptionnet.commands import bench
+
+    monkeypatch.setattr(bench, "gemm_peak_gflops", partial(bench.gemm_peak_gflops, n=256))

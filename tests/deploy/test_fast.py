@@ -141,7 +141,7 @@ def test_compile_matches_eager() -> None:
     assert fast.backend == "compile" and fast.max_abs_diff <= fast.tolerance
 
 
-def test_bench_json_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_bench_json_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path, small_gemm_peak: None) -> None:
     args = bench.get_args_parser().parse_args(
         ["--models", "googlenet_small", "--input-size", "32", "--batch-sizes", "2", "--repeats", "2",
          "--warmup", "1", "--num-classes", "10", "--backends", "eager", "onnxruntime", "--json",
@@ -173,7 +173,7 @@ def test_bench_json_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert rows[0]["ratio_vs_tv_eager"] == 1.0
 
 
-def test_bench_train_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_train_json(capsys: pytest.CaptureFixture[str], small_gemm_peak: None) -> None:
     args = bench.get_args_parser().parse_args(
         ["--models", "googlenet_small", "--input-size", "32", "--batch-sizes", "2", "--repeats", "2",
          "--warmup", "1", "--num-classes", "10", "--mode", "train", "--json"]

@@ -100,9 +100,7 @@ def test_auto_dtype_adds_lower_precision_only_with_calibration(fm) -> None:
     names = [str(c) for c in fast_mod._candidates("auto", None, True, torch.device("cpu"))]
     assert "onnxruntime-int8" in names and "onnxruntime" in names and "eager" in names
     assert ("openvino-int8" in names) == OV.available()
-    assert all(
-        c.dtype == "float32" for c in fast_mod._candidates("auto", None, False, torch.device("cpu"))
-    )
+    assert all(c.dtype == "float32" for c in fast_mod._candidates("auto", None, False, torch.device("cpu")))
 
 
 def test_without_openvino(fm, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +110,9 @@ def test_without_openvino(fm, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not OV.available()
     with pytest.raises(ImportError, match=r"inceptionnet\[openvino\]"):
         optimize_for_inference(model, x[:4], backend="openvino")
-    assert not any(c.backend == "openvino" for c in fast_mod._candidates("auto", None, True, torch.device("cpu")))
+    assert not any(
+        c.backend == "openvino" for c in fast_mod._candidates("auto", None, True, torch.device("cpu"))
+    )
     assert not any("openvino" in b for b in bench.default_backends("infer"))
     fast = optimize_for_inference(model, x[:4], dtype="int8", calibration=x[:32])  # ORT int8 still works
     assert fast.backend == "onnxruntime" and set(fast.timings) == {"onnxruntime"}
@@ -143,7 +143,9 @@ def test_calibration_inputs_and_dtype_names(fm) -> None:
         optimize_for_inference(model, ex, backend="eager", dtype=torch.qint8, calibration=x)
 
 
-def test_bench_json_with_peer_and_int8_rows(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_json_with_peer_and_int8_rows(
+    capsys: pytest.CaptureFixture[str], small_gemm_peak: None
+) -> None:
     rows_wanted = ["tv-onnxruntime-int8", "onnxruntime-int8"]
     if OV.available():
         rows_wanted += ["tv-openvino", "tv-openvino-int8", "openvino-int8", "openvino-bf16"]
