@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 $(FMNIST):
 	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
 
-# Debian's browser and driver for tests/test_browser.py (the serve page); installed once (the file is the stamp)
+# Debian's browser and driver for tests/serve/test_browser.py (the serve page); installed once (the file is the stamp)
 $(CHROMEDRIVER):
 	apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 

@@ -5,7 +5,7 @@ modes put the same folders (docs/BENCHMARKS.md "FID feature extraction", docs/ME
     flock -s /tmp/cpu.lock python scripts/fid_speed.py resize [--images 300]  # FID per --resize mode (no timing)
 
 Fashion-MNIST test images written as PNGs; the FID network with random weights (PyTorch's default
-init, BN statistics set from one batch of images, as tests/test_metrics.py does: without that the
+init, BN statistics set from one batch of images, as tests/metrics/test_metrics.py does: without that the
 signal, and the features, vanish into denormals, which would time the denormal slow path instead of
 the network). ``speed``: one timed pass per implementation over the same folder, the model built
 before the clock starts; pytorch-fid's ``get_activations`` (its own network, resize and loader,
