@@ -13,7 +13,7 @@ import torch
 
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
-from inceptionnet.commands.evaluate import tta_views
+from inceptionnet.data.transforms import tta_views
 from inceptionnet.train.args import get_args_parser
 from inceptionnet.train.build import build_mixup
 from inceptionnet.train.engine import TrainConfig, train_one_epoch

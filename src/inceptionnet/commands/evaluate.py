@@ -1,10 +1,9 @@
 """``inceptionnet eval``: loss, top-1, top-5 and per-class accuracy of a checkpoint or named weights.
 
-Test-time augmentation (``--tta``): ``flip`` (2 views), ``10crop`` (4 corners + center, and their
-mirrors, from the image resized to input/0.875) and ``144crop``, the GoogLeNet paper's protocol:
-4 scales (shorter side 256, 288, 320, 352 for a 224 input) x 3 squares (left/center/right or
-top/center/bottom) x 6 crops (4 corners, center, the whole square resized) x 2 mirrors.
-Predictions are averaged over views as probabilities.
+Parsing and printing only: the data (``train.engine.eval_loader``), the evaluation pass
+(``train.engine.evaluate``) and test-time augmentation (``--tta``: ``flip``, ``10crop``, ``144crop``,
+the GoogLeNet paper's protocol; views in ``data.transforms.tta_views``, averaged as probabilities by
+``train.engine.make_tta``) are the library's.
 """
 
 from __future__ import annotations
@@ -12,26 +11,21 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
+from torch import nn
 
 from .. import data as D
 from ..checkpoint import ModelSource, accelerate, check_fast_flags, open_for_inference
+from ..data.transforms import TTA_MODES
 from ..errors import NonFiniteError, UsageError
 from ..fileio import json_text
 from ..runtime import resolve_device
-from ..train.engine import evaluate
+from ..train.engine import CallableModule, eval_loader, evaluate, make_tta
 from ._args import add_fast_args, add_model_args, announce_fast_path, check_empty_flags
 
-TTA_MODES = ("none", "flip", "10crop", "144crop")
 AMP_MODES = ("off", "bf16", "fp16")
 
 
@@ -54,74 +48,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
-
-
-def tta_views(x: Tensor, mode: str, size: int) -> list[Tensor]:
-    """The views of a batch N x C x H x W for ``mode``, each N x C x size x size."""
-    if mode == "none":
-        return [
-            x
-            if x.shape[-1] == size and x.shape[-2] == size
-            else TF.center_crop(TF.resize(x, size, antialias=True), size)
-        ]
-    if mode == "flip":
-        base = tta_views(x, "none", size)[0]
-        return [base, base.flip(-1)]
-    if mode == "10crop":
-        big = TF.resize(x, int(round(size / 0.875)), antialias=True)
-        crops = list(TF.five_crop(big, size))
-        return crops + [c.flip(-1) for c in crops]
-    if mode == "144crop":
-        views = []
-        for scale in (256, 288, 320, 352):
-            s = int(round(size * scale / 224))
-            img = TF.resize(x, s, antialias=True)
-            h, w = img.shape[-2:]
-            side = min(h, w)
-            if w >= h:
-                squares = [
-                    img[..., :, :side],
-                    img[..., :, (w - side) // 2 : (w - side) // 2 + side],
-                    img[..., :, w - side :],
-                ]
-            else:
-                squares = [
-                    img[..., :side, :],
-                    img[..., (h - side) // 2 : (h - side) // 2 + side, :],
-                    img[..., h - side :, :],
-                ]
-            for sq in squares:
-                crops = [*TF.five_crop(sq, size), TF.resize(sq, [size, size], antialias=True)]
-                views += crops + [c.flip(-1) for c in crops]
-        return views
-    raise UsageError(f"unknown --tta {mode!r}; choose one of {', '.join(TTA_MODES)}")
-
-
-def make_tta(mode: str, size: int) -> Callable[[nn.Module, Tensor], Tensor] | None:
-    """A function (model, batch) -> log of the view-averaged probabilities, or None for no TTA."""
-    if mode == "none":
-        return None
-
-    def run(model: nn.Module, x: Tensor) -> Tensor:
-        views = tta_views(x, mode, size)
-        probs = sum(F.softmax(model(v.contiguous()).float(), dim=1) for v in views)
-        assert isinstance(probs, Tensor)
-        return torch.log((probs / len(views)).clamp_min(1e-12))
-
-    return run
-
-
-class _FastModule(nn.Module):
-    """A fast-path predictor where ``evaluate`` expects a module."""
-
-    def __init__(self, fast: Any) -> None:
-        super().__init__()
-        self.fast = fast
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.fast(x)
-        assert isinstance(out, Tensor)
-        return out
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -156,35 +82,17 @@ def main(args: argparse.Namespace) -> int:
     info = D.dataset_info(dataset, args.data)
     if len(info.classes) != len(classes):
         raise UsageError(f"the model has {len(classes)} classes but {dataset} has {len(info.classes)}")
-    if args.tta == "none":
-        transform: Any = D.eval_transform(icfg, info.in_chans, info.image_size)
-    else:
-        # views are cut from the whole image at its own size, so only channels and statistics here
-        transform = v2.Compose([v2.ToImage(), *D.transforms._channels(info.in_chans, icfg.in_chans),
-                                *D.to_model_input(icfg)])  # fmt: skip
-        if dataset == "imagefolder":  # mixed sizes cannot batch: make them square at the largest scale
-            transform = v2.Compose(
-                [v2.Resize((icfg.input_size * 352 // 224,) * 2, antialias=True), transform]
-            )
-    if dataset == "imagefolder":
-        ds: Any = D.ImageFolderFiles(
-            D.imagefolder_root(args.data, args.split), info.in_chans, transform, classes=classes
-        )
-    else:
-        x, y, _ = D.load_arrays(dataset, args.split, args.data, args.val_split)
-        if args.limit:
-            x, y = x[: args.limit], y[: args.limit]
-        ds = D.TensorImages(x, y, info.classes, transform)
-    if args.limit and dataset == "imagefolder":
-        ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
-    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+    loader = eval_loader(
+        info, args.split, args.data, icfg, classes, tta=args.tta, batch_size=args.batch_size,
+        workers=args.workers, limit=args.limit, val_split=args.val_split,
+    )  # fmt: skip
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net: nn.Module = model
     if backend is not None:
         fast = accelerate(eager, backend, dtype, args.calibration, batch=args.batch_size, dataset=dataset)
         announce_fast_path(fast)
-        net = _FastModule(fast)
+        net = CallableModule(fast)
     res = evaluate(
         net, loader, device, len(classes), amp=args.amp, channels_last=args.channels_last,
         show_progress=args.progress, tta=make_tta(args.tta, icfg.input_size),
@@ -195,8 +103,16 @@ def main(args: argparse.Namespace) -> int:
             f"the model's outputs on {dataset} {args.split} are not finite (loss {res['loss']}): the "
             f"weights or the inputs overflow{amp}; pass --allow-nan to report the numbers anyway"
         )
+    print_results(args, type(model).__name__ if not args.model else args.model, dataset, classes, res)
+    return 0
+
+
+def print_results(
+    args: argparse.Namespace, model: str, dataset: str, classes: list[str], res: dict[str, Any]
+) -> None:
+    """One line of top-1 / top-5 / loss and the per-class accuracy, or (--json) all of it as JSON."""
     out = {
-        "model": type(model).__name__ if not args.model else args.model,
+        "model": model,
         "checkpoint": args.checkpoint, "weights": args.weights, "dataset": dataset, "split": args.split,
         "tta": args.tta, "images": res["count"], "loss": res["loss"], "acc1": res["acc1"], "acc5": res["acc5"],
         "per_class_acc1": dict(zip(classes, res["per_class_acc1"], strict=True)),
@@ -208,7 +124,6 @@ def main(args: argparse.Namespace) -> int:
               f"top-5 {res['acc5']:.4f}  loss {res['loss']:.4f}")  # fmt: skip
         for c, a in out["per_class_acc1"].items():  # type: ignore[attr-defined]
             print(f"  {c:<16} {a:.4f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Transforms (torchvision.transforms.v2, loaded on first use): the train and eval transform
 builders, ``to_model_input`` (uint8 -> what the weights expect), and ``BatchAugment``, the same
-training augmentation as a few tensor ops per batch.
+training augmentation as a few tensor ops per batch; test-time augmentation (``TTA_MODES``,
+``tta_transform``, ``tta_views``: the views ``train.engine.make_tta`` averages over).
 """
 
 from __future__ import annotations
@@ -198,6 +199,73 @@ def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v
     t += _channels(data_chans, cfg.in_chans)
     t += to_model_input(cfg)
     return v2.Compose(t)
+
+
+# --------------------------------------------------------------------------------------------------
+# Test-time augmentation: several views of each image, cut from the batch
+
+TTA_MODES = ("none", "flip", "10crop", "144crop")
+
+
+def tta_transform(cfg: InputConfig, data_chans: int, *, square: bool = False) -> v2.Compose:
+    """The per-image transform under TTA: channel conversion and normalization only, since the views
+    are cut from the whole image at its own size (``tta_views``). ``square``: first resize to a square
+    at 144crop's largest scale, so images of mixed sizes (an image folder) can be batched."""
+    from torchvision.transforms import v2
+
+    t: list[Any] = [v2.ToImage(), *_channels(data_chans, cfg.in_chans), *to_model_input(cfg)]
+    if square:
+        t.insert(0, v2.Resize((cfg.input_size * 352 // 224,) * 2, antialias=True))  # 144crop's 352
+    return v2.Compose(t)
+
+
+def tta_views(x: Tensor, mode: str, size: int) -> list[Tensor]:
+    """The views of a batch N x C x H x W for ``mode`` (one of ``TTA_MODES``), each N x C x size x size.
+
+    ``flip``: the center view and its mirror; ``10crop``: 4 corners + center, and their mirrors, from
+    the image resized to size/0.875; ``144crop``, the GoogLeNet paper's protocol: 4 scales (shorter
+    side 256, 288, 320, 352 for a 224 input) x 3 squares (left/center/right or top/center/bottom) x
+    6 crops (4 corners, center, the whole square resized) x 2 mirrors."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if mode == "none":
+        return [
+            x
+            if x.shape[-1] == size and x.shape[-2] == size
+            else TF.center_crop(TF.resize(x, size, antialias=True), size)
+        ]
+    if mode == "flip":
+        base = tta_views(x, "none", size)[0]
+        return [base, base.flip(-1)]
+    if mode == "10crop":
+        big = TF.resize(x, int(round(size / 0.875)), antialias=True)
+        crops = list(TF.five_crop(big, size))
+        return crops + [c.flip(-1) for c in crops]
+    if mode == "144crop":
+        views = []
+        for scale in (256, 288, 320, 352):
+            for sq in _thirds(TF.resize(x, int(round(size * scale / 224)), antialias=True)):
+                crops = [*TF.five_crop(sq, size), TF.resize(sq, [size, size], antialias=True)]
+                views += crops + [c.flip(-1) for c in crops]
+        return views
+    raise UsageError(f"unknown --tta {mode!r}; choose one of {', '.join(TTA_MODES)}")
+
+
+def _thirds(img: Tensor) -> list[Tensor]:
+    """The 3 squares along the longer side: left, center, right (or top, center, bottom)."""
+    h, w = img.shape[-2:]
+    side = min(h, w)
+    if w >= h:
+        return [
+            img[..., :, :side],
+            img[..., :, (w - side) // 2 : (w - side) // 2 + side],
+            img[..., :, w - side :],
+        ]
+    return [
+        img[..., :side, :],
+        img[..., (h - side) // 2 : (h - side) // 2 + side, :],
+        img[..., h - side :, :],
+    ]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -331,6 +331,11 @@ def train_images_per_epoch(args: argparse.Namespace) -> int:
 # Reports
 
 
+def read_history(d: Path) -> list[dict[str, str]]:
+    f = d / "metrics.csv"
+    return list(csv.DictReader(f.open())) if f.is_file() else []
+
+
 class Reports:
     """A study's results.csv, summary.md and curves.png, rewritten from its finished runs; every
     variant's params / MACs measured once."""
@@ -340,71 +345,50 @@ class Reports:
         self.measured: dict[tuple[str, str], tuple[int, int, int]] = {}
         self.images_per_epoch = train_images_per_epoch(args)
 
-    def write(self, study: Study) -> list[dict[str, Any]]:
-        """The rows of ``study``'s finished runs (nothing written when there are none)."""
-        return write_reports(self.args, study, self.root, self.measured, self.images_per_epoch)
-
-
-def read_history(d: Path) -> list[dict[str, str]]:
-    f = d / "metrics.csv"
-    return list(csv.DictReader(f.open())) if f.is_file() else []
-
-
-def collect(
-    args: argparse.Namespace,
-    study: Study,
-    root: Path,
-    measured: dict[tuple[str, str], tuple[int, int, int]],
-    ipe: int,
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for variant in study.variants:
-        vdir = root / study.name / variant.name
-        seeds = sorted(
-            (int(p.name[4:]) for p in vdir.glob("seed*") if p.name[4:].isdigit() and is_finished(p)),
-        )
-        for seed in seeds:
-            d = vdir / f"seed{seed}"
-            res = read_json(d / "results.json")
-            hist = read_history(d)
-            key = (study.name, variant.name)
-            if key not in measured:
-                measured[key] = measure(args, variant)
-            params, macs, _ = measured[key]
-            secs = float(res.get("train_seconds", 0.0))
-            epochs = len(hist) or int(res.get("epochs", 0))
-            rows.append({
-                "variant": variant.name, "seed": seed, "params": params, "macs": macs,
-                "best_acc1": max((float(h["val_acc1"]) for h in hist), default=float(res["best_val_acc1"])),
-                "final_acc1": float(hist[-1]["val_acc1"]) if hist else float("nan"),
-                "test_acc1": float(res["test_acc1"]), "epochs": epochs, "train_seconds": secs,
-                "img_per_s": ipe * epochs / secs if secs > 0 else float("nan"),
-                "_curve": [float(h["val_acc1"]) for h in hist],
-            })  # fmt: skip
-    return rows
-
-
-def write_reports(
-    args: argparse.Namespace,
-    study: Study,
-    root: Path,
-    measured: dict[tuple[str, str], tuple[int, int, int]],
-    ipe: int,
-) -> list[dict[str, Any]]:
-    rows = collect(args, study, root, measured, ipe)
-    out = root / study.name
-    if not rows:
+    def collect(self, study: Study) -> list[dict[str, Any]]:
+        """One row per finished run of ``study`` (RESULT_FIELDS, and ``_curve``: val top-1 per epoch)."""
+        rows: list[dict[str, Any]] = []
+        for variant in study.variants:
+            vdir = self.root / study.name / variant.name
+            seeds = sorted(
+                (int(p.name[4:]) for p in vdir.glob("seed*") if p.name[4:].isdigit() and is_finished(p)),
+            )
+            for seed in seeds:
+                d = vdir / f"seed{seed}"
+                res = read_json(d / "results.json")
+                hist = read_history(d)
+                key = (study.name, variant.name)
+                if key not in self.measured:
+                    self.measured[key] = measure(self.args, variant)
+                params, macs, _ = self.measured[key]
+                secs = float(res.get("train_seconds", 0.0))
+                epochs = len(hist) or int(res.get("epochs", 0))
+                rows.append({
+                    "variant": variant.name, "seed": seed, "params": params, "macs": macs,
+                    "best_acc1": max((float(h["val_acc1"]) for h in hist), default=float(res["best_val_acc1"])),
+                    "final_acc1": float(hist[-1]["val_acc1"]) if hist else float("nan"),
+                    "test_acc1": float(res["test_acc1"]), "epochs": epochs, "train_seconds": secs,
+                    "img_per_s": self.images_per_epoch * epochs / secs if secs > 0 else float("nan"),
+                    "_curve": [float(h["val_acc1"]) for h in hist],
+                })  # fmt: skip
         return rows
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_text(out / "results.csv", buf.getvalue())
-    atomic_write_text(out / "summary.md", summary_markdown(args, study, rows))
-    plot_study(out / "curves.png", study, rows)
-    return rows
+
+    def write(self, study: Study) -> list[dict[str, Any]]:
+        """The rows of ``study``'s finished runs, written out (nothing written when there are none)."""
+        rows = self.collect(study)
+        out = self.root / study.name
+        if not rows:
+            return rows
+        out.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        atomic_write_text(out / "results.csv", buf.getvalue())
+        atomic_write_text(out / "summary.md", summary_markdown(self.args, study, rows))
+        plot_study(out / "curves.png", study, rows)
+        return rows
 
 
 def mean_std(xs: Sequence[float]) -> tuple[float, float]:

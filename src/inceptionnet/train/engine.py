@@ -1,4 +1,5 @@
-"""One training epoch and one evaluation pass. The trainer owns the aux loss:
+"""One training epoch and one evaluation pass (with the data it reads, ``eval_loader``, and test-time
+augmentation, ``make_tta``). The trainer owns the aux loss:
 
 loss = CE(logits) + aux_weight * sum(CE(aux_i))      (aux heads only in training)
 """
@@ -7,13 +8,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
 
+from .. import data as D
+from ..data.transforms import tta_transform, tta_views
 from ..errors import NonFiniteError, UsageError
 from ..runtime import all_reduce_sum, autocast, flush_denormal, progress
 
@@ -259,6 +263,68 @@ def _evaluate(
         "per_class_acc1": per_class,
         "confusion": confusion.long().tolist(),
     }
+
+
+def eval_loader(
+    info: D.DataInfo,
+    split: str,
+    root: str | None,
+    icfg: D.InputConfig,
+    classes: Sequence[str],
+    *,
+    tta: str = "none",
+    batch_size: int = 256,
+    workers: int = 0,
+    limit: int = 0,
+    val_split: int = 0,
+) -> DataLoader[Any]:
+    """The ``split`` of data set ``info`` (under ``root``) as ``evaluate`` reads it: the eval transform,
+    or with ``tta`` only channels and statistics (``make_tta`` cuts the views from each batch). An image
+    folder's classes are ordered as the model's ``classes``; ``limit``: the first N images (0: all);
+    ``val_split``: the held-out size, to rebuild a training run's val split."""
+    if tta == "none":
+        transform: Any = D.eval_transform(icfg, info.in_chans, info.image_size)
+    else:  # mixed sizes cannot batch: an image folder's are made square at the largest scale
+        transform = tta_transform(icfg, info.in_chans, square=info.name == "imagefolder")
+    ds: Any
+    if info.name == "imagefolder":
+        ds = D.ImageFolderFiles(D.imagefolder_root(root, split), info.in_chans, transform, classes=classes)
+        if limit:
+            ds = Subset(ds, range(min(limit, len(ds))))
+    else:
+        x, y, _ = D.load_arrays(info.name, split, root, val_split)
+        if limit:
+            x, y = x[:limit], y[:limit]
+        ds = D.TensorImages(x, y, info.classes, transform)
+    return DataLoader(ds, batch_size=batch_size, num_workers=workers)
+
+
+def make_tta(mode: str, size: int) -> Callable[[nn.Module, Tensor], Tensor] | None:
+    """``evaluate``'s ``tta`` for ``mode`` (``data.transforms.TTA_MODES``): (model, batch) -> the log
+    of the probabilities averaged over the views (``tta_views``); None for ``none``."""
+    if mode == "none":
+        return None
+
+    def run(model: nn.Module, x: Tensor) -> Tensor:
+        views = tta_views(x, mode, size)
+        probs = sum(nn.functional.softmax(model(v.contiguous()).float(), dim=1) for v in views)
+        assert isinstance(probs, Tensor)
+        return torch.log((probs / len(views)).clamp_min(1e-12))
+
+    return run
+
+
+class CallableModule(nn.Module):
+    """A batch -> logits callable (a fast-path predictor) where ``evaluate`` expects a module."""
+
+    def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.fn(x)
+        assert isinstance(out, Tensor)
+        return out
 
 
 def lr_factor(
