@@ -34,8 +34,8 @@ from helpers import SMALL, one_error_line
 from inceptionnet import create_model
 from inceptionnet.checkpoint import load_for_inference
 from inceptionnet.cli import main as cli
-from inceptionnet.commands import bench
 from inceptionnet.data import InputConfig
+from inceptionnet.deploy import bench
 from inceptionnet.errors import CheckpointError, InputShapeError, NonFiniteError, OutputWriteError
 from inceptionnet.fileio import atomic_torch_save, atomic_write_text, file_kind, json_text, load_file
 from inceptionnet.models import fit_state_dict
@@ -174,7 +174,7 @@ def test_export_output_under_a_file_fails_before_loading(good, tmp_path, capsys,
 def no_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     """bench must refuse before anything is timed or built."""
     monkeypatch.setattr(bench, "gemm_peak_gflops", lambda *a, **k: pytest.fail("the benchmark ran"))
-    monkeypatch.setattr(bench, "build_models", lambda *a, **k: pytest.fail("the benchmark ran"))
+    monkeypatch.setattr(bench, "open_bench_models", lambda *a, **k: pytest.fail("the benchmark ran"))
 
 
 def test_bench_bad_output_dir_fails_before_the_benchmark(tmp_path, capsys, no_timing):

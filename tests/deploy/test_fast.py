@@ -11,6 +11,7 @@ from torch import nn
 import inceptionnet
 from helpers import BIG_MODELS, model_params
 from inceptionnet.commands import bench
+from inceptionnet.deploy import bench as bench_lib
 from inceptionnet.deploy.fast import FastInferenceError, optimize_for_inference
 from inceptionnet.deploy.fold import fold_bn, merge_parallel_convs
 from inceptionnet.deploy.openvino import available as openvino_available
@@ -118,8 +119,8 @@ def test_backend_registry_and_candidates() -> None:
     with pytest.raises(ValueError, match="unknown candidate 'tensorrt'"):
         Candidate.parse("tensorrt")
     names = [str(c) for c in all_candidates()]
-    assert [b for b in bench.INFER_BACKENDS if not b.startswith("tv-")] == names
-    assert all(b.removeprefix("tv-") in names for b in bench.PEERS)
+    assert [b for b in bench_lib.INFER_BACKENDS if not b.startswith("tv-")] == names
+    assert all(b.removeprefix("tv-") in names for b in bench_lib.PEERS)
 
 
 def test_fma_probe_says_why_or_measures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -187,4 +188,4 @@ def test_bench_train_json(capsys: pytest.CaptureFixture[str], small_gemm_peak: N
 def test_bench_rejects_unknown_backend() -> None:
     args = bench.get_args_parser().parse_args(["--backends", "tensorrt", "--json"])
     with pytest.raises(ValueError, match="unknown infer backend"):
-        bench.run_bench(args)
+        bench_lib.run_bench(args)

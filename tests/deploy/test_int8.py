@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import inceptionnet
 from inceptionnet import data as D
 from inceptionnet.commands import bench
+from inceptionnet.deploy import bench as bench_lib
 from inceptionnet.deploy import fast as fast_mod
 from inceptionnet.deploy import openvino as OV
 from inceptionnet.deploy.backends import REGISTRY
@@ -113,7 +114,7 @@ def test_without_openvino(fm, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not any(
         c.backend == "openvino" for c in fast_mod._candidates("auto", None, True, torch.device("cpu"))
     )
-    assert not any("openvino" in b for b in bench.default_backends("infer"))
+    assert not any("openvino" in b for b in bench_lib.default_backends("infer"))
     fast = optimize_for_inference(model, x[:4], dtype="int8", calibration=x[:32])  # ORT int8 still works
     assert fast.backend == "onnxruntime" and set(fast.timings) == {"onnxruntime"}
 
@@ -175,7 +176,7 @@ def test_bench_json_with_peer_and_int8_rows(
             assert r["pct_of_peak"] is None
     (summary,) = report["summary"]
     assert summary["best_ours"] in rows and not summary["best_ours"].startswith("tv-")
-    assert summary["best_peer"] in bench.PEERS and summary["ratio"] > 0
+    assert summary["best_peer"] in bench_lib.PEERS and summary["ratio"] > 0
     assert set(summary) == {"model", "input_size", "batch_size", "best_ours", "best_peer", "ratio",
                             "best_ours_bf16", "best_peer_bf16", "ratio_bf16"}  # fmt: skip
 
