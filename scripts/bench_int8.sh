@@ -26,7 +26,7 @@ run int8_googlenet_b1 --models googlenet --batch-sizes 1 --repeats 15 --backends
 "$BIN/python" - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
-from inceptionnet.commands.bench import summarize_results
+from inceptionnet.bench import summarize_results
 rows = [r for d in ("int8_googlenet_b32", "int8_inception_v3_b32_peers", "int8_inception_v3_b32_ours", "int8_googlenet_b1")
         for r in json.loads((Path(sys.argv[1]) / d / "bench.json").read_text())["results"]]
 summary = summarize_results([r for r in rows if r["backend"] != "tv-eager"])

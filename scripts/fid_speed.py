@@ -28,7 +28,7 @@ import torch
 
 from inceptionnet import create_model
 from inceptionnet import data as D
-from inceptionnet.commands.bench import cpu_info
+from inceptionnet.deploy.probe import cpu_info
 from inceptionnet.metrics import scores as M
 
 

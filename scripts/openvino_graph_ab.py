@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from inceptionnet.commands.bench import build_models
+from inceptionnet.bench import build_models
 from inceptionnet.deploy import openvino as OV
 from inceptionnet.deploy.fast import _export_onnx
 from inceptionnet.deploy.fold import fold_bn, optimize_module

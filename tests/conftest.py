@@ -90,6 +90,6 @@ def small_gemm_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     seconds instead of minutes (an int8 GEMM without native int8 support took ~5 min per bench run)."""
     from functools import partial
 
-    from inceptionnet.deploy import bench
+    from inceptionnet import bench
 
     monkeypatch.setattr(bench, "gemm_peak_gflops", partial(bench.gemm_peak_gflops, n=256))

@@ -31,11 +31,10 @@ import torch
 from PIL import Image
 
 from helpers import SMALL, one_error_line
-from inceptionnet import create_model
+from inceptionnet import bench, create_model
 from inceptionnet.checkpoint import load_for_inference
 from inceptionnet.cli import main as cli
 from inceptionnet.data import InputConfig
-from inceptionnet.deploy import bench
 from inceptionnet.errors import CheckpointError, InputShapeError, NonFiniteError, OutputWriteError
 from inceptionnet.fileio import atomic_torch_save, atomic_write_text, file_kind, json_text, load_file
 from inceptionnet.models import fit_state_dict

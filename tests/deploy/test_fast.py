@@ -10,8 +10,8 @@ from torch import nn
 
 import inceptionnet
 from helpers import BIG_MODELS, model_params
+from inceptionnet import bench as bench_lib
 from inceptionnet.commands import bench
-from inceptionnet.deploy import bench as bench_lib
 from inceptionnet.deploy.fast import FastInferenceError, optimize_for_inference
 from inceptionnet.deploy.fold import fold_bn, merge_parallel_convs
 from inceptionnet.deploy.openvino import available as openvino_available

@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import inceptionnet
+from inceptionnet import bench as bench_lib
 from inceptionnet import data as D
 from inceptionnet.commands import bench
-from inceptionnet.deploy import bench as bench_lib
 from inceptionnet.deploy import fast as fast_mod
 from inceptionnet.deploy import openvino as OV
 from inceptionnet.deploy.backends import REGISTRY

@@ -1,6 +1,6 @@
 """``inceptionnet bench``: images/s of this project's fast paths vs torchvision, ONNX Runtime and
 torch.compile, in one process, with the same weights, the same input and the same threads. This module
-parses, checks the flags and prints; the benchmark itself is ``inceptionnet.deploy.bench``.
+parses, checks the flags and prints; the benchmark itself is ``inceptionnet.bench``.
 
     inceptionnet bench                                   # googlenet 224 + inception_v3 299, batch 1 and 32
     inceptionnet bench --models googlenet --batch-sizes 32 --backends tv-eager eager onnxruntime compile
@@ -83,7 +83,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..deploy.bench import (
+from ..bench import (
     INFER_BACKENDS,
     TRAIN_BACKENDS,
     build_models,
@@ -97,7 +97,7 @@ from ..deploy.bench import (
 from ..deploy.probe import cpu_info
 from ..errors import UsageError
 
-# the library is inceptionnet.deploy.bench; these names stay importable from here (scripts, users)
+# the library is inceptionnet.bench; these names stay importable from here (scripts, users)
 __all__ = [
     "build_models",
     "check_args",

@@ -33,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import UsageError, first_line
-from ..runtime import quiet_output, time_fn
-from .backends import Candidate, all_candidates
-from .dtypes import DTYPE_TABLE, FP32
-from .probe import CPU_FLAGS, cpu_info, fma_peak
+from .deploy.backends import Candidate, all_candidates
+from .deploy.dtypes import DTYPE_TABLE, FP32
+from .deploy.probe import CPU_FLAGS, cpu_info, fma_peak
+from .errors import UsageError, first_line
+from .runtime import quiet_output, time_fn
 
 if TYPE_CHECKING:
-    from ..data import InputConfig
+    from .data import InputConfig
 
 SCHEMA = 2  # 2: int8 rows, the OpenVINO / ORT-int8 peers, cpu flags, int8 and FMA ceilings, summary
 # torchvision's own model in PyTorch (the baseline rows); every other row comes from deploy.backends
@@ -63,7 +63,7 @@ def row_candidate(row: str) -> Candidate | None:
 
 
 def default_backends(mode: str) -> list[str]:
-    from ..runtime import bf16_supported
+    from .runtime import bf16_supported
 
     if mode == "train":
         return list(TRAIN_BACKENDS)
@@ -125,7 +125,7 @@ def open_bench_models(
     model's input config). Ours is opened through ``checkpoint.open_model`` (no weights: random init
     after ``torch.manual_seed(seed)``, the same parameters ``create_model`` gives after that seed);
     the baseline is torchvision's model where it has one (``TORCHVISION``), else a copy of ours."""
-    from ..checkpoint import ModelSource, open_model
+    from .checkpoint import ModelSource, open_model
 
     torch.manual_seed(seed)
     ours, icfg, _, _ = open_model(ModelSource.model(name, num_classes=num_classes))
@@ -147,7 +147,7 @@ def build_models(name: str, num_classes: int, seed: int = 0) -> tuple[nn.Module,
 
 def model_gflops(model: nn.Module, size: int) -> float:
     """GFLOPs of one image (2 x MACs)."""
-    from ..analysis import summarize
+    from .analysis import summarize
 
     return 2 * summarize(copy.deepcopy(model).eval(), input_size=(size, size))["total_macs"] / 1e9
 
@@ -161,7 +161,7 @@ def _peer_fn(
     """The peer form of ``cand``'s backend (``Backend.peer``: ONNX Runtime, OpenVINO ...) on torchvision's
     plain export (no graph work of ours), configured as its docs recommend; every int8 row calibrated on
     the same random images."""
-    from ..deploy.export import export_model
+    from .deploy.export import export_model
 
     peer = cand.record.peer
     assert peer is not None, cand
@@ -182,7 +182,7 @@ def _peer_fn(
 
 def _tv_fn(backend: str, base: nn.Module) -> tuple[Callable[[Tensor], Tensor], str]:
     """torchvision's model in PyTorch: eager NCHW (the baseline), channels_last, torch.compile."""
-    from ..runtime import flush_denormal
+    from .runtime import flush_denormal
 
     cl = backend != "tv-eager"
     base = copy.deepcopy(base).eval()
@@ -208,7 +208,7 @@ def _infer_fn(
     backend: str, ours: nn.Module, base: nn.Module, x: Tensor, quiet: bool, calib: Tensor | None = None
 ) -> tuple[Callable[[Tensor], Tensor], str]:
     """The callable of one inference row and a note of what it runs."""
-    from ..deploy.fast import optimize_for_inference
+    from .deploy.fast import optimize_for_inference
 
     cand = row_candidate(backend)
     if cand is None:
@@ -233,7 +233,7 @@ def _infer_fn(
 def _train_step_fn(
     backend: str, ours: nn.Module, base: nn.Module, x: Tensor, num_classes: int
 ) -> tuple[Callable[[], None], str]:
-    from ..runtime import bf16_supported
+    from .runtime import bf16_supported
 
     target = torch.randint(0, num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0))
     if backend == "tv-train-fp32":
@@ -297,7 +297,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] | None = None
     """The benchmark as a dict (the ``--json`` schema of ``inceptionnet.commands.bench``). ``args``: the
     command's settings (models, batch_sizes, input_size, mode, repeats, warmup, backends, num_classes,
     threads, debug), checked by the command; ``log`` gets one line per step."""
-    from ..runtime import bf16_supported
+    from .runtime import bf16_supported
 
     say = log or (lambda _: None)
     backends = resolve_backends(args.mode, args.backends)
@@ -593,7 +593,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..fileio import atomic_save_figure
+    from .fileio import atomic_save_figure
 
     groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for r in report["results"]:
