@@ -294,8 +294,8 @@ def accelerate(
     dataset: str | None = None,
 ) -> Predictor:
     """``p`` (an eager predictor) on the fast path (see ``open_for_inference``)."""
+    from .deploy.dtypes import parse_dtype, short_name
     from .deploy.fast import optimize_for_inference
-    from .deploy.quant import parse_dtype
 
     check_fast_flags(backend, dtype)
     assert p.module is not None, "accelerate takes an eager predictor"
@@ -315,9 +315,7 @@ def accelerate(
         )
     except ImportError as e:  # the openvino extra is not installed: one line naming the flag
         raise UsageError(f"--backend {backend}: {e}") from None
-    short = {"float32": "fp32", "bfloat16": "bf16", "qint8": "int8"}
-    shown = short.get(str(fast.dtype).removeprefix("torch."), str(fast.dtype))
-    return replace(p, run=fast, backend=fast.backend, dtype=shown, fast=fast)
+    return replace(p, run=fast, backend=fast.backend, dtype=short_name(parse_dtype(fast.dtype)), fast=fast)
 
 
 def check_fast_flags(backend: str | None, dtype: str | None) -> None:
