@@ -173,10 +173,15 @@ def test_lock_holders_alive_elsewhere_or_gone(tmp_path, capsys):
         assert not lock.exists() and not list((tmp_path / name).iterdir()), name
 
 
-def test_lock_is_released_on_sigterm_before_and_during_the_epochs(tmp_path, monkeypatch, capsys):
+def test_lock_is_released_on_sigterm_before_and_during_the_epochs(tmp_path, monkeypatch, capsys, request):
     import inceptionnet.train.engine as engine
     import inceptionnet.train.trainer as trainer
 
+    def stray(signum: int, frame: Any) -> None:  # fails this test instead of killing the pytest worker
+        raise AssertionError("SIGTERM arrived with none of the trainer's handlers installed")
+
+    outer = signal.signal(signal.SIGTERM, stray)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, outer))
     original = signal.getsignal(signal.SIGTERM)
     real_build, real_loss = trainer.build_run, engine.compute_loss
 
