@@ -32,7 +32,7 @@ demo: setup
 	$(BIN)/inceptionnet demo
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check src tests
