@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,9 @@ FAULT_RUN = ["--epochs", "2", "--subset", "128", "--threads", "1"]
 # (HOOK_MODE=save, after writing half the temp file) writes the READY file and hangs until killed;
 # HOOK_MODE=term sends the process SIGTERM at the HOOK_AT-th training step and goes on (the trainer
 # finishes that step, saves and exits 143): a signal at a known step, however fast the machine.
+# HOOK_MODE=build_term sends it inside trainer.build_run (run dir claimed, before the epochs; HOOK_AT
+# unused), after checking rundir.on_sigterm is installed. A run that ends (returns or raises
+# SystemExit) prints "sigterm handler restored: True|False" on stderr and exits with the run's code.
 TRAIN_HOOK = """
 import os, signal, sys, time
 import torch
@@ -134,17 +138,35 @@ else:
             hang()
     torch.save = save
 
+if mode == "build_term":
+    import inceptionnet.train.trainer as trainer
+    from inceptionnet.train import rundir
+    real_build = trainer.build_run
+    def build_run(*a, **k):
+        assert signal.getsignal(signal.SIGTERM) is rundir.on_sigterm, "build_run: on_sigterm not installed"
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_build(*a, **k)
+    trainer.build_run = build_run
+
 from inceptionnet.train import cli
-sys.exit(cli(sys.argv[1:]))
+before = signal.getsignal(signal.SIGTERM)
+try:
+    code = cli(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+print(f"sigterm handler restored: {signal.getsignal(signal.SIGTERM) is before}", file=sys.stderr)
+sys.exit(code)
 """
 
 
-def start_hooked_train(tmp_path: Path, mode: str, at: int) -> tuple[subprocess.Popen[str], Path, Path]:
-    """``inceptionnet train TINY FAULT_RUN`` into tmp_path/run under TRAIN_HOOK; (process, run, READY)."""
-    out, ready = tmp_path / "run", tmp_path / "ready"
+def start_hooked_train(
+    tmp_path: Path, mode: str, at: int, args: Sequence[str] = FAULT_RUN, name: str = "run"
+) -> tuple[subprocess.Popen[str], Path, Path]:
+    """``inceptionnet train TINY args`` into tmp_path/name under TRAIN_HOOK; (process, run, READY)."""
+    out, ready = tmp_path / name, tmp_path / "ready"
     script = tmp_path / "train_hook.py"
     script.write_text(TRAIN_HOOK)
     env = {**os.environ, "HOOK_MODE": mode, "HOOK_AT": str(at), "READY": str(ready)}
-    proc = subprocess.Popen([sys.executable, str(script), *TINY, *FAULT_RUN, "--output-dir", str(out)],
+    proc = subprocess.Popen([sys.executable, str(script), *TINY, *args, "--output-dir", str(out)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     return proc, out, ready

@@ -26,12 +26,13 @@ import torch
 from PIL import Image
 
 from helpers import TINY as TINY_ARGV
-from helpers import one_error_line
+from helpers import one_error_line, start_hooked_train
 from inceptionnet.cli import main as cli
 from inceptionnet.train import rundir
 from inceptionnet.train.args import get_args_parser, parse_args
 
-TINY = [*TINY_ARGV, "--epochs", "1", "--subset", "64"]
+ONE_EPOCH = ["--epochs", "1", "--subset", "64"]
+TINY = [*TINY_ARGV, *ONE_EPOCH]
 STEM2 = ["--model-kwargs", "width=0.125", "stem_stride=2"]  # BatchNorm sees 1x1 maps: a batch of 1 fails
 
 
@@ -173,41 +174,21 @@ def test_lock_holders_alive_elsewhere_or_gone(tmp_path, capsys):
         assert not lock.exists() and not list((tmp_path / name).iterdir()), name
 
 
-def test_lock_is_released_on_sigterm_before_and_during_the_epochs(tmp_path, monkeypatch, capsys, request):
-    import inceptionnet.train.engine as engine
-    import inceptionnet.train.trainer as trainer
+def test_lock_is_released_on_sigterm_before_and_during_the_epochs(tmp_path):
+    # Each run in its own process (helpers.TRAIN_HOOK): a SIGTERM to the pytest worker itself could end it.
+    # Before the epochs (inside build_run, run dir claimed): rundir.on_sigterm stops it, lock released.
+    proc, out, _ = start_hooked_train(tmp_path, "build_term", 0, ONE_EPOCH, name="a")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "error: stopped by SIGTERM" in err and "sigterm handler restored: True" in err, err
+    assert not out.exists()  # created by the run, left empty: removed with the lock
 
-    def stray(signum: int, frame: Any) -> None:  # fails this test instead of killing the pytest worker
-        raise AssertionError("SIGTERM arrived with none of the trainer's handlers installed")
-
-    outer = signal.signal(signal.SIGTERM, stray)
-    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, outer))
-    original = signal.getsignal(signal.SIGTERM)
-    real_build, real_loss = trainer.build_run, engine.compute_loss
-
-    def build_then_term(*a: Any, **k: Any) -> Any:
-        assert signal.getsignal(signal.SIGTERM) is rundir.on_sigterm  # else the signal would end pytest
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real_build(*a, **k)
-
-    monkeypatch.setattr(trainer, "build_run", build_then_term)
-    with pytest.raises(SystemExit) as stop:
-        train(tmp_path / "a")
-    assert stop.value.code == 128 + signal.SIGTERM
-    assert "error: stopped by SIGTERM" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists()  # created by the run, left empty: removed with the lock
-    assert signal.getsignal(signal.SIGTERM) is original
-    monkeypatch.setattr(trainer, "build_run", real_build)
-
-    def term_at_first_step(*a: Any, **k: Any) -> Any:
-        os.kill(os.getpid(), signal.SIGTERM)  # GracefulStop's handler: finish the step, save, stop
-        monkeypatch.setattr(engine, "compute_loss", real_loss)
-        return real_loss(*a, **k)
-
-    monkeypatch.setattr(engine, "compute_loss", term_at_first_step)
-    assert train(tmp_path / "b") == 128 + signal.SIGTERM
-    assert (tmp_path / "b" / "checkpoint.pt").is_file() and not (tmp_path / "b" / rundir.LOCK).exists()
-    assert signal.getsignal(signal.SIGTERM) is original
+    # At the first training step: GracefulStop's handler finishes the step, saves and stops.
+    proc, out, _ = start_hooked_train(tmp_path, "term", 1, ONE_EPOCH, name="b")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "sigterm handler restored: True" in err, err
+    assert (out / "checkpoint.pt").is_file() and not (out / rundir.LOCK).exists()
 
 
 # --------------------------------------------------------------------------------------------------
