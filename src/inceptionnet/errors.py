@@ -1,4 +1,5 @@
-"""Every exception of the project, and ``first_line(e)``: the one-line form the CLI prints.
+"""Every exception of the project, ``first_line(e)``: the one-line form the CLI prints, and
+``excerpt(value)``: a bounded excerpt of a user's value for an error message.
 
 Each class is also a ValueError / FileNotFoundError / OSError / RuntimeError, so plain ``except``
 clauses of library users keep working.
@@ -14,8 +15,13 @@ code included, is a bug: it keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import functools
+import reprlib
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import islice
+from typing import Any
 
 
 class InceptionNetError(Exception):
@@ -78,6 +84,128 @@ def first_line(e: BaseException, limit: int = FIRST_LINE_MAX) -> str:
         return f"{e.filename}: {e.strerror}"[:limit]
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return lines[0][:limit] if lines else type(e).__name__
+
+
+EXCERPT_MAX = 80  # characters of a value shown in an error line
+_EXCERPT_BUDGET = 200  # elements of a value visited to show it
+_CONTAINERS = ((list, "[", "]"), (tuple, "(", ")"), (set, "{", "}"), (frozenset, "{", "}"), (deque, "[", "]"))
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib with a total budget of elements, not only a depth: a checkpoint may hold a list of
+    shared references (``a = [a, a]`` 60 times, legal under ``weights_only``) whose plain repr never
+    ends, and reprlib alone still visits ``maxlist ** maxlevel`` elements. Containers are matched by
+    isinstance (reprlib's dispatch by type name hands ``OrderedDict`` and other subclasses to the
+    unbounded builtin repr), dict and set items are taken as they come (reprlib sorts them all first),
+    and objects of other types show only their type name: their ``__repr__`` is not ours to run."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self.maxlevel, self.maxdict, self.maxstring, self.maxother = 4, 4, 40, 40
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = 6
+        self.budget = budget
+
+    def repr1(self, x: Any, level: int) -> str:
+        self.budget -= 1
+        if self.budget < 0:
+            return self.fillvalue
+        if x is None or isinstance(x, (bool, float, complex)):
+            return repr(x)
+        if isinstance(x, int):  # a huge int's decimal form is slow to make (and refused past 4300 digits)
+            return repr(int(x)) if x.bit_length() <= 256 else f"<int of {x.bit_length()} bits>"
+        if isinstance(x, str):
+            return self.repr_str(str(x), level)
+        if isinstance(x, (bytes, bytearray)):
+            more = self.fillvalue if len(x) > self.maxstring else ""
+            return repr(bytes(x[: self.maxstring])) + more
+        return self._other(x, level)
+
+    def _other(self, x: Any, level: int) -> str:
+        prefix = "" if type(x) in (dict, list, tuple, set, frozenset) else _type_name(x)
+        if isinstance(x, dict):
+            if level <= 0 and x:
+                return prefix + "{" + self.fillvalue + "}"
+            pairs = islice(x.items(), self.maxdict)
+            items = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in pairs]
+            return prefix + "{" + ", ".join(items + [self.fillvalue] * (len(x) > self.maxdict)) + "}"
+        for base, left, right in _CONTAINERS:
+            if isinstance(x, base):
+                return prefix + self._items(x, level, left, right, "," if base is tuple else "")
+        shape = getattr(x, "shape", None) if type(x).__module__.split(".")[0] in ("torch", "numpy") else None
+        return f"<{_type_name(x)}{f' of shape {tuple(shape)}' if shape is not None else ''}>"
+
+    def _items(self, x: Any, level: int, left: str, right: str, trail: str) -> str:
+        if level <= 0 and len(x):
+            return left + self.fillvalue + right
+        pieces = [self.repr1(v, level - 1) for v in islice(x, self.maxlist)]
+        pieces += [self.fillvalue] * (len(x) > self.maxlist)
+        return left + ", ".join(pieces) + (trail if len(x) == 1 else "") + right
+
+
+def _type_name(x: Any) -> str:
+    name = type(x).__name__
+    return name[:40] if name.isidentifier() else "object"
+
+
+def excerpt(value: Any, limit: int = EXCERPT_MAX) -> str:
+    """A repr of ``value`` for an error line, bounded in time and length whatever the value is (a
+    deep or wide structure, shared references, a huge string or int): at most 200 elements visited
+    (depth 4, 6 items per container, 40 characters per string), at most ``limit`` characters, one
+    line. Use it, never ``repr()`` / ``!r``, for every value read from a user's file or flag."""
+    s = _BoundedRepr(_EXCERPT_BUDGET).repr(value)
+    return s if len(s) <= limit else s[: max(0, limit - 3)] + "..."
+
+
+YAML_MAX_BYTES = 1 << 20  # a recipe is a page of flags; a larger file is refused before it is parsed
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML ``text`` read as ``yaml.safe_load`` does, with aliases refused: a 1 KB file of nested
+    aliases expands to a structure whose every walk (repr, json.dumps, a copy) never ends. Invalid
+    YAML, an alias, nesting too deep, an int too long and a text over ``YAML_MAX_BYTES`` are one
+    ``UsageError`` naming ``where`` (a file, or a flag) and the line."""
+    import yaml
+
+    if len(text) > YAML_MAX_BYTES:
+        raise UsageError(f"{where}: {len(text):,} characters of YAML; at most {YAML_MAX_BYTES:,} are read")
+    loader = _no_alias_loader()(text)
+    try:
+        return loader.get_single_data()
+    except _YamlAliasError as e:
+        raise UsageError(f"{where}: YAML aliases are not accepted ({e}); write the value out") from None
+    except yaml.MarkedYAMLError as e:
+        raise UsageError(f"{where} is not valid YAML: {e.problem}{_at(e.problem_mark)}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{where} is not valid YAML: {first_line(e)}") from None
+    except RecursionError:  # 10,000 nested brackets
+        raise UsageError(f"{where}: YAML nested too deeply to read") from None
+    except ValueError as e:  # an int of 5,000 digits
+        raise UsageError(f"{where}: a YAML value cannot be read ({first_line(e, 80)})") from None
+    finally:
+        loader.dispose()
+
+
+def _at(mark: Any) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+class _YamlAliasError(Exception):
+    pass
+
+
+@functools.cache
+def _no_alias_loader() -> Any:
+    """yaml's SafeLoader refusing aliases (made on first use: ``import inceptionnet`` skips yaml)."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _YamlAliasError(f"*{str(event.anchor)[:40]}{_at(event.start_mark)}")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
 
 
 # What a command may raise for bad input: printed as one ``error:`` line, exit code 2. No bare
