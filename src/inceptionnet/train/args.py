@@ -14,10 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import data as D
-from ..errors import UsageError, first_line
+from ..errors import YAML_MAX_BYTES, UsageError, excerpt, load_yaml
 from ..models import get_model_builder, parse_model_kwargs
 from ..runtime import resolve_device
 
@@ -166,15 +164,17 @@ def recipe_path(name: str) -> Path:
     if cand.is_file():
         return cand
     known = sorted(x.stem for x in RECIPES_DIR.glob("*.yaml"))
-    raise UsageError(f"unknown recipe {name!r}; choose one of {', '.join(known)} or give a .yaml path")
+    raise UsageError(f"unknown recipe {excerpt(name)}; choose one of {', '.join(known)} or give a .yaml path")
 
 
 def load_recipe(name: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     path = recipe_path(name)
+    if path.stat().st_size > YAML_MAX_BYTES:  # before reading it: a recipe is a page of flags
+        raise UsageError(
+            f"recipe {path} is {path.stat().st_size:,} bytes; a recipe is at most {YAML_MAX_BYTES:,}"
+        )
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"recipe {path} is not valid YAML: {first_line(e)}") from None
+        cfg = load_yaml(path.read_text(), f"recipe {path}") or {}  # aliases refused: no "billion laughs"
     except UnicodeDecodeError:
         raise UsageError(f"recipe {path} is not valid YAML: not UTF-8 text") from None
     if not isinstance(cfg, dict):
@@ -185,7 +185,7 @@ def load_recipe(name: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
         dest = str(key).replace("-", "_")
         if dest not in actions or dest in ("recipe", "help"):
             raise UsageError(
-                f"recipe {path}: unknown key {key!r} (keys are the train flags, e.g. lr, epochs)"
+                f"recipe {path}: unknown key {excerpt(key)} (keys are the train flags, e.g. lr, epochs)"
             )
         if dest == "model_kwargs" and isinstance(value, dict):
             value = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in value.items()]
@@ -216,7 +216,7 @@ def recipe_value(value: Any, action: argparse.Action, where: str) -> Any:
         if isinstance(value, bool):
             want += " (YAML reads unquoted on/off/yes/no as true/false: quote it)"
     if not ok:
-        raise UsageError(f"{where}: expected {want}, got {value!r}")
+        raise UsageError(f"{where}: expected {want}, got {excerpt(value)}")
     return value
 
 
@@ -323,7 +323,7 @@ def validate_args(args: argparse.Namespace) -> None:
     for dest, choices in CHOICES.items():
         if getattr(args, dest) not in choices:
             raise UsageError(
-                f"unknown {flag(dest)} {getattr(args, dest)!r}; choose one of {', '.join(choices)}"
+                f"unknown {flag(dest)} {excerpt(getattr(args, dest))}; choose one of {', '.join(choices)}"
             )
     for dest in PATHS:
         if getattr(args, dest) is not None and not str(getattr(args, dest)).strip():
