@@ -1,5 +1,5 @@
 """The run's reports, written by rank 0: ``args.yaml``, ``metrics.csv``, TensorBoard events (``tb/``),
-``curves.png`` after each epoch; ``results.json``, ``confusion.png`` and ``best.safetensors`` at the end.
+``curves.png`` after each epoch; ``best.safetensors``, ``confusion.png`` and ``results.json`` (last) at the end.
 All files are written atomically (``..fileio``).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..fileio import atomic_save_figure, atomic_write, atomic_write_text
+from ..fileio import atomic_save_figure, atomic_write, atomic_write_text, sha256_of
 from .args import public_args
 from .state import Run
 
@@ -123,17 +123,13 @@ def epoch_reports(run: Run, writer: Any) -> None:
 
 
 def final_reports(run: Run, test: dict[str, Any]) -> None:
-    """``results.json``, ``confusion.png`` (up to 20 classes) and, with --save-format safetensors,
-    ``best.safetensors`` of the model's (best) weights."""
+    """``best.safetensors`` (with --save-format safetensors) of the tested weights, ``confusion.png`` (up to
+    20 classes), then ``results.json``: written last, it names best.pt's epoch and sha256 only once the
+    files it describes are in place (the trainer has checked that best.pt holds that epoch)."""
     args = run.args
-    result = {
-        "model": args.model, "dataset": args.dataset, "split": "test", "epochs": args.epochs,
-        "best_val_acc1": run.best_acc1 if run.best_acc1 >= 0 else None, "test_loss": test["loss"], "test_acc1": test["acc1"],
-        "test_acc5": test["acc5"], "test_images": test["count"],
-        "train_seconds": sum(h["seconds"] for h in run.history),
-    }  # fmt: skip
-    # allow_nan=False: strict JSON (no bare NaN); the trainer has refused a non-finite result before
-    atomic_write_text(run.out / "results.json", json.dumps(result, indent=2, allow_nan=False))
+    best = run.out / "best.pt" if run.best_epoch else None
+    if args.save_format == "safetensors":
+        save_safetensors(run)
     if args.plots and len(run.classes) <= 20:
         plot_confusion(
             run.out / "confusion.png",
@@ -141,10 +137,23 @@ def final_reports(run: Run, test: dict[str, Any]) -> None:
             run.classes,
             f"{args.model}: test top-1 {test['acc1']:.4f}",
         )
-    if args.save_format == "safetensors":
-        from safetensors.torch import save_file
+    result = {
+        "model": args.model, "dataset": args.dataset, "split": "test", "epochs": args.epochs,
+        "best_val_acc1": run.best_acc1 if best else None, "best_epoch": run.best_epoch if best else None,
+        "best_weights": run.best_weights if best else None, "best_sha256": sha256_of(best) if best else None,
+        "test_loss": test["loss"], "test_acc1": test["acc1"], "test_acc5": test["acc5"], "test_images": test["count"],
+        "train_seconds": sum(h["seconds"] for h in run.history),
+    }  # fmt: skip
+    # allow_nan=False: strict JSON (no bare NaN); the trainer has refused a non-finite result before
+    atomic_write_text(run.out / "results.json", json.dumps(result, indent=2, allow_nan=False))
 
-        sd = {k: v.contiguous() for k, v in run.model.state_dict().items()}
-        meta = {"model_name": args.model, "model_kwargs": json.dumps(run.model_kwargs),
-                "classes": json.dumps(run.classes), "data_cfg": json.dumps(run.icfg.to_dict())}  # fmt: skip
-        atomic_write(run.out / "best.safetensors", lambda tmp: save_file(sd, tmp, metadata=meta))
+
+def save_safetensors(run: Run) -> None:
+    """``best.safetensors``: the model's weights as tested (best.pt's), its metadata naming their epoch."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.contiguous() for k, v in run.model.state_dict().items()}
+    meta = {"model_name": run.args.model, "model_kwargs": json.dumps(run.model_kwargs),
+            "classes": json.dumps(run.classes), "data_cfg": json.dumps(run.icfg.to_dict()),
+            "best_epoch": str(run.best_epoch), "weights_from": run.best_weights}  # fmt: skip
+    atomic_write(run.out / "best.safetensors", lambda tmp: save_file(sd, tmp, metadata=meta))

@@ -86,9 +86,15 @@ def check_owner(out: Path, *, resume: bool, overwrite: bool) -> None:
             f"--output-dir {out} already holds a run ({', '.join(found)}); continue it with --resume auto, "
             "train into a fresh --output-dir, or replace it with --overwrite"
         )
+    drop_end_files(out)
+    print(f"note: --overwrite: replacing the run in {out}", file=sys.stderr)
+
+
+def drop_end_files(out: Path) -> None:
+    """The files that describe a run's end, removed when it goes on (or is replaced): written again at
+    its new end, they never describe a best.pt that has changed since."""
     for name in END_FILES:
         (out / name).unlink(missing_ok=True)
-    print(f"note: --overwrite: replacing the run in {out}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------------

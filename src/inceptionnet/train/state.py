@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from .. import data as D
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..fileio import atomic_torch_save, load_file
 from ..models import InceptionBase, fit_state_dict
 from .args import public_args
@@ -53,6 +54,10 @@ class Run:
     scaler: Any  # torch.amp.GradScaler for fp16, else None
     start_epoch: int = 0
     best_acc1: float = -1.0
+    best_epoch: int = 0  # epochs completed when best.pt was saved (0: none yet)
+    best_weights: str = "model"  # "ema" where the EMA weights scored best
+    # tells this run's best.pt from another's (None: a checkpoint from before run ids)
+    run_id: str | None = field(default_factory=lambda: uuid.uuid4().hex)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_val: dict[str, Any] | None = None  # the best epoch's val result (reused as test when val is test)
     epoch_state: EpochState | None = None  # set when resuming mid-epoch
@@ -160,6 +165,9 @@ def checkpoint_dict(
         "epoch": epoch,
         "epoch_state": state.as_dict() if state is not None else None,
         "best_acc1": run.best_acc1,
+        "best_epoch": run.best_epoch,
+        "best_weights": run.best_weights,
+        "run_id": run.run_id,
         "history": run.history,
         "args": public_args(run.args),
         "rng": rngs,
@@ -178,11 +186,139 @@ def save_checkpoint(run: Run, epoch: int, state: EpochState | None) -> dict[str,
 
 
 def save_best(run: Run, ck: dict[str, Any], use_ema: bool) -> None:
-    """``best.pt``: the checkpoint ``ck``, with the EMA weights where they scored best."""
+    """``best.pt``: the checkpoint ``ck`` (an end-of-epoch one, whose ``best_*`` fields name its own
+    epoch), with the EMA weights where they scored best. Written after ``checkpoint.pt``, which thus
+    always names the best epoch first: ``repair_best`` finds a best.pt that a crash left behind."""
+    ck = {**ck, "weights_from": "ema" if use_ema else "model"}
     if use_ema:
         assert run.ema is not None
-        ck = {**ck, "model": run.ema.module.state_dict(), "weights_from": "ema"}
+        ck["model"] = run.ema.module.state_dict()
     atomic_torch_save(ck, run.out / "best.pt")
+
+
+# --------------------------------------------------------------------------------------------------
+# best.pt: what it holds, checked and repaired on --resume
+
+
+@dataclass(frozen=True)
+class BestRecord:
+    """The weights best.pt holds (or should hold): whose run, after how many epochs, their val top-1,
+    and whether they are the EMA's."""
+
+    run_id: str | None
+    epoch: int
+    acc1: float
+    weights: str = "model"
+
+    def describe(self) -> str:
+        return f"epoch {self.epoch} (val top-1 {self.acc1:.4f}{', EMA weights' if self.weights == 'ema' else ''})"
+
+
+def run_best(run: Run) -> BestRecord | None:
+    return BestRecord(run.run_id, run.best_epoch, run.best_acc1, run.best_weights) if run.best_epoch else None
+
+
+def row_score(row: dict[str, Any]) -> tuple[float, str]:
+    """An epoch's score (its val top-1, or its EMA's where that is as good) and which weights scored it."""
+    ema = row.get("ema_val_acc1")
+    if ema not in (None, "") and float(ema) >= float(row["val_acc1"]):
+        return float(ema), "ema"
+    return float(row["val_acc1"]), "model"
+
+
+def wanted_best(ckpt: dict[str, Any]) -> BestRecord | None:
+    """The best epoch a checkpoint names (older checkpoints: the first top score of its history)."""
+    if "best_epoch" in ckpt:
+        if not ckpt["best_epoch"]:
+            return None
+        return BestRecord(ckpt.get("run_id"), int(ckpt["best_epoch"]), float(ckpt["best_acc1"]),
+                          str(ckpt.get("best_weights", "model")))  # fmt: skip
+    scored = [(*row_score(r), int(r["epoch"]) + 1) for r in ckpt.get("history") or []]
+    if not scored:
+        return None
+    acc1, weights, epoch = max(scored, key=lambda t: (t[0], -t[2]))
+    return BestRecord(ckpt.get("run_id"), epoch, acc1, weights)
+
+
+def last_epoch_best(ckpt: dict[str, Any], has_ema: bool) -> BestRecord | None:
+    """checkpoint.pt's own weights as a candidate for best.pt: an end-of-epoch checkpoint, scored by
+    the last row of its history (None mid-epoch, or EMA weights that this run does not keep)."""
+    hist = ckpt.get("history") or []
+    if ckpt.get("epoch_state") or not hist or int(hist[-1]["epoch"]) + 1 != int(ckpt["epoch"]):
+        return None
+    acc1, weights = row_score(hist[-1])
+    if weights == "ema" and not (has_ema and ckpt.get("model_ema")):
+        return None
+    return BestRecord(ckpt.get("run_id"), int(ckpt["epoch"]), acc1, weights)
+
+
+def read_best(path: Path) -> tuple[dict[str, Any] | None, BestRecord | None, str]:
+    """best.pt, what it holds, and that in words; (None, None, why) where it is missing or unusable."""
+    if not path.exists():
+        return None, None, f"there is no {path.name}"
+    try:
+        bp = load_checkpoint(path)
+        if bp.get("epoch_state"):
+            return None, None, f"{path.name} is a mid-epoch checkpoint"
+        rec = BestRecord(bp.get("run_id"), int(bp["epoch"]), float(bp["best_acc1"]),
+                         str(bp.get("weights_from", "model")))  # fmt: skip
+    except CheckpointError as e:
+        return None, None, f"{path.name} cannot be read ({first_line(e, 160)})"
+    except (KeyError, TypeError, ValueError):
+        return None, None, f"{path.name} is not a best checkpoint of this trainer (no epoch / best_acc1)"
+    return bp, rec, f"{path.name} holds {rec.describe()}"
+
+
+def repair_best(run: Run, ckpt: dict[str, Any]) -> None:
+    """On ``--resume``: best.pt made to hold the best weights that checkpoint.pt knows of (a crash or a
+    full disk between writing checkpoint.pt and best.pt leaves it older or missing), or one warning
+    naming the weights that were lost. Afterwards ``run.best_*`` describe best.pt, on every rank."""
+    rec = fix_best_file(run, ckpt) if run.is_main else None
+    if dist.is_initialized():
+        box = [rec]
+        dist.broadcast_object_list(box, src=0)
+        rec = box[0]
+    rec = rec or BestRecord(run.run_id, 0, -1.0)
+    run.best_acc1, run.best_epoch, run.best_weights = rec.acc1, rec.epoch, rec.weights
+
+
+def fix_best_file(run: Run, ckpt: dict[str, Any]) -> BestRecord | None:
+    """Rank 0's part of ``repair_best``: keep best.pt, or rewrite it from checkpoint.pt where that scored
+    higher (exactly the lost best when the run stopped between the two files); returns what it holds."""
+    want = wanted_best(ckpt)
+    _, have, why = read_best(run.out / "best.pt")
+    if have is not None and have == want:
+        return want
+    if have is not None and have.run_id != run.run_id:
+        why = f"best.pt is another run's ({have.describe()})"
+        have = None
+    last = last_epoch_best(ckpt, run.ema is not None)
+    keep = have if last is None or (have is not None and have.acc1 >= last.acc1) else last
+    if last is not None and keep is last:
+        fields = {"best_acc1": last.acc1, "best_epoch": last.epoch, "best_weights": last.weights}
+        save_best(run, {**ckpt, **fields}, last.weights == "ema")
+    if want is None or keep == want:
+        if want is not None:
+            print(f"note: best.pt did not hold the run's best {want.describe()} ({why}: the run stopped between "
+                  "writing checkpoint.pt and best.pt); rewritten from checkpoint.pt", file=sys.stderr)  # fmt: skip
+        return keep
+    now = f"best.pt now holds {keep.describe()}" if keep else "the next completed epoch writes best.pt"
+    print(f"warning: the weights of the run's best {want.describe()} were not kept ({why}); {now}, and a "
+          "later epoch that scores higher replaces it", file=sys.stderr)  # fmt: skip
+    return keep
+
+
+def load_best(run: Run) -> dict[str, Any] | None:
+    """best.pt for the final test, checked to hold what this run recorded (None: no epoch was the best)."""
+    want = run_best(run)
+    if want is None:
+        return None
+    path = run.out / "best.pt"
+    bp, have, why = read_best(path)
+    if bp is None or have != want:
+        raise CheckpointError(f"{path} does not hold this run's best {want.describe()} ({why}): it was changed "
+                              f"while the run trained; continue with --resume auto --output-dir {run.out} to repair it")  # fmt: skip
+    return bp
 
 
 # What a resumed run must share with the run it continues: the model, the data, and the optimizer
@@ -241,6 +377,9 @@ def restore(run: Run, ckpt: dict[str, Any], path: Path, sampler: ResumableSample
         run.ema.load_state_dict(ckpt["model_ema"])
     run.start_epoch = int(ckpt["epoch"])
     run.best_acc1 = float(ckpt.get("best_acc1", -1.0))
+    run.run_id = ckpt.get("run_id")
+    want = wanted_best(ckpt)
+    run.best_epoch, run.best_weights = (want.epoch, want.weights) if want else (0, "model")
     run.history = list(ckpt.get("history", []))
     rngs = ckpt.get("rng") or []
     if len(rngs) == run.world:

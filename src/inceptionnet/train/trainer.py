@@ -48,13 +48,16 @@ from .build import (
 )
 from .engine import EpochState, TrainConfig, evaluate, train_one_epoch
 from .reports import epoch_reports, final_reports, start_reports
-from .rundir import claim_run_dir
+from .rundir import claim_run_dir, drop_end_files
 from .state import (
     GracefulStop,
     Run,
     check_resume,
+    load_best,
     load_checkpoint,
+    repair_best,
     restore,
+    row_score,
     save_best,
     save_checkpoint,
     set_seed,
@@ -117,6 +120,10 @@ def run_steps(args: argparse.Namespace, rank: int, world: int, device: torch.dev
         restore(run, ckpt, resume_path, loaders.sampler)
     if args.test_only:
         return test_only(run, loaders)
+    if ckpt is not None:  # best.pt as checkpoint.pt says; the files of the old end are written at the new one
+        repair_best(run, ckpt)
+        if run.is_main:
+            drop_end_files(out)
     writer = start(run, loaders)
     end_epoch = min(args.epochs, run.start_epoch + args.stop_after) if args.stop_after else args.epochs
     interrupted = train_epochs(run, loaders, writer, end_epoch)
@@ -286,17 +293,16 @@ def end_of_epoch(run: Run, loaders: Loaders, writer: Any, epoch: int, state: Epo
         "ema_val_acc1": ema_val["acc1"] if ema_val else "", "seconds": state.seconds,
     }  # fmt: skip
     run.history.append(row)
-    use_ema = ema_val is not None and ema_val["acc1"] >= val["acc1"]
-    score = max(val["acc1"], ema_val["acc1"] if ema_val else -1.0)
+    score, weights = row_score(row)
     improved = score > run.best_acc1
-    run.best_acc1 = max(run.best_acc1, score)
-    if improved:
-        run.best_val = ema_val if use_ema else val
+    if improved:  # checkpoint.pt names the new best before best.pt is written: state.repair_best
+        run.best_acc1, run.best_epoch, run.best_weights = score, epoch + 1, weights
+        run.best_val = ema_val if weights == "ema" else val
     ck = save_checkpoint(run, epoch + 1, None)  # a collective: every rank takes part
     if ck is None:  # not rank 0
         return
     if improved:
-        save_best(run, ck, use_ema)
+        save_best(run, ck, weights == "ema")
     epoch_reports(run, writer)
     img_s = tr[2] / max(state.seconds, 1e-9)
     print(
@@ -311,8 +317,8 @@ def end_of_epoch(run: Run, loaders: Loaders, writer: Any, epoch: int, state: Epo
 def final_test(run: Run, loaders: Loaders) -> int:
     """The best weights on the test split (the only time the test set is used with --val-split)."""
     args, out = run.args, run.out
-    if run.is_main and (out / "best.pt").exists():
-        best = load_checkpoint(out / "best.pt")
+    best = load_best(run) if run.is_main else None  # checked to be the epoch this run recorded as its best
+    if best is not None:
         run.model.load_state_dict(best["model"])
     test_loader = build_test_loader(args, loaders, run.rank, run.world)
     if run.world > 1:  # every rank evaluates rank 0's best weights
