@@ -66,14 +66,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import AgreementError, FastInferenceError, InceptionNetError, UsageError
+from ..errors import AgreementError, FastInferenceError, InceptionNetError, NonFiniteError, UsageError
+from ..models.layers import check_input
 from ..runtime import flush_denormal, median_time
 from .backends import REGISTRY, Backend, BuildJob, Candidate
 from .backends import export_graph_onnx as _export_onnx  # noqa: F401  (scripts/openvino_graph_ab.py)
 from .dtypes import DTYPE_TABLE, DTYPES, FP32, short_name
 from .fold import fold_bn, optimize_module
 from .quant import DEFAULT_CALIBRATION_SIZE, calibration_images, parse_dtype, top1_agreement
-from .verify import check_close, check_shape, max_abs_diff, tolerance
+from .verify import check_agreement_count, check_close, check_shape, max_abs_diff, tolerance
 
 __all__ = [
     "AUTO_MIN_TOP1",
@@ -103,9 +104,15 @@ class FastModel:
     """
 
     def __init__(
-        self, fn: Callable[[Tensor], Tensor], backend: str, dtype: torch.dtype, merged_convs: int
+        self,
+        fn: Callable[[Tensor], Tensor],
+        backend: str,
+        dtype: torch.dtype,
+        merged_convs: int,
+        check: Callable[[Tensor], None] | None = None,
     ) -> None:
         self._fn = fn
+        self._check = check
         self.backend = backend
         self.dtype = dtype
         self.merged_convs = merged_convs
@@ -116,6 +123,8 @@ class FastModel:
         self.timings: dict[str, float | str] = {}
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self._check is not None:  # the engines cast whatever they get: check before they do
+            self._check(x)
         return self._fn(x)
 
     def __repr__(self) -> str:
@@ -123,6 +132,30 @@ class FastModel:
             f"FastModel(backend={self.backend!r}, dtype={self.dtype}, max_abs_diff={self.max_abs_diff:.2e}, "
             f"top1_agreement={self.top1_agreement:.3f})"
         )
+
+
+def input_check(model: nn.Module, example: Tensor) -> Callable[[Tensor], None]:
+    """What the fast path refuses before an engine sees ``x``: what the eager model refuses
+    (``models.layers.check_input``, with the model's own channels, minimum size and name when it is
+    one of ours: a tensor, floating point, N x C x H x W), any float dtype being accepted (each
+    engine casts to its own), and non-finite values (``NonFiniteError``), which eager would turn
+    into NaN logits but an int8 engine quantizes to finite codes: a plausible, wrong answer."""
+    make = getattr(model, "input_checker", None)
+    if callable(make):
+        base = make()
+    else:  # any module: the channels of the example it is built for
+        chans = int(example.shape[1]) if isinstance(example, Tensor) and example.dim() == 4 else 0
+        base = partial(check_input, in_chans=chans, min_size=1, name=type(model).__name__)
+
+    def check(x: Tensor) -> None:
+        base(x)
+        if not bool(torch.isfinite(x).all()):
+            raise NonFiniteError(
+                f"the fast path got an input holding NaN or infinity "
+                f"({int((~torch.isfinite(x)).sum())} values); an engine would compute a wrong answer on it"
+            )
+
+    return check
 
 
 def _check(fast: FastModel, got: Tensor, ref: Tensor) -> None:
@@ -209,8 +242,11 @@ def optimize_for_inference(
     """
     dt = parse_dtype(dtype)
     _check_args(backend, dt, example_input, calibration)
+    check = input_check(model, example_input)
+    check(example_input)
     t0 = time.perf_counter()
     builder = _Builder(model, example_input, calibration, calibration_size, min_top1_agreement, quiet)
+    builder.check = check
     builder.auto = backend == "auto"
     if not builder.auto:
         fast = builder.build(Candidate(backend, dt))
@@ -236,6 +272,7 @@ class _Builder:
     ) -> None:
         self.model, self.example, self.quiet = model, example, quiet
         self.min_top1, self.auto = min_top1_agreement, False
+        self.check: Callable[[Tensor], None] | None = None
         self.batch = int(example.shape[0])
         self.reference = copy.deepcopy(model).eval()
         with torch.inference_mode(), flush_denormal():
@@ -273,7 +310,7 @@ class _Builder:
         if missing:
             raise ImportError(missing)
         merged = self.merged if rec.graph == "merged" else 0
-        fast = FastModel(rec.build(self._job(rec, d)), rec.name, DTYPE_TABLE[d].torch, merged)
+        fast = FastModel(rec.build(self._job(rec, d)), rec.name, DTYPE_TABLE[d].torch, merged, self.check)
         try:
             _check(fast, fast(self.example), self.ref)
             if d != FP32 and self.calib is not None and self.calib_ref is not None:
@@ -292,12 +329,18 @@ class _Builder:
         low = d != FP32 and self.calib is not None
         if need is None and self.auto and low:
             need = AUTO_MIN_TOP1
-        if need is not None and not fast.top1_agreement >= need:
-            on = (
-                f"{len(self.calib)} calibration images"
-                if low and self.calib is not None
-                else "the example input"
+        if need is None:
+            return
+        on = (
+            f"{len(self.calib)} calibration images" if low and self.calib is not None else "the example input"
+        )
+        if d != FP32:  # fp32 is held to closeness (check_close); a low-precision claim needs enough images
+            n = len(self.calib) if self.calib is not None else self.batch
+            what = f"{fast.backend} backend ({short_name(d)})"
+            check_agreement_count(
+                n, what, "pass calibration= images or a larger example batch", AgreementError
             )
+        if not fast.top1_agreement >= need:
             raise AgreementError(
                 f"{fast.backend} backend ({short_name(d)}): top-1 agreement with eager fp32 "
                 f"{fast.top1_agreement:.4f} < {need} on {on}"

@@ -26,10 +26,12 @@ from torch import Tensor, nn
 
 from ..errors import FastInferenceError, UsageError, first_line
 from .dtypes import DTYPE_NAMES, dtype_suffix, parse_dtype  # the names of deploy.dtypes, kept here too
+from .verify import MIN_AGREEMENT_IMAGES, check_agreement_count
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE",
     "DTYPE_NAMES",
+    "MIN_AGREEMENT_IMAGES",
     "calibration_images",
     "dtype_suffix",
     "needs_reduce_range",
@@ -75,34 +77,56 @@ def _from_dataset(spec: str, model: nn.Module, example: Tensor, limit: int) -> T
 def calibration_images(
     calibration: Tensor | Iterable[Any] | str, model: nn.Module, example: Tensor, limit: int
 ) -> Tensor:
-    """Up to ``limit`` model-ready images (N x C x H x W, float, on the CPU) from ``calibration``."""
-    if limit < 1:
-        raise UsageError(f"calibration_size must be a positive integer, got {limit}")
+    """Up to ``limit`` model-ready images (N x C x H x W, float, on the CPU) from ``calibration``:
+    floating point (uint8 pixels are not what the model takes: they would calibrate int8 on the
+    wrong range), finite, shaped like ``example``, and at least ``MIN_AGREEMENT_IMAGES`` of them
+    (they are also what the top-1 agreement is measured on)."""
+    fix = "raise calibration_size (--calibration-size) or give more images"
+    if not isinstance(limit, int) or limit < MIN_AGREEMENT_IMAGES:
+        raise UsageError(
+            f"calibration_size (--calibration-size) is {limit}: int8 is calibrated and its top-1 agreement "
+            f"checked on at least {MIN_AGREEMENT_IMAGES} images"
+        )
     if isinstance(calibration, str):
         x = _from_dataset(calibration, model, example, limit)
     elif isinstance(calibration, Tensor):
         x = calibration[:limit]
     else:
-        parts, n = [], 0
-        for batch in calibration:
-            xb = batch[0] if isinstance(batch, (tuple, list)) else batch
-            if not isinstance(xb, Tensor):
-                raise UsageError(f"calibration batches must be tensors or (images, labels), got {type(xb)}")
-            parts.append(xb[: limit - n])
-            n += len(parts[-1])
-            if n >= limit:
-                break
-        if not parts:
-            raise UsageError("the calibration loader yielded no batches")
-        x = torch.cat(parts)
+        x = _from_batches(calibration, limit)
+    if not x.is_floating_point():
+        raise UsageError(
+            f"calibration images must be float tensors prepared as the model takes them (x.float() / 255, "
+            f"then normalized), got {str(x.dtype).removeprefix('torch.')}"
+        )
     if x.dim() != 4 or tuple(x.shape[1:]) != tuple(example.shape[1:]):
         raise UsageError(
             f"calibration images must be N x {' x '.join(map(str, example.shape[1:]))} like the example "
             f"input, got {tuple(x.shape)}"
         )
-    if len(x) == 0 or not bool(torch.isfinite(x).all()):
-        raise UsageError("calibration images must be non-empty and finite")
+    check_agreement_count(len(x), "calibration images", fix)
+    if not bool(torch.isfinite(x).all()):
+        raise UsageError("calibration images must be finite: they hold NaN or infinity")
     return x.detach().float().cpu().contiguous()
+
+
+def _from_batches(calibration: Iterable[Any], limit: int) -> Tensor:
+    """The first ``limit`` images of a DataLoader (batches, or (images, labels) pairs)."""
+    parts, n = [], 0
+    for batch in calibration:
+        xb = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(xb, Tensor):
+            raise UsageError(
+                f"calibration batches must be tensors or (images, labels), got {type(xb).__name__}"
+            )
+        parts.append(xb[: limit - n])
+        n += len(parts[-1])
+        if n >= limit:
+            break
+    if not parts:
+        raise UsageError("the calibration loader yielded no batches")
+    if len({p.dtype for p in parts}) > 1:
+        raise UsageError(f"calibration batches of different dtypes: {sorted({str(p.dtype) for p in parts})}")
+    return torch.cat(parts)
 
 
 class _Reader:
