@@ -54,6 +54,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="seconds per request, queueing included (default 30)"
     )
     p.add_argument("--max-body-mb", type=float, default=20.0, help="request body limit in MiB (default 20)")
+    p.add_argument(
+        "--body-timeout", type=float, default=30.0,
+        help="seconds a request body may take to arrive in full; beyond: HTTP 408, connection closed (default 30)",
+    )  # fmt: skip
     p.add_argument("--max-files", type=int, default=32, help="images per request at most (default 32)")
     p.add_argument(
         "--max-pixels", type=int, default=16_000_000,
@@ -64,6 +68,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    """Every flag on its own, then the flags against each other: one ``error:`` line before anything
+    is loaded or bound."""
     check_empty_flags(
         args, "--checkpoint", "--model", "--weights", "--onnx", "--device", "--host", "--calibration"
     )
@@ -77,13 +83,42 @@ def check_args(args: argparse.Namespace) -> None:
         ("--max-wait-ms", args.max_wait_ms),
         ("--timeout", args.timeout),
         ("--max-body-mb", args.max_body_mb),
+        ("--body-timeout", args.body_timeout),
     ):
         if not 0 <= value < float("inf") or (flag != "--max-wait-ms" and value == 0):
             raise UsageError(f"{flag} must be a positive number, got {value}")
+    check_combinations(args)
+
+
+def check_combinations(args: argparse.Namespace) -> None:
+    """Flags that each make sense but not together (a limit that can never be reached, a wait that
+    outlasts the request, an option the chosen model ignores)."""
     if args.max_queue < args.max_files:
         raise UsageError(
             f"--max-queue {args.max_queue} is below --max-files {args.max_files}: a full request would never fit"
         )
+    if args.max_queue < args.max_batch:
+        raise UsageError(
+            f"--max-batch {args.max_batch} is above --max-queue {args.max_queue}: a batch could never fill; "
+            "lower --max-batch or raise --max-queue"
+        )
+    if args.max_wait_ms / 1000 >= args.timeout:
+        raise UsageError(
+            f"--max-wait-ms {args.max_wait_ms:g} is not below --timeout {args.timeout:g} s: a lone request "
+            "would time out while waiting for its batch; lower --max-wait-ms or raise --timeout"
+        )
+    if args.max_body_mb * 2**20 < 1024:
+        raise UsageError(f"--max-body-mb {args.max_body_mb:g} is under 1 KiB: no image would fit")
+    if args.calibration is not None and args.dtype != "int8":
+        raise UsageError(
+            f"--calibration calibrates --dtype int8 only (not {args.dtype}): drop it or add --dtype int8"
+        )
+    if args.onnx is not None:
+        ignored = [f for f, given in (("--device", args.device != "cpu"), ("--calibration", args.calibration),
+                                      ("--backend", args.backend not in ("auto", "onnxruntime")),
+                                      ("--dtype", args.dtype != "fp32")) if given]  # fmt: skip
+        if ignored:
+            raise UsageError(f"--onnx runs in ONNX Runtime on the CPU, in fp32: drop {', '.join(ignored)}")
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -126,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
     )  # fmt: skip
     cfg = ServeConfig(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, timeout_s=args.timeout,
-        max_body_bytes=int(args.max_body_mb * 2**20), max_files=args.max_files,
+        max_body_bytes=int(args.max_body_mb * 2**20), max_files=args.max_files, body_timeout_s=args.body_timeout,
     )  # fmt: skip
     app = create_app(engine, cfg)
     host, port = sock.getsockname()[:2]

@@ -6,12 +6,15 @@
     POST /v1/explain   one image -> top-5, Grad-CAM PNG of ``target`` (index or class name; default
                        top-1), and for GoogLeNet-family models the branch energies of ``block``
     GET  /v1/models    the model: input config, classes, backend, blocks
-    GET  /healthz      {"status": "ok"} (503 while shutting down)
+    GET  /healthz      {"status": "ok"}; 503 with {"status", "error"} while shutting down, when the
+                       batch worker has stopped or one batch has run longer than --timeout
     GET  /metrics      Prometheus text: requests, latency histogram, batch sizes, queue length
     GET  /             the page (static/, served from the package)
 
 Every error is JSON ``{"error": "..."}`` with a 4xx status (5xx: the server's own fault); no request
-can stop the server: a failing batch fails its requests only.
+can stop the server: a failing batch fails its requests only (500 naming the problem, e.g. "the model
+returned 1 rows for a batch of 3"), and a body that does not arrive within --body-timeout is cut
+off (408, connection closed).
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import ImageReadError, NonFiniteError, UsageError, first_line
-from .batching import Batcher, ClosingError, QueueFullError
+from ..errors import ImageReadError, NonFiniteError, UsageError, excerpt, first_line
+from .batching import Batcher, BatchError, ClosingError, QueueFullError, WorkerGoneError
 from .engine import Engine, ImageTooLargeError
 
 log = logging.getLogger("inceptionnet.serve")
@@ -67,14 +70,17 @@ class ServeConfig:
     max_body_bytes: int = 20 * 2**20
     max_files: int = 32  # images per request
     max_explain: int = 2  # explanations in flight (each a forward + backward of the eager model)
+    body_timeout_s: float = 30.0  # the whole body must arrive within this, from its headers; beyond: 408
 
 
 class BodyLimit:
     """413 for a body over ``max_bytes``: from Content-Length before reading, and while reading a
-    chunked body (the app never holds more than the limit)."""
+    chunked body (the app never holds more than the limit). 408 for a body not complete within
+    ``timeout_s`` of the request's arrival (a client dripping bytes holds no connection longer);
+    both close the connection, since the rest of the body is never read."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,16 +88,27 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await _error(413, self._message())(scope, receive, send)
+            await _error(413, self._message(), CLOSE)(scope, receive, send)
             return
-        seen = 0
+        seen, complete = 0, False
+        deadline = time.monotonic() + self.timeout_s
 
         async def limited() -> Message:
-            nonlocal seen
-            msg = await receive()
+            nonlocal seen, complete
+            if complete:  # the body is in: what follows is the wait for a disconnect, not bounded here
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"the request body did not arrive within {self.timeout_s:g} s (--body-timeout)",
+                    CLOSE,
+                ) from None
             seen += len(msg.get("body", b""))
+            complete = msg["type"] != "http.request" or not msg.get("more_body", False)
             if seen > self.max_bytes:
-                raise HTTPException(413, self._message())
+                raise HTTPException(413, self._message(), CLOSE)
             return msg
 
         await self.app(scope, limited, send)
@@ -142,6 +159,9 @@ class Metrics:
         return measured
 
 
+CLOSE = {"Connection": "close"}  # an answer sent before the whole body was read ends the connection
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -154,14 +174,14 @@ def _flag(value: Any, name: str) -> bool:
         return True
     if s in ("0", "false", "no", "off", ""):
         return False
-    raise HTTPException(400, f"{name} must be true or false, got {value!r}")
+    raise HTTPException(400, f"{name} must be true or false, got {excerpt(value)}")
 
 
 def _int(value: Any, name: str, lo: int, hi: int) -> int:
     try:
         n = int(str(value).strip())
     except ValueError:
-        raise HTTPException(400, f"{name} must be an integer, got {value!r}") from None
+        raise HTTPException(400, f"{name} must be an integer, got {excerpt(value)}") from None
     if not lo <= n <= hi:
         raise HTTPException(400, f"{name} must be between {lo} and {hi}, got {n}")
     return n
@@ -190,7 +210,7 @@ async def read_request(request: Request, cfg: ServeConfig) -> tuple[list[tuple[s
         form = await request.form(max_files=cfg.max_files, max_fields=len(FIELDS) * 2)
         for key, value in form.multi_items():
             if key not in FIELDS:
-                raise HTTPException(400, f"unknown form field {key!r}; send images as field 'file'")
+                raise HTTPException(400, f"unknown form field {excerpt(key)}; send images as field 'file'")
             if key != "file":
                 options[key] = value
             elif not isinstance(value, UploadFile):
@@ -198,35 +218,53 @@ async def read_request(request: Request, cfg: ServeConfig) -> tuple[list[tuple[s
             else:
                 images.append((value.filename or f"file{len(images)}", await value.read()))
     elif ctype == "application/json":
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise HTTPException(400, f"the body is not valid JSON ({e})") from None
-        if not isinstance(body, dict):
-            raise HTTPException(
-                400, 'the JSON body must be an object: {"image": "<base64>"} or {"images": [...]}'
-            )
-        unknown = set(body) - FIELDS - {"image", "images"}
-        if unknown:
-            raise HTTPException(400, f"unknown JSON key(s) {', '.join(map(repr, sorted(unknown)))}")
-        raw = [body["image"]] if "image" in body else body.get("images", [])
-        if not isinstance(raw, list):
-            raise HTTPException(400, "'images' must be a list of base64 strings")
-        images = [(f"image{i}", _b64(v, f"image {i}")) for i, v in enumerate(raw)]
-        options.update({k: v for k, v in body.items() if k in FIELDS})
+        images = await _read_json(request, cfg, options)
     else:
-        raise HTTPException(
-            415, f"send multipart/form-data (field 'file') or application/json, not {ctype or 'no type'!r}"
-        )
+        got = excerpt(ctype) if ctype else "no type"
+        raise HTTPException(415, f"send multipart/form-data (field 'file') or application/json, not {got}")
     if not images:
         raise HTTPException(
             400, 'no image: send multipart field \'file\' (repeatable) or JSON {"image": "<base64>"}'
         )
-    if len(images) > cfg.max_files:
-        raise HTTPException(
-            413, f"{len(images)} images in one request, over the limit of {cfg.max_files} (--max-files)"
-        )
+    _check_count(len(images), cfg)
     return images, options
+
+
+def _check_count(n: int, cfg: ServeConfig) -> None:
+    if n > cfg.max_files:
+        raise HTTPException(
+            413, f"{n} images in one request, over the limit of {cfg.max_files} (--max-files)"
+        )
+
+
+JSON_SHAPE = 'send {"image": "<base64>"} or {"images": ["<base64>", ...]}'
+
+
+async def _read_json(request: Request, cfg: ServeConfig, options: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """The images of a JSON body (its options go into ``options``); one 400 line for anything else."""
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise HTTPException(400, f"the body is not valid JSON: {first_line(e)}; {JSON_SHAPE}") from None
+    except RecursionError:
+        raise HTTPException(
+            400, f"the body is not valid JSON: it is nested too deeply; {JSON_SHAPE}"
+        ) from None
+    if not isinstance(body, dict):
+        raise HTTPException(
+            400, f"the JSON body must be an object, not a {type(body).__name__}: {JSON_SHAPE}"
+        )
+    unknown = set(body) - FIELDS - {"image", "images"}
+    if unknown:
+        raise HTTPException(400, f"unknown JSON key(s) {excerpt(sorted(unknown))}; {JSON_SHAPE}")
+    if "image" in body and "images" in body:
+        raise HTTPException(400, f"the JSON body has both 'image' and 'images': {JSON_SHAPE}, not both")
+    raw = [body["image"]] if "image" in body else body.get("images", [])
+    if not isinstance(raw, list):
+        raise HTTPException(400, f"'images' must be a list of base64 strings, not a {type(raw).__name__}")
+    _check_count(len(raw), cfg)  # before decoding any of them
+    options.update({k: v for k, v in body.items() if k in FIELDS})
+    return [(f"image{i}", _b64(v, f"image {i}")) for i, v in enumerate(raw)]
 
 
 async def decode_all(engine: Engine, images: list[tuple[str, bytes]], invert: bool) -> list[Any]:
@@ -262,7 +300,7 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
         )  # fmt: skip
         metrics.queue.set_function(lambda: batcher.queued)
         batcher.start()
-        state["batcher"] = batcher
+        state["batcher"] = _app.state.batcher = batcher
         try:
             yield
         finally:
@@ -271,7 +309,7 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
 
     # no /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json stays
     app = FastAPI(title="inceptionnet", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
     app.add_middleware(_Wrap, wrap=metrics.middleware)
     _add_error_handlers(app)
     _add_predict(app, engine, cfg, metrics, state)
@@ -283,8 +321,10 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        if state.get("closing"):
-            return JSONResponse({"status": "shutting down"}, status_code=503)
+        problem = serving_problem(state, cfg)
+        if problem is not None:
+            status = "shutting down" if state.get("closing") else "unavailable"
+            return JSONResponse({"status": status, "error": problem}, status_code=503)
         return JSONResponse({"status": "ok", "model": engine.name})
 
     @app.get("/metrics")
@@ -298,6 +338,19 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
+
+
+def serving_problem(state: dict[str, Any], cfg: ServeConfig) -> str | None:
+    """None while the app can answer predictions; else why not, in one line: shutting down, the batch
+    worker not started or stopped, or a batch in the model for longer than the request timeout (every
+    request would get 504). /healthz uses it; so can a readiness route."""
+    if state.get("closing"):
+        return "the server is shutting down"
+    batcher = state.get("batcher")
+    if batcher is None:
+        return "the batch worker has not started"
+    problem: str | None = batcher.problem(stuck_after_s=cfg.timeout_s)
+    return problem
 
 
 class _Wrap:
@@ -339,11 +392,14 @@ def _add_predict(
             raise HTTPException(503, f"busy: {e}; retry shortly", headers={"Retry-After": "1"}) from None
         except ClosingError:
             raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "5"}) from None
+        except WorkerGoneError as e:
+            raise HTTPException(503, str(e)) from None
         except TimeoutError:
             raise HTTPException(
                 504, f"no answer within {cfg.timeout_s:g} s (--timeout); retry later"
             ) from None
-        except NonFiniteError as e:
+        except (NonFiniteError, BatchError) as e:
+            log.error("batch failed: %s", e)
             raise HTTPException(500, str(e)) from None
         except Exception as e:  # noqa: BLE001 - the model failed on this batch: its requests fail, the server lives
             log.exception("batch failed")

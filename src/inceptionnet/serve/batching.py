@@ -5,6 +5,12 @@ ONE batch in a single worker thread (so the event loop keeps accepting requests 
 A full queue refuses new images at once (``QueueFullError``: HTTP 503 with Retry-After) instead of
 letting latency grow without bound; ``close()`` refuses new work and lets the worker finish what is
 queued (SIGTERM drains in-flight requests).
+
+The worker cannot die silently: whatever a batch raises, or an answer that does not fit the batch
+(``BatchError``: "the model returned 1 rows for a batch of 3"), fails that batch's requests only and the
+worker takes the next batch. Should the worker stop all the same (a bug of ours, a cancelled task),
+every queued and later request fails at once with ``WorkerGoneError`` and ``problem()`` says why, for
+``/healthz`` (503) and readiness.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 # How often the model thread gives freed heap memory back to the system (glibc's malloc_trim). Batches
 # of varying sizes leave freed activations scattered over the heap that glibc keeps: measured with
@@ -52,6 +58,25 @@ class QueueFullError(RuntimeError):
 
 class ClosingError(RuntimeError):
     """The server is shutting down: queued work is finished, new work refused."""
+
+
+class BatchError(RuntimeError):
+    """The model's answer does not fit the batch (not a tensor, or not one row per image): the
+    requests of that batch fail (HTTP 500 naming the mismatch), the worker goes on."""
+
+
+class WorkerGoneError(RuntimeError):
+    """The batch worker has stopped: nothing queued can be answered (HTTP 503; /healthz says so)."""
+
+
+def check_rows(out: Any, n: int) -> Tensor:
+    """``out`` when it is a tensor with one row per image of a batch of ``n``, else ``BatchError``."""
+    if not isinstance(out, Tensor):
+        raise BatchError(f"the model returned a {type(out).__name__}, not a tensor, for a batch of {n}")
+    rows = out.shape[0] if out.ndim else 0
+    if rows != n:
+        raise BatchError(f"the model returned {rows} rows for a batch of {n} (one row per image expected)")
+    return out
 
 
 @dataclass
@@ -89,6 +114,9 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inceptionnet-batch")
         self._last_trim = time.monotonic()
+        self._current: list[_Item] = []  # the batch in the model thread
+        self._running_since: float | None = None  # monotonic start of that batch
+        self._gone: str | None = None  # why the worker stopped, once it has
 
     @property
     def queued(self) -> int:
@@ -97,17 +125,37 @@ class Batcher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._worker(), name="inceptionnet-batcher")
 
+    def problem(self, stuck_after_s: float | None = None) -> str | None:
+        """None while the worker can answer requests; else one line saying why not: not started,
+        stopped (and why), or one batch in the model for more than ``stuck_after_s`` seconds (a hung
+        model: every request would time out). The one check /healthz and readiness share."""
+        if self._task is None:
+            return "the batch worker has not started"
+        if self._gone is not None:
+            return self._gone
+        if self._task.done() and not self._closing:  # ended without passing through _worker's handler
+            return "the batch worker stopped"
+        since = self._running_since
+        if stuck_after_s is not None and since is not None and time.monotonic() - since > stuck_after_s:
+            return (
+                f"the model has been running one batch of {len(self._current)} images for "
+                f"{time.monotonic() - since:.0f} s (over {stuck_after_s:g} s)"
+            )
+        return None
+
     async def close(self) -> None:
         """Refuse new images, run what is queued, stop the worker and its thread."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await asyncio.wait([self._task])  # not `await task`: a worker that died must not stop the shutdown
         self._thread.shutdown(wait=True)
 
     async def submit(self, xs: Sequence[Tensor]) -> Tensor:
         """Queue all of ``xs`` (or none: ``QueueFullError`` / ``ClosingError``) and wait for their rows.
         Cancelling the wait (a request timeout) drops the images not yet run."""
+        if self._gone is not None:
+            raise WorkerGoneError(self._gone)
         if self._closing:
             raise ClosingError("the server is shutting down")
         if len(self._items) + len(xs) > self.max_queue:
@@ -159,22 +207,42 @@ class Batcher:
         return out
 
     async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._next_batch()
-            if not batch:
-                if self._closing and not self._items:
-                    return
-                continue
+        try:
+            while True:
+                batch = await self._next_batch()
+                if not batch:
+                    if self._closing and not self._items:
+                        return
+                    continue
+                await self._run_batch(batch)
+        except BaseException as e:  # a bug of ours or a cancelled task: fail everything, loudly
+            self._gone = f"the batch worker stopped ({type(e).__name__}: {first_line(e)}); restart the server"
+            gone = WorkerGoneError(self._gone)
+            for it in [*self._current, *self._items]:
+                if not it.future.done():
+                    it.future.set_exception(gone)
+            self._items.clear()
+            raise
+
+    async def _run_batch(self, batch: list[_Item]) -> None:
+        """One batch in the model thread; any failure (the model's, or an answer that does not fit the
+        batch) goes to the batch's requests, and the worker lives on."""
+        self._current, self._running_since = batch, time.monotonic()
+        try:
             if self.on_batch is not None:
                 self.on_batch(len(batch))
-            try:
-                out = await loop.run_in_executor(self._thread, self._run, torch.stack([it.x for it in batch]))
-            except Exception as e:  # noqa: BLE001 - the requests of this batch get the error; the server lives
-                for it in batch:
-                    if not it.future.done():
-                        it.future.set_exception(e)
-                continue
-            for it, row in zip(batch, out, strict=True):
+            out = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._run, torch.stack([it.x for it in batch])
+            )
+            rows = list(check_rows(out, len(batch)))
+        except Exception as e:  # noqa: BLE001 - the requests of this batch get the error; the server lives
+            self._current, self._running_since = [], None
+            for it in batch:
                 if not it.future.done():
-                    it.future.set_result(row)
+                    it.future.set_exception(e)
+            return
+        # not in a `finally`: on a BaseException _worker's handler fails this batch's requests too
+        self._current, self._running_since = [], None
+        for it, row in zip(batch, rows, strict=True):
+            if not it.future.done():
+                it.future.set_result(row)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .. import data as D
 from ..errors import ImageReadError, NonFiniteError, UsageError
+from .batching import BatchError
 
 if TYPE_CHECKING:
     from ..checkpoint import ModelSource
@@ -97,9 +98,18 @@ class Engine:
             )
 
     def probabilities(self, x: Tensor) -> Tensor:
-        """Softmax of one batch; ``NonFiniteError`` when the model's output is NaN/inf."""
+        """Softmax of one batch; ``NonFiniteError`` when the model's output is NaN/inf, ``BatchError``
+        when it is not one row of class scores per image (an exported file whose graph lies)."""
         with torch.inference_mode():
             logits = torch.as_tensor(self.run(x)).float().cpu()
+        n, c = len(x), len(self.classes)
+        if logits.ndim != 2 or logits.shape != (n, c):
+            rows = logits.ndim == 2 and len(logits) != n
+            got = f"{len(logits)} rows" if rows else f"shape {tuple(logits.shape)}"
+            raise BatchError(
+                f"the model returned {got} for a batch of {n} (expected {n} x {c}: one row of {c} "
+                "class scores per image)"
+            )
         if not bool(torch.isfinite(logits).all()):
             raise NonFiniteError(
                 "the model's output is not finite (NaN/inf): its weights or the input overflow"
