@@ -73,6 +73,14 @@ def test_a_batch_with_wrong_rows_fails_its_requests_and_the_worker_goes_on(png: 
         assert r.status_code == 200 and r.json()["results"][1]["top"][0]["label"] == "cat"
 
 
+def test_an_output_with_the_wrong_class_count_is_a_500_naming_it(png: bytes) -> None:
+    with TestClient(create_app(fake_engine(lambda x: torch.zeros(len(x), 5)), CFG)) as c:
+        r = c.post("/v1/predict", files=files(png, 1))
+        assert (
+            r.status_code == 500 and "shape (1, 5) for a batch of 1 (expected 1 x 3" in r.json()["error"]
+        ), r.text
+
+
 def test_the_batcher_survives_any_answer_that_does_not_fit() -> None:
     answers: list[Any] = [torch.zeros(1, 3), torch.zeros(3), "not a tensor", torch.zeros(0, 3)]
 
