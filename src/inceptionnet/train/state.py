@@ -25,7 +25,7 @@ from torch.utils.data import DistributedSampler
 
 from .. import data as D
 from ..errors import CheckpointError, first_line
-from ..fileio import atomic_torch_save, load_file
+from ..fileio import atomic_torch_save, load_file, same_file
 from ..models import InceptionBase, fit_state_dict
 from .args import public_args
 from .engine import EpochState, StopFlag
@@ -255,25 +255,25 @@ def last_epoch_best(ckpt: dict[str, Any], has_ema: bool) -> BestRecord | None:
 def read_best(path: Path) -> tuple[dict[str, Any] | None, BestRecord | None, str]:
     """best.pt, what it holds, and that in words; (None, None, why) where it is missing or unusable."""
     if not path.exists():
-        return None, None, f"there is no {path.name}"
+        return None, None, f"there is no {path}"
     try:
         bp = load_checkpoint(path)
         if bp.get("epoch_state"):
-            return None, None, f"{path.name} is a mid-epoch checkpoint"
+            return None, None, f"{path} is a mid-epoch checkpoint"
         rec = BestRecord(bp.get("run_id"), int(bp["epoch"]), float(bp["best_acc1"]),
                          str(bp.get("weights_from", "model")))  # fmt: skip
     except CheckpointError as e:
-        return None, None, f"{path.name} cannot be read ({first_line(e, 160)})"
+        return None, None, f"{path} cannot be read ({first_line(e, 160)})"
     except (KeyError, TypeError, ValueError):
-        return None, None, f"{path.name} is not a best checkpoint of this trainer (no epoch / best_acc1)"
-    return bp, rec, f"{path.name} holds {rec.describe()}"
+        return None, None, f"{path} is not a best checkpoint of this trainer (no epoch / best_acc1)"
+    return bp, rec, f"{path} holds {rec.describe()}"
 
 
-def repair_best(run: Run, ckpt: dict[str, Any]) -> None:
+def repair_best(run: Run, ckpt: dict[str, Any], ckpt_path: Path) -> None:
     """On ``--resume``: best.pt made to hold the best weights that checkpoint.pt knows of (a crash or a
     full disk between writing checkpoint.pt and best.pt leaves it older or missing), or one warning
     naming the weights that were lost. Afterwards ``run.best_*`` describe best.pt, on every rank."""
-    rec = fix_best_file(run, ckpt) if run.is_main else None
+    rec = fix_best_file(run, ckpt, ckpt_path) if run.is_main else None
     if dist.is_initialized():
         box = [rec]
         dist.broadcast_object_list(box, src=0)
@@ -282,29 +282,28 @@ def repair_best(run: Run, ckpt: dict[str, Any]) -> None:
     run.best_acc1, run.best_epoch, run.best_weights = rec.acc1, rec.epoch, rec.weights
 
 
-def fix_best_file(run: Run, ckpt: dict[str, Any]) -> BestRecord | None:
-    """Rank 0's part of ``repair_best``: keep best.pt, or rewrite it from checkpoint.pt where that scored
-    higher (exactly the lost best when the run stopped between the two files); returns what it holds."""
-    want = wanted_best(ckpt)
-    _, have, why = read_best(run.out / "best.pt")
-    if have is not None and have == want:
-        return want
+def fix_best_file(run: Run, ckpt: dict[str, Any], ckpt_path: Path) -> BestRecord | None:
+    """Rank 0's part of ``repair_best``: the best.pt beside ``ckpt_path`` kept (copied into --output-dir
+    when the run continues elsewhere), or best.pt rewritten from the checkpoint where that scored higher
+    (exactly the lost best when the run stopped between the two files); returns what best.pt holds."""
+    want, src, dest = wanted_best(ckpt), ckpt_path.parent / "best.pt", run.out / "best.pt"
+    bp, have, why = read_best(src)
     if have is not None and have.run_id != run.run_id:
-        why = f"best.pt is another run's ({have.describe()})"
-        have = None
+        why, bp, have = f"{src} is another run's ({have.describe()})", None, None
     last = last_epoch_best(ckpt, run.ema is not None)
-    keep = have if last is None or (have is not None and have.acc1 >= last.acc1) else last
+    keep = have if have == want or last is None or (have is not None and have.acc1 >= last.acc1) else last
     if last is not None and keep is last:
         fields = {"best_acc1": last.acc1, "best_epoch": last.epoch, "best_weights": last.weights}
         save_best(run, {**ckpt, **fields}, last.weights == "ema")
-    if want is None or keep == want:
-        if want is not None:
-            print(f"note: best.pt did not hold the run's best {want.describe()} ({why}: the run stopped between "
-                  "writing checkpoint.pt and best.pt); rewritten from checkpoint.pt", file=sys.stderr)  # fmt: skip
-        return keep
-    now = f"best.pt now holds {keep.describe()}" if keep else "the next completed epoch writes best.pt"
-    print(f"warning: the weights of the run's best {want.describe()} were not kept ({why}); {now}, and a "
-          "later epoch that scores higher replaces it", file=sys.stderr)  # fmt: skip
+    elif bp is not None and not same_file(src, dest):
+        atomic_torch_save(bp, dest)
+    if want is not None and keep != want:
+        now = f"best.pt now holds {keep.describe()}" if keep else "the next completed epoch writes best.pt"
+        print(f"warning: the weights of the run's best {want.describe()} were not kept ({why}); {now}, and a "
+              "later epoch that scores higher replaces it", file=sys.stderr)  # fmt: skip
+    elif want is not None and have != want:
+        print(f"note: best.pt did not hold the run's best {want.describe()} ({why}: the run stopped between "
+              f"writing checkpoint.pt and best.pt); rewritten from {ckpt_path}", file=sys.stderr)  # fmt: skip
     return keep
 
 

@@ -110,18 +110,16 @@ def run_steps(args: argparse.Namespace, rank: int, world: int, device: torch.dev
     """Restore, then either test only or train the epochs and test the best weights."""
     resume_path = find_resume(args, out)
     ckpt = load_checkpoint(resume_path) if resume_path else None
-    if ckpt is not None:
-        assert resume_path is not None
+    if ckpt is not None and resume_path is not None:
         check_resume(args, ckpt, resume_path, model_kwargs(args))
     set_seed(args.seed, rank)
     run, loaders = build_run(args, rank, world, device, out)
-    if ckpt is not None:
-        assert resume_path is not None
+    if ckpt is not None and resume_path is not None:
         restore(run, ckpt, resume_path, loaders.sampler)
     if args.test_only:
         return test_only(run, loaders)
-    if ckpt is not None:  # best.pt as checkpoint.pt says; the files of the old end are written at the new one
-        repair_best(run, ckpt)
+    if ckpt is not None and resume_path is not None:  # best.pt as checkpoint.pt says; the old end's files go
+        repair_best(run, ckpt, resume_path)
         if run.is_main:
             drop_end_files(out)
     writer = start(run, loaders)
