@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..data import InputConfig, channel_stats
 from ..errors import CheckpointError, UsageError, first_line
 from ..fileio import is_safetensors, load_file
-from ._registry import get_model_builder
+from ._registry import check_arg, check_builder_kwargs, get_model_builder
 from ._weights import (
     KEY_MAP_ENTRIES,
     WeightEntry,
@@ -378,6 +378,7 @@ def check_model_kwargs(kwargs: Mapping[str, Any]) -> None:
 def _build(builder: Callable[..., nn.Module], name: str, **kwargs: Any) -> InceptionBase:
     """``builder(**kwargs)``, with allocation failures (an absurd ``num_classes`` or ``width``) as one
     UsageError."""
+    check_builder_kwargs(name, kwargs)  # names and types (a TypeError from the constructor otherwise)
     check_model_kwargs(kwargs)
     try:
         model = builder(**kwargs)
@@ -479,9 +480,13 @@ def create_model(
 
     Bad arguments raise ``UsageError`` (a ``ValueError``): a name that is not a registered model (or not a string),
     ``num_classes`` / ``in_chans`` that are not integers in range, a ``width`` / dropout / ``bn_eps``
-    that is not a finite number in range (``REAL_FLAGS``), sizes too large to allocate.
+    that is not a finite number in range (``REAL_FLAGS``), sizes too large to allocate, a flag the
+    model does not take or of the wrong type (``_registry.check_builder_kwargs``), ``out_indices``
+    that break the stage-index rule (``_features.feature_take_indices``).
     """
     builder = get_model_builder(name)
+    check_arg("create_model", "features_only", features_only, bool)
+    check_arg("create_model", "new_head_ok", new_head_ok, bool)
     if not features_only and (out_indices is not None or feature_cls is not None):
         raise UsageError("out_indices and feature_cls select feature maps: they need features_only=True")
     if features_only and num_classes is None:

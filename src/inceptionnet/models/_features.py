@@ -5,8 +5,8 @@ in forward order (``layer_names``), which of them end a feature stage (``feature
 reduction, module, as timm's) and where the aux heads read. Everything here works from that
 declaration, for all models alike:
 
-* ``feature_take_indices``: timm's index rules (``None`` all, an int the last n, a list as given,
-  negative from the end);
+* ``feature_take_indices``: the one index rule, timm's (``None`` all, an int the last n, a list,
+  negative from the end) plus distinct and increasing stages;
 * ``FeatureInfo``: timm's accessor (``channels()``, ``reduction()``, ``module_name()``,
   ``get_dicts()``) over the stages an extractor returns;
 * ``FeatureListNet`` / ``FeatureDictNet``: ``create_model(name, features_only=True)``; the trunk
@@ -16,13 +16,14 @@ declaration, for all models alike:
 * ``run_module``: one trunk module, through ``torch.utils.checkpoint`` when gradient checkpointing
   is on (blocks of a plain ``nn.Sequential`` one by one; BatchNorm statistics updated once).
 
-This module imports nothing of the package (``layers`` imports it).
+This module imports only ``errors`` and the registry's argument check (``layers`` imports it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -31,7 +32,8 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from ..errors import UsageError
+from ..errors import UsageError, excerpt
+from ._registry import check_arg
 
 __all__ = [
     "FEATURE_CLASSES",
@@ -56,25 +58,62 @@ def fx_symbolic_tracing() -> bool:
     return bool(is_fx_symbolic_tracing())
 
 
-def feature_take_indices(num_features: int, indices: Indices = None) -> tuple[list[int], int]:
-    """timm's rule: the absolute stage indices to take and the largest of them. ``None``: all
-    stages; an int ``n``: the last ``n``; a sequence: those indices (negative ones from the end)."""
+def feature_take_indices(
+    num_features: int, indices: Indices = None, name: str = "indices"
+) -> tuple[list[int], int]:
+    """The stage indices to take and the largest of them, by the one rule of every backbone entry
+    point (``forward_intermediates``, ``prune_intermediate_layers``, ``features_only``'s
+    ``out_indices``, the feature extractors); ``name`` is the argument an error names.
+
+    timm's rule: ``None`` all stages; an int ``n`` the last ``n`` (1 to ``num_features``); a list,
+    tuple or range of ints, negative ones from the end, each in range. One rule more, where timm has
+    none: the stages, resolved, must be distinct and increasing, the order the trunk computes them
+    and every extractor returns them (timm returns maps in stage order too, but its extractors' and
+    ``feature_info``'s order is the order given). Bools, floats and strings are not indices. Any
+    break of the rule is one ``UsageError``."""
     if indices is None:
-        indices = num_features
-    if isinstance(indices, int):
-        if not 0 < indices <= num_features:
-            raise UsageError(f"last-n ({indices}) is out of range (1 to {num_features})")
-        take = [num_features - indices + i for i in range(indices)]
-    else:
-        take = []
-        for i in indices:
-            idx = num_features + i if i < 0 else i
-            if not 0 <= idx < num_features:
-                raise UsageError(f"feature index {i} is out of range (0 to {num_features - 1})")
-            take.append(idx)
-        if not take:
-            raise UsageError("no feature index given")
-    return take, max(take)
+        return list(range(num_features)), num_features - 1
+    if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
+        n = int(indices)
+        if not 0 < n <= num_features:
+            raise UsageError(
+                f"{name}={n}: last-n ({n}) is out of range (1 to {num_features}); the model has "
+                f"{num_features} feature stages"
+            )
+        return list(range(num_features - n, num_features)), num_features - 1
+    if not isinstance(indices, list | tuple | range):
+        raise UsageError(
+            f"{name} must be None, an int (the last n stages) or a list of stage indices, got "
+            f"{excerpt(indices)} ({type(indices).__name__})"
+        )
+    return _take_listed(num_features, indices, name)
+
+
+def _take_listed(num_features: int, indices: Sequence[Any], name: str) -> tuple[list[int], int]:
+    if not indices:
+        raise UsageError(f"{name}: no feature index given; pass stage indices such as [{num_features - 1}]")
+    if len(indices) > num_features:  # so more than there are is refused before a long walk
+        raise UsageError(f"{name} lists {len(indices):,} stages; the model has {num_features}")
+    take = []
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise UsageError(
+                f"{name}: {excerpt(i)} ({type(i).__name__}) is not a stage index; stage indices are ints"
+            )
+        idx = num_features + int(i) if i < 0 else int(i)
+        if not 0 <= idx < num_features:
+            raise UsageError(
+                f"{name}: feature index {int(i)} is out of range (-{num_features} to {num_features - 1}); "
+                f"the model has {num_features} feature stages"
+            )
+        take.append(idx)
+    if any(b <= a for a, b in zip(take, take[1:])):
+        what = "repeats a stage" if len(set(take)) < len(take) else "is not in stage order"
+        raise UsageError(
+            f"{name} {excerpt(list(indices))} {what}: stages are returned in the order the trunk computes "
+            f"them, once each; pass {sorted(set(take))}"
+        )
+    return take, take[-1]
 
 
 def _out_indices(out_indices: int | Sequence[int]) -> tuple[int, ...]:
@@ -94,8 +133,8 @@ class FeatureInfo:
                 raise ValueError(f"feature_info entry {i} is not valid: {fi}")
             prev = fi["reduction"]
             fi.setdefault("index", i)
+        feature_take_indices(len(info), out_indices, "out_indices")  # the one index rule, first
         self.out_indices = _out_indices(out_indices)
-        feature_take_indices(len(info), list(self.out_indices))  # every index in range
         self.info = info
 
     def from_other(self, out_indices: int | Sequence[int]) -> FeatureInfo:
@@ -244,6 +283,7 @@ class FeatureDictNet(nn.ModuleDict):
         self._input_check: Callable[..., None] | None = getattr(model, "input_checker", lambda: None)()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        check_arg(type(self).__name__, "set_grad_checkpointing(enable)", enable, bool)
         self.grad_checkpointing = enable
 
     def _collect(self, x: Tensor) -> dict[str, Tensor]:
@@ -289,6 +329,9 @@ class FeatureGetterNet(nn.Module):
         prune: bool = True,
     ) -> None:
         super().__init__()
+        for arg, value in (("return_dict", return_dict), ("norm", norm), ("prune", prune)):
+            check_arg("FeatureGetterNet", arg, value, bool)
+        feature_take_indices(len(_model_feature_info(model)), out_indices, "out_indices")
         if prune:
             out_indices = model.prune_intermediate_layers(out_indices, prune_norm=not norm)
         self.feature_info = FeatureInfo(_model_feature_info(model), out_indices)
@@ -349,10 +392,7 @@ def features_model(
         cls = feature_cls
     else:
         raise UsageError(f"feature_cls must be one of {', '.join(FEATURE_CLASSES)}, got {feature_cls!r}")
-    n = len(_model_feature_info(model))
-    if out_indices is None:
-        out_indices = tuple(range(n))
-    take, _ = feature_take_indices(n, out_indices if isinstance(out_indices, int) else list(out_indices))
+    take, _ = feature_take_indices(len(_model_feature_info(model)), out_indices, "out_indices")
     net: Any = cls(model, out_indices=take)
     cfg = {
         k: v

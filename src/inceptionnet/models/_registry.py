@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
+import numbers
 import re
-from collections.abc import Callable, Sequence
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UsageError, excerpt
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -83,3 +87,82 @@ def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"--model-kwargs {item!r}: the value is not valid YAML") from None
         out[k.strip()] = _number_or_value(value)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument types of the public model API: a wrong type is one UsageError naming the argument, not a
+# TypeError from deep inside torch (or, for a bool, a truthy string taken as True)
+
+_TYPE_WORDS = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` fits a simple annotation: bool, int, float, str, a ``X | None`` union of
+    them, or a fixed-length ``tuple[...]`` (a list or tuple of that many fitting elements)."""
+    if annotation is Any:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if origin is tuple and args and Ellipsis not in args:
+        return isinstance(value, list | tuple) and len(value) == len(args) and all(map(_type_ok, value, args))
+    return True  # an annotation this check does not model (a callable, a module): not checked here
+
+
+def _type_words(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _type_words(a) for a in args)
+    if origin is tuple:
+        return f"a list of {len(args)} values ({', '.join(_type_words(a) for a in args)})"
+    return _TYPE_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def check_arg(where: str, name: str, value: Any, annotation: Any) -> None:
+    """``UsageError`` naming ``where`` (the function or flag set) and ``name`` when ``value`` does
+    not fit ``annotation`` (bool, int, float, str, ``X | None``, ``tuple[...]``)."""
+    if not _type_ok(value, annotation):
+        raise UsageError(
+            f"{where}: {name} must be {_type_words(annotation)}, got {excerpt(value)} ({type(value).__name__})"
+        )
+
+
+def builder_flags(name: str) -> dict[str, Any] | None:
+    """The flags model ``name`` is built with: parameter name -> annotation, read from the model
+    class its builder returns (the builders pass their kwargs on to it); None where a class takes
+    ``**kwargs`` (any name then reaches the class itself)."""
+    builder = get_model_builder(name)
+    cls = typing.get_type_hints(builder).get("return")
+    if not isinstance(cls, type):
+        return None
+    init = next(c.__dict__["__init__"] for c in cls.__mro__ if "__init__" in c.__dict__)
+    params = inspect.signature(init).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    hints = typing.get_type_hints(init)
+    return {p: hints.get(p, Any) for p in list(params)[1:]}
+
+
+def check_builder_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Builder flags (``create_model(name, **kwargs)``, ``--model-kwargs``, a checkpoint's
+    ``model_kwargs``) refused before building: a name the model does not take (with the ones it
+    does), a value of the wrong type (``aux_logits="yes"``, ``stem_stride="2"``)."""
+    flags = builder_flags(name)
+    if flags is None:
+        return
+    for key, value in kwargs.items():
+        if key not in flags:
+            close = difflib.get_close_matches(str(key)[:100], list(flags), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"model {name} has no flag {excerpt(key)}{hint} (its flags: {', '.join(flags)})")
+        check_arg(f"model {name}", key, value, flags[key])

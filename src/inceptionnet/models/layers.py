@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import channel_stats
-from ..errors import InputShapeError, UsageError
+from ..errors import InputShapeError, UsageError, excerpt, first_line
 from ._features import feature_take_indices, fx_symbolic_tracing, run_module
+from ._registry import check_arg
 
 NORMS = ("bn", "none")
 # The activations of the ablation flag ``act``: name -> module factory; ACTS is derived from it so a
@@ -434,7 +435,8 @@ class InceptionBase(nn.Module):
 
     @torch.jit.unused
     def _forward_eager(self, x: Tensor, return_aux: bool) -> Any:
-        with_aux = bool(return_aux)
+        check_arg(type(self).__name__, "return_aux", return_aux, bool)
+        with_aux = return_aux
         min_size = self.min_input_size
         if with_aux and self.has_aux:
             min_size = max(self.min_aux_input_size, min_size)
@@ -487,11 +489,21 @@ class InceptionBase(nn.Module):
         """timm's ``forward_intermediates``: the feature maps at the stages ``indices`` (``None``:
         all, an int: the last n, a list: those, negative from the end; ``feature_info`` lists them)
         and the final features (``forward_features``' output; with ``stop_early``, the last stage
-        asked for). ``norm``: no final norm in this family, ignored. Aux heads are not run."""
+        asked for). ``norm``: no final norm in this family, ignored. Aux heads are not run.
+
+        ``indices`` follow the one rule of ``_features.feature_take_indices`` (distinct, increasing,
+        in range of the stages the model has: fewer after ``prune_intermediate_layers``)."""
+        where = f"{type(self).__name__}.forward_intermediates"
+        for arg, value in (
+            ("norm", norm),
+            ("stop_early", stop_early),
+            ("intermediates_only", intermediates_only),
+        ):
+            check_arg(where, arg, value, bool)
         if output_fmt != "NCHW":
-            raise UsageError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+            raise UsageError(f"{where}: output_fmt must be 'NCHW', got {excerpt(output_fmt)}")
+        take, max_index = feature_take_indices(len(self.feature_ends), indices, f"{where}: indices")
         self._check_input(x, self.min_input_size)
-        take, max_index = feature_take_indices(len(self.feature_ends), indices)
         last = self.feature_ends[max_index] if stop_early else None
         x, feats, _ = self._run_trunk(x, last=last, take=[self.feature_ends[i] for i in take])
         return feats if intermediates_only else (x, feats)
@@ -501,13 +513,23 @@ class InceptionBase(nn.Module):
     ) -> list[int]:
         """timm's: the trunk modules after the last stage in ``indices`` become ``nn.Identity``; then
         (``prune_head``, or when the trunk was cut) the aux heads go and the head becomes
-        ``reset_classifier(0, "")``, so ``forward`` returns that stage's map. Returns the stages kept."""
-        take, max_index = feature_take_indices(len(self.feature_ends), indices)
+        ``reset_classifier(0, "")``, so ``forward`` returns that stage's map. Returns the stages kept.
+
+        The model then has the stages up to the last one kept (``feature_info`` lists those): a
+        later index beyond them is out of range (as timm's models that cut their block list), and
+        a negative one counts from the new last stage."""
+        where = f"{type(self).__name__}.prune_intermediate_layers"
+        for arg, value in (("prune_norm", prune_norm), ("prune_head", prune_head)):
+            check_arg(where, arg, value, bool)
+        take, max_index = feature_take_indices(len(self.feature_ends), indices, f"{where}: indices")
         prune_end = max_index < len(self.feature_ends) - 1
         for name in self.layer_names[self.feature_ends[max_index] + 1 :]:
             self.set_submodule(name, nn.Identity())
         if prune_end:
             self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+            # the stages cut are gone: indices past them must fail, not return the last kept map
+            self.feature_info = self.feature_info[: max_index + 1]
+            self.feature_ends = self.feature_ends[: max_index + 1]
         if prune_head or prune_end:
             for name in self.default_cfg.get("aux_modules", ()):
                 if getattr(self, name, None) is not None:
@@ -522,7 +544,8 @@ class InceptionBase(nn.Module):
         """Gradient checkpointing per trunk block (``torch.utils.checkpoint``, non-reentrant) in
         training steps: the same outputs and gradients, activations recomputed in backward instead
         of kept (``_features.run_module``)."""
-        self.grad_checkpointing = bool(enable)
+        check_arg(type(self).__name__, "set_grad_checkpointing(enable)", enable, bool)
+        self.grad_checkpointing = enable
 
     # ---------------------------------------------------------------------------------------------
     # Head
@@ -533,9 +556,34 @@ class InceptionBase(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new classifier (and aux classifiers) for ``num_classes`` outputs (0: pooled features),
         for fine-tuning; ``global_pool`` ("avg", "max", "avgmax", "": none) replaces the pooling.
-        New layers take the model's device, dtype and train/eval mode."""
+        New layers take the model's device, dtype and train/eval mode.
+
+        Every argument is checked before anything changes (``num_classes`` an int >= 0, not a bool;
+        ``global_pool`` one of ``GLOBAL_POOLS``, ``""`` only with 0 classes): a refused call, or a
+        head too large to allocate, leaves the model as it was."""
+        where = f"{type(self).__name__}.reset_classifier"
+        check_arg(where, "num_classes", num_classes, int)
+        check_arg(where, "global_pool", global_pool, str | None)
+        if num_classes < 0:
+            raise UsageError(f"{where}: num_classes must be 0 (features) or more, got {num_classes}")
+        num_classes = int(num_classes)
         pool_type = self.global_pool_type if global_pool is None else global_pool
         pool = make_global_pool(pool_type, num_classes)
+        saved = _module_state(self)
+        try:
+            self._swap_head(pool, pool_type, num_classes)
+        except (RuntimeError, MemoryError) as e:
+            _restore_module_state(saved)
+            if isinstance(e, RuntimeError) and not any(s in str(e) for s in ("allocate", "out of memory")):
+                raise
+            raise UsageError(
+                f"{where}: cannot allocate a {num_classes}-class head ({first_line(e, 120)})"
+            ) from None
+        except BaseException:
+            _restore_module_state(saved)
+            raise
+
+    def _swap_head(self, pool: nn.Module, pool_type: str, num_classes: int) -> None:
         old = list(self.parameters())  # held, so that no new parameter can reuse a freed one's id
         before = {id(p) for p in old}
         ref = old[0] if old else None
@@ -554,6 +602,27 @@ class InceptionBase(nn.Module):
     def _pool_flatten(self, x: Tensor) -> Tensor:
         """N x C after a global pool; the map as it is without one (``global_pool=""``)."""
         return torch.flatten(x, 1) if self.global_pool_type != "" else x
+
+
+_ModuleState = list[tuple[nn.Module, dict[str, Any], dict[str, Any]]]
+
+
+def _module_state(model: nn.Module) -> _ModuleState:
+    """Each module's children and plain attributes (shallow copies): what a head swap changes, so a
+    swap that fails half-way can be undone."""
+    return [
+        (m, dict(m._modules), {k: v for k, v in vars(m).items() if not k.startswith("_")})
+        for m in model.modules()
+    ]
+
+
+def _restore_module_state(saved: _ModuleState) -> None:
+    for m, children, attrs in saved:
+        m._modules.clear()
+        m._modules.update(children)
+        for k in [k for k in vars(m) if not k.startswith("_") and k not in attrs]:
+            delattr(m, k)
+        vars(m).update(attrs)
 
 
 def make_classifier(num_features: int, num_classes: int) -> nn.Module:
