@@ -10,6 +10,7 @@
                        batch worker has stopped or one batch has run longer than --timeout
     GET  /metrics      Prometheus text: requests, latency histogram, batch sizes, queue length
     GET  /             the page (static/, served from the package)
+    /v2/...            the Open Inference Protocol v2 (KServe / Triton), REST: serve/oip.py
 
 Every error is JSON ``{"error": "..."}`` with a 4xx status (5xx: the server's own fault); no request
 can stop the server: a failing batch fails its requests only (500 naming the problem, e.g. "the model
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import time
@@ -52,6 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ImageReadError, NonFiniteError, UsageError, excerpt, first_line
 from .batching import Batcher, BatchError, ClosingError, QueueFullError, WorkerGoneError
 from .engine import Engine, ImageTooLargeError
+from .oip import oip_router
 
 log = logging.getLogger("inceptionnet.serve")
 
@@ -314,6 +317,10 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
     _add_error_handlers(app)
     _add_predict(app, engine, cfg, metrics, state)
     _add_explain(app, engine, cfg, state)
+    app.include_router(oip_router(
+        engine, max_elements=cfg.max_files, classify=functools.partial(classify, state, cfg, metrics),
+        decode=functools.partial(decode_all, engine, invert=False), problem=lambda: serving_problem(state, cfg),
+    ))  # fmt: skip
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -378,6 +385,29 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(500, f"internal error: {first_line(e)}")
 
 
+async def classify(state: dict[str, Any], cfg: ServeConfig, metrics: Metrics, xs: list[Any]) -> torch.Tensor:
+    """Probabilities of model inputs ``xs`` through the batcher (/v1/predict and /v2 infer); what can
+    go wrong as an HTTPException: 503 busy / shutting down / no worker, 504 timeout, 500 a failed batch."""
+    try:
+        probs: torch.Tensor = await asyncio.wait_for(state["batcher"].submit(xs), cfg.timeout_s)
+    except QueueFullError as e:
+        raise HTTPException(503, f"busy: {e}; retry shortly", headers={"Retry-After": "1"}) from None
+    except ClosingError:
+        raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "5"}) from None
+    except WorkerGoneError as e:
+        raise HTTPException(503, str(e)) from None
+    except TimeoutError:
+        raise HTTPException(504, f"no answer within {cfg.timeout_s:g} s (--timeout); retry later") from None
+    except (NonFiniteError, BatchError) as e:
+        log.error("batch failed: %s", e)
+        raise HTTPException(500, str(e)) from None
+    except Exception as e:  # noqa: BLE001 - the model failed on this batch: its requests fail, the server lives
+        log.exception("batch failed")
+        raise HTTPException(500, f"the model failed on this batch: {first_line(e)}") from None
+    metrics.images.inc(len(xs))
+    return probs
+
+
 def _add_predict(
     app: FastAPI, engine: Engine, cfg: ServeConfig, metrics: Metrics, state: dict[str, Any]
 ) -> None:
@@ -386,25 +416,7 @@ def _add_predict(
         images, options = await read_request(request, cfg)
         topk = _int(options.get("topk", 5), "topk", 1, 10**6)  # more than the classes: all of them
         xs = await decode_all(engine, images, _flag(options.get("invert", False), "invert"))
-        try:
-            probs = await asyncio.wait_for(state["batcher"].submit(xs), cfg.timeout_s)
-        except QueueFullError as e:
-            raise HTTPException(503, f"busy: {e}; retry shortly", headers={"Retry-After": "1"}) from None
-        except ClosingError:
-            raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "5"}) from None
-        except WorkerGoneError as e:
-            raise HTTPException(503, str(e)) from None
-        except TimeoutError:
-            raise HTTPException(
-                504, f"no answer within {cfg.timeout_s:g} s (--timeout); retry later"
-            ) from None
-        except (NonFiniteError, BatchError) as e:
-            log.error("batch failed: %s", e)
-            raise HTTPException(500, str(e)) from None
-        except Exception as e:  # noqa: BLE001 - the model failed on this batch: its requests fail, the server lives
-            log.exception("batch failed")
-            raise HTTPException(500, f"the model failed on this batch: {first_line(e)}") from None
-        metrics.images.inc(len(xs))
+        probs = await classify(state, cfg, metrics, xs)
         results = [
             {"file": name, "top": top_rows(p, engine.classes, topk)}
             for (name, _), p in zip(images, probs, strict=True)
