@@ -91,6 +91,39 @@ def announce_fast_path(p: Any) -> None:
     print(f"fast path: {fast.backend} {str(fast.dtype).removeprefix('torch.')}{agree}", file=sys.stderr)
 
 
+def add_image_limit_args(p: argparse.ArgumentParser, max_pixels: int | None = None) -> None:
+    """--max-pixels / --max-side: how large an image may be, decoded and resized for the model
+    (``data.ImageLimits``; set for the whole command by ``with_image_limits``)."""
+    default = max_pixels or D.MAX_IMAGE_PIXELS
+    p.add_argument(
+        "--max-pixels", type=int, default=max_pixels, metavar="N",
+        help=f"refuse an image of more than N pixels, or whose resize for the model writes more (default {default:,})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-side", type=int, default=None, metavar="N",
+        help=f"refuse an image whose long side, resized for the model, is over N (default {D.MAX_RESIZED_SIDE:,}: "
+        "a 1 x 100,000 strip resized to 32 high would be 3.2 M pixels long)",
+    )  # fmt: skip
+
+
+def image_limits_of(args: argparse.Namespace) -> D.ImageLimits:
+    """The ``data.ImageLimits`` of a command's --max-pixels / --max-side (unset: the defaults)."""
+    return D.ImageLimits(getattr(args, "max_pixels", None), getattr(args, "max_side", None))
+
+
+def with_image_limits(main: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``main`` run with its --max-pixels / --max-side set for every image it reads or resizes
+    (``data.image_limits``), down to data sets and metrics; commands without the flags run as they are."""
+
+    def run(args: argparse.Namespace) -> int:
+        if not hasattr(args, "max_pixels") and not hasattr(args, "max_side"):
+            return main(args)
+        with D.image_limits(image_limits_of(args)):
+            return main(args)
+
+    return run
+
+
 def check_empty_flags(args: argparse.Namespace, *flags: str) -> None:
     """``--flag ""`` is a mistake (an unset variable in a script): one line naming the flag."""
     for flag in flags:
@@ -100,8 +133,9 @@ def check_empty_flags(args: argparse.Namespace, *flags: str) -> None:
 
 
 def preprocess(path: str, icfg: D.InputConfig, transform: Any, invert: bool = False) -> torch.Tensor:
-    """An image file as the model's C x H x W input (``invert``: gray levels inverted)."""
-    x = D.read_image(path, icfg.in_chans)
+    """An image file as the model's C x H x W input (``invert``: gray levels inverted); its size and
+    the transform's resize checked from its header (``--max-pixels`` / ``--max-side``)."""
+    x = D.read_image(path, icfg.in_chans, resize_to=D.resize_target(transform))
     if invert:
         x = 255 - x
     return transform(x)
@@ -129,6 +163,7 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and count them")
+    add_image_limit_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 

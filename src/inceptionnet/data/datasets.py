@@ -15,6 +15,7 @@ import gzip
 import math
 import os
 import pickle
+import sys
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataNotFoundError, ImageReadError, UsageError, first_line
 from .images import IMAGE_EXTENSIONS, _note, read_image
+from .transforms import resize_target
 
 DATASETS = ("fashion_mnist", "digits", "cifar10", "imagefolder")
 SPLITS = ("train", "val", "test")
@@ -422,6 +424,48 @@ def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def folder_images(
+    folder: str | os.PathLike[str], *, recursive: bool = False, extensions: Sequence[str] = IMAGE_EXTENSIONS
+) -> list[Path]:
+    """The image files of ``folder`` by name (``extensions``, with or without the dot), sorted;
+    ``recursive``: its sub-folders too, symbolic links followed, each real folder read once.
+
+    Nothing unreadable is left out without a word: an entry named as an image that is not a regular
+    file (a FIFO, socket or device, a broken link, a link loop) is kept, so that ``read_image`` names
+    it in its one error line (from ``stat``: a FIFO is never opened, which would block); a sub-folder
+    that cannot be listed or is reached again through a link gets one ``warning:`` line naming it."""
+    exts = tuple("." + e.lower().lstrip(".") for e in extensions)
+    root = Path(folder)
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+            entries = _list_folder(d)
+        except (OSError, DataNotFoundError) as err:
+            if d == root:
+                raise
+            why = err.strerror if isinstance(err, OSError) else first_line(err)
+            _warn(f"{d}: {why}; its images are left out")
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            _warn(f"{d}: a folder already read through another path (a symbolic link loop); read once")
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for e in entries:
+            if recursive and _is_folder(e):
+                stack.append(Path(e.path))
+            elif e.name.lower().endswith(exts) and not _is_folder(e):
+                found.append(Path(e.path))
+    return sorted(found)
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
 @dataclass
 class _FolderScan:
     """What is in one split folder of an ImageFolder layout, and what was left out of it."""
@@ -600,12 +644,13 @@ class ImageFolderFiles(Dataset[tuple[Tensor, int]]):
             )
         self.in_chans = in_chans
         self.transform = transform
+        self._resize = resize_target(transform)  # checked from each image's header (check_image_size)
         self.skipped: list[str] = []
         if skip_bad:
             good = []
             for path, y in self.samples:
                 try:
-                    read_image(path, in_chans)
+                    read_image(path, in_chans, resize_to=self._resize)
                     good.append((path, y))
                 except ImageReadError:
                     self.skipped.append(path)
@@ -633,7 +678,7 @@ class ImageFolderFiles(Dataset[tuple[Tensor, int]]):
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         path, y = self.samples[i]
-        x = read_image(path, self.in_chans)
+        x = read_image(path, self.in_chans, resize_to=self._resize)
         if self.transform is not None:
             x = self.transform(x)
         return x, y

@@ -1,7 +1,10 @@
 """Images from files or bytes: ``read_image`` / ``decode_image`` (PIL, loaded on first use) as an image
 viewer shows them (EXIF orientation, first frame, transparency over white, 16-bit and float ranges),
-with the file-size and pixel-count guards (``MAX_IMAGE_BYTES``, ``MAX_IMAGE_PIXELS``), and the
-``note:`` lines the data code prints once.
+with the guards checked before anything is allocated: the file size (``MAX_IMAGE_BYTES``), the
+formats PIL may open (``IMAGE_FORMATS``: none that runs another program), and ``check_image_size``,
+the one check of how large an image and every resize of it may be (``ImageLimits``: the decoded pixel
+count, the long side after resizing, the pixels a resize writes); and the ``note:`` lines the data
+code prints once.
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ import os
 import stat
 import sys
 import warnings
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ImageReadError, first_line
+from ..errors import ImageReadError, UsageError, first_line
 
-MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard: PIL raises beyond 2x this
+MAX_IMAGE_PIXELS = 64_000_000  # pixels of a decoded image (its header), and of any resize of it
+MAX_RESIZED_SIDE = 16_384  # the long side of an image resized for a model (a 1 x 100,000 strip: 3.2 M)
 MAX_IMAGE_BYTES = 256 * 2**20  # file-size guard, checked with stat before a file is read whole
 _PIL_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3  # PIL's own default
 BACKGROUND = 255  # transparent pixels are shown over white, as a web page or a document shows them
@@ -30,6 +37,131 @@ IMAGE_EXTENSIONS = (
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".ppm", ".pgm", ".pbm", ".pnm",
     ".tif", ".tiff", ".webp",
 )  # fmt: skip
+# the formats PIL is asked to open (``Image.open(formats=...)``): those of IMAGE_EXTENSIONS (PPM
+# covers PGM, PBM, PNM and PFM; JPEG covers MPO); never EPS, which PIL hands to Ghostscript
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
+FORMATS_ENV = "INCEPTIONNET_IMAGE_FORMATS"  # more PIL format names, comma-separated (e.g. ICO,TGA)
+EXTERNAL_PROGRAM_FORMATS = {"EPS": "Ghostscript"}  # refused even when named in FORMATS_ENV
+
+# how an image is resized: a short side (torchvision's Resize(int)) or an exact (height, width)
+ResizeTo: TypeAlias = int | tuple[int, int]
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image over ``ImageLimits``: refused from its header, before it is decoded or resized."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """How large an image may be (``check_image_size``). ``max_pixels``: the decoded image, and the
+    pixels a resize writes (its output and its intermediate); ``max_side``: the long side after
+    resizing. None: the module's ``MAX_IMAGE_PIXELS`` / ``MAX_RESIZED_SIDE`` when used. The flags
+    ``--max-pixels`` / ``--max-side`` of predict, embed, eval, explain, fid, isc and serve set them."""
+
+    max_pixels: int | None = None
+    max_side: int | None = None
+
+    def __post_init__(self) -> None:
+        for flag, v in (("--max-pixels", self.max_pixels), ("--max-side", self.max_side)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise UsageError(f"{flag} must be a whole number of at least 1, got {str(v)[:40]}")
+
+    @property
+    def pixels(self) -> int:
+        return MAX_IMAGE_PIXELS if self.max_pixels is None else self.max_pixels
+
+    @property
+    def side(self) -> int:
+        return MAX_RESIZED_SIDE if self.max_side is None else self.max_side
+
+
+_LIMITS: ContextVar[ImageLimits | None] = ContextVar("inceptionnet_image_limits", default=None)
+
+
+def current_limits(limits: ImageLimits | None = None) -> ImageLimits:
+    """``limits``, else those set by ``image_limits(...)`` around this call, else the defaults."""
+    return limits or _LIMITS.get() or ImageLimits()
+
+
+@contextlib.contextmanager
+def image_limits(limits: ImageLimits) -> Iterator[ImageLimits]:
+    """Every image read or resized inside the block, without limits of its own, under ``limits``
+    (how a command's ``--max-pixels`` / ``--max-side`` reach a data set's or a metric's reads)."""
+    token = _LIMITS.set(limits)
+    try:
+        yield limits
+    finally:
+        _LIMITS.reset(token)
+
+
+def resized_size(height: int, width: int, resize_to: ResizeTo) -> tuple[int, int]:
+    """(height, width) of an image resized to ``resize_to``, as torchvision computes it."""
+    if not isinstance(resize_to, int):
+        return int(resize_to[0]), int(resize_to[1])
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(resize_to * long / short) if short > 0 else 0
+    return (new_long, resize_to) if width <= height else (resize_to, new_long)
+
+
+def check_image_size(
+    width: int, height: int, *, name: str | None = None, resize_to: ResizeTo | None = None,
+    limits: ImageLimits | None = None,
+) -> tuple[int, int] | None:  # fmt: skip
+    """The one size check, before anything is allocated: ``width`` x ``height`` (a header's, or a
+    tensor's) against ``limits.pixels``; with ``resize_to``, the resized long side against
+    ``limits.side`` and the pixels the resize writes against ``limits.pixels`` (torch and PIL resize
+    one axis, then the other: the intermediate is the input's height x the output's width, or the
+    other way round). Returns the resized (height, width), or None without ``resize_to``; raises
+    ``ImageTooLargeError`` naming ``name`` (a file or upload) and the flag to raise."""
+    lim = current_limits(limits)
+    what = f"image {name}" if name is not None else "an image"
+    if width * height > lim.pixels:
+        raise ImageTooLargeError(
+            f"cannot read {what}: it is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{lim.pixels:,} (--max-pixels), refused before decoding as a possible decompression bomb; "
+            "downscale it or raise --max-pixels"
+        )
+    if resize_to is None:
+        return None
+    out_h, out_w = resized_size(height, width, resize_to)
+    if max(out_h, out_w) > lim.side:
+        raise ImageTooLargeError(
+            f"cannot read {what}: it is {width}x{height}, so elongated that resizing it for the model "
+            f"would make it {out_w:,}x{out_h:,}, a side over the limit of {lim.side:,} (--max-side); "
+            "crop it or raise --max-side"
+        )
+    work = max(out_h * out_w, height * out_w, out_h * width)
+    if work > lim.pixels:
+        raise ImageTooLargeError(
+            f"cannot read {what}: it is {width}x{height}; resizing it to {out_w}x{out_h} would write "
+            f"{work:,} pixels, over the limit of {lim.pixels:,} (--max-pixels); crop it or raise --max-pixels"
+        )
+    return out_h, out_w
+
+
+def image_formats(formats: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The PIL formats an image may be opened as: ``formats``, else ``IMAGE_FORMATS`` and those named
+    in ``$INCEPTIONNET_IMAGE_FORMATS``. A format that runs another program (EPS: Ghostscript) is
+    refused even when named."""
+    names = list(formats if formats is not None else IMAGE_FORMATS)
+    if formats is None:
+        names += [f.strip().upper() for f in os.environ.get(FORMATS_ENV, "").split(",") if f.strip()]
+    from PIL import Image
+
+    Image.init()
+    for f in names:
+        if f.upper() in EXTERNAL_PROGRAM_FORMATS:
+            raise UsageError(
+                f"image format {f[:20]} is refused: PIL opens it by running "
+                f"{EXTERNAL_PROGRAM_FORMATS[f.upper()]} on the file; remove it from {FORMATS_ENV}"
+            )
+        if f.upper() not in Image.OPEN:
+            raise UsageError(
+                f"unknown image format {f[:20]} (in {FORMATS_ENV} or formats=); PIL opens "
+                f"{', '.join(sorted(set(Image.OPEN) - set(EXTERNAL_PROGRAM_FORMATS)))}"
+            )
+    return tuple(dict.fromkeys(f.upper() for f in names))
+
 
 _NOTED: set[str] = set()  # the notes said once per process
 
@@ -83,41 +215,85 @@ def _read_image_bytes(p: Path) -> bytes:
     return raw
 
 
-def read_image(path: str | os.PathLike[str], in_chans: int) -> Tensor:
-    """A uint8 C x H x W tensor with ``in_chans`` channels from any image file PIL can read, as an
-    image viewer shows it (``image_to_tensor``: EXIF orientation, the first frame of an animation,
-    transparency over white, 16-bit and float images from their range).
+def read_image(
+    path: str | os.PathLike[str], in_chans: int, *, resize_to: ResizeTo | None = None,
+    limits: ImageLimits | None = None, formats: tuple[str, ...] | None = None,
+) -> Tensor:  # fmt: skip
+    """A uint8 C x H x W tensor with ``in_chans`` channels from an image file, as an image viewer
+    shows it (``image_to_tensor``: EXIF orientation, the first frame of an animation, transparency
+    over white, 16-bit and float images from their range).
 
-    Anything unreadable raises ``ImageReadError`` naming the file: a missing, empty, damaged or
-    unknown file, a folder, a file over ``MAX_IMAGE_BYTES`` or over ``MAX_IMAGE_PIXELS`` pixels.
+    Before it is decoded, its header's size goes through ``check_image_size`` (``limits``; with
+    ``resize_to``, the resize the caller will make: ``transforms.resize_target(transform)``), and
+    only ``image_formats(formats)`` are opened. Anything unreadable raises ``ImageReadError`` naming
+    the file: a missing, empty, damaged or unknown file, a folder, a FIFO, a file over
+    ``MAX_IMAGE_BYTES``, an image over the limits (``ImageTooLargeError``).
     """
     p = Path(path)
-    return decode_image(_read_image_bytes(p), in_chans, name=str(p))
+    return decode_image(
+        _read_image_bytes(p), in_chans, name=str(p), resize_to=resize_to, limits=limits, formats=formats
+    )
 
 
-def decode_image(raw: bytes, in_chans: int, name: str = "upload") -> Tensor:
-    """``read_image`` on the bytes of an image file (an upload); errors name the image ``name``."""
+def _pil_guard(limit: int) -> str:
+    """PIL's own decompression-bomb guard: when the user has not set ``Image.MAX_IMAGE_PIXELS``
+    themselves, it follows a raised limit and its warning is ignored ("ignore"; ``check_image_size`` says
+    it with the flag's name); a limit of their own is kept, its warning an error ("error")."""
+    from PIL import Image
+
+    global _PIL_SET
+    if Image.MAX_IMAGE_PIXELS not in (_PIL_MAX_IMAGE_PIXELS, _PIL_SET):
+        return "error"
+    # at least our default: PIL's error (past twice its limit) comes after ours for a lowered limit
+    Image.MAX_IMAGE_PIXELS = _PIL_SET = max(limit, MAX_IMAGE_PIXELS)
+    return "ignore"
+
+
+_PIL_SET: int | None = None  # the value _pil_guard last gave PIL's limit
+
+
+def _open(raw: bytes, p: str, formats: tuple[str, ...], lim: ImageLimits, resize_to: ResizeTo | None) -> Any:
+    """PIL's image of ``raw``, its size checked from the header before its pixels are decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    if Image.MAX_IMAGE_PIXELS == _PIL_MAX_IMAGE_PIXELS:  # ours, unless the user set their own
-        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        im = Image.open(io.BytesIO(raw), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLargeError(
+            f"cannot read image {p}: too large, refused as a possible decompression bomb ({e}); "
+            "downscale it or raise --max-pixels"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            f"cannot read image {p}: not an image file PIL recognizes in the accepted formats "
+            f"({', '.join(formats)}; {FORMATS_ENV} adds others)"
+        ) from None
+    w, h = im.size
+    check_image_size(w, h, name=p, resize_to=resize_to, limits=lim)
+    im.load()  # the first frame of an animation or a multi-page file
+    return im
+
+
+def decode_image(
+    raw: bytes, in_chans: int, name: str = "upload", *, resize_to: ResizeTo | None = None,
+    limits: ImageLimits | None = None, formats: tuple[str, ...] | None = None,
+) -> Tensor:  # fmt: skip
+    """``read_image`` on the bytes of an image file (an upload); errors name the image ``name``."""
+    from PIL import Image
+
     p = name
     if not raw:
         raise ImageReadError(f"cannot read image {p}: it is empty")
+    lim, fmts = current_limits(limits), image_formats(formats)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter(_pil_guard(lim.pixels), Image.DecompressionBombWarning)  # type: ignore[arg-type]
         # damaged metadata in a picture that decodes ("Corrupt EXIF data", "Tag data larger than
         # file"): viewers show the picture without a word, so do we (a warning would be 2 more lines)
         warnings.simplefilter("ignore", UserWarning)
         try:
-            im: Image.Image = Image.open(io.BytesIO(raw))
-            im.load()  # the first frame of an animation or a multi-page file
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageReadError(
-                f"cannot read image {p}: too large, refused as a possible decompression bomb ({e})"
-            ) from None
-        except UnidentifiedImageError:
-            raise ImageReadError(f"cannot read image {p}: not an image file PIL recognizes") from None
+            im = _open(raw, p, fmts, lim, resize_to)
+        except ImageReadError:
+            raise
         except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, SyntaxError, ValueError,
             # EOFError, struct.error, IndexError ... on damaged files: each is a damaged file here
             raise ImageReadError(

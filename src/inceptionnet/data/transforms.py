@@ -1,7 +1,9 @@
 """Transforms (torchvision.transforms.v2, loaded on first use): the train and eval transform
 builders, ``to_model_input`` (uint8 -> what the weights expect), and ``BatchAugment``, the same
 training augmentation as a few tensor ops per batch; test-time augmentation (``TTA_MODES``,
-``tta_transform``, ``tta_views``: the views ``train.engine.make_tta`` averages over).
+``tta_transform``, ``tta_views``: the views ``train.engine.make_tta`` averages over). Every resize
+is a ``BoundedResize``: its output size goes through ``images.check_image_size`` before it is made, and
+``resize_target(transform)`` tells a reader the resize to check from an image's header.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import Tensor
 
 from ..errors import UsageError
 from .config import InputConfig
+from .images import ImageLimits, ResizeTo, check_image_size
 
 if TYPE_CHECKING:  # torchvision loads on first use: `import inceptionnet.data` stays light
     from torchvision.transforms import v2
@@ -27,6 +30,42 @@ def _interp(name: str) -> v2.InterpolationMode:
     return {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}.get(
         name, v2.InterpolationMode.BILINEAR
     )
+
+
+class BoundedResize:
+    """torchvision's ``Resize(size, antialias=True)``, refusing (``ImageTooLargeError``) an image whose
+    resize would be larger than ``limits`` allow (``check_image_size``) before anything is allocated: a
+    1 x 100,000 strip resized to a short side of 32 would be 3.2 M pixels long."""
+
+    def __init__(
+        self, size: ResizeTo, interpolation: str = "bilinear", limits: ImageLimits | None = None
+    ) -> None:
+        self.size, self.interpolation, self.limits = size, interpolation, limits
+
+    def __call__(self, x: Tensor) -> Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        check_image_size(w, h, resize_to=self.size, limits=self.limits)
+        size = [self.size] if isinstance(self.size, int) else list(self.size)
+        return TF.resize(x, size, interpolation=_interp(self.interpolation), antialias=True)
+
+    def __repr__(self) -> str:
+        return f"BoundedResize(size={self.size}, interpolation={self.interpolation})"
+
+
+def resize_target(transform: Any) -> ResizeTo | None:
+    """The first resize a transform (a ``v2.Compose`` or one transform) makes, for ``read_image(...,
+    resize_to=)`` to check from the image's header; None when it resizes nothing."""
+    for t in getattr(transform, "transforms", [transform]):
+        if isinstance(t, BoundedResize):
+            return t.size
+    return None
+
+
+def eval_resize(cfg: InputConfig) -> int:
+    """The short side ``eval_transform`` resizes to before its center crop (input / crop_pct)."""
+    return int(round(cfg.input_size / cfg.crop_pct)) if cfg.crop_pct < 1 else cfg.input_size
 
 
 def _repeat_channels(x: Tensor, target: int) -> Tensor:
@@ -81,7 +120,7 @@ def train_transform(
         )
     else:
         if native_size != cfg.input_size:
-            t.append(v2.Resize(cfg.input_size, interpolation=_interp(cfg.interpolation), antialias=True))
+            t.append(BoundedResize(cfg.input_size, cfg.interpolation))
         if random_crop_pad > 0:
             t.append(v2.RandomCrop(cfg.input_size, padding=random_crop_pad))
     if hflip:
@@ -193,8 +232,7 @@ def eval_transform(cfg: InputConfig, data_chans: int, native_size: int = 0) -> v
 
     t: list[Any] = [v2.ToImage()]
     if native_size != cfg.input_size:
-        resize = int(round(cfg.input_size / cfg.crop_pct)) if cfg.crop_pct < 1 else cfg.input_size
-        t.append(v2.Resize(resize, interpolation=_interp(cfg.interpolation), antialias=True))
+        t.append(BoundedResize(eval_resize(cfg), cfg.interpolation))
         t.append(v2.CenterCrop(cfg.input_size))
     t += _channels(data_chans, cfg.in_chans)
     t += to_model_input(cfg)
@@ -215,7 +253,8 @@ def tta_transform(cfg: InputConfig, data_chans: int, *, square: bool = False) ->
 
     t: list[Any] = [v2.ToImage(), *_channels(data_chans, cfg.in_chans), *to_model_input(cfg)]
     if square:
-        t.insert(0, v2.Resize((cfg.input_size * 352 // 224,) * 2, antialias=True))  # 144crop's 352
+        side = cfg.input_size * 352 // 224  # 144crop's 352
+        t.insert(0, BoundedResize((side, side)))
     return v2.Compose(t)
 
 
