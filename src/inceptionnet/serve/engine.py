@@ -3,14 +3,14 @@ the same from the command's flags).
 
 An ``Engine`` turns uploaded bytes into the model's input with the project's own reader and
 transform (``data.decode_image``, ``read_image``'s reader on bytes, + ``data.eval_transform``, as ``predict`` uses them), checking the
-pixel count from the image header before anything is decoded, and runs batches on the fast path
+image's size and its resize from its header before anything is decoded (``data.check_image_size``:
+``--max-pixels``, ``--max-side``) and opening only ``data.IMAGE_FORMATS``, and runs batches on the fast path
 (``deploy.fast.optimize_for_inference``) or, for ``--onnx``, in an ONNX Runtime session: both opened by
 ``checkpoint.open_for_inference``.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import data as D
+from ..data.images import ImageTooLargeError
 from ..errors import ImageReadError, NonFiniteError, UsageError
 from .batching import BatchError
 
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
 EXAMPLE_BATCH = 8
 
 
-class ImageTooLargeError(ImageReadError):
-    """An image whose header declares more pixels than the server's --max-pixels."""
+__all__ = ["EXAMPLE_BATCH", "Engine", "ImageTooLargeError", "load_engine", "open_engine"]
 
 
 def dtype_choices() -> dict[str, torch.dtype]:
@@ -62,6 +62,7 @@ class Engine:
     model: nn.Module | None = None
     max_pixels: int = 16_000_000
     transform: Any = field(default=None, repr=False)
+    max_side: int | None = None  # the long side after resizing (None: data.MAX_RESIZED_SIDE)
 
     def __post_init__(self) -> None:
         if self.transform is None:
@@ -69,8 +70,9 @@ class Engine:
 
     def decode(self, raw: bytes, filename: str, invert: bool = False) -> Tensor:
         """Uploaded bytes -> the model's C x H x W input. ``ImageTooLargeError`` when the header declares
-        more than ``max_pixels`` (checked before decoding: a decompression bomb is never expanded),
-        ``ImageReadError`` naming ``filename`` for anything unreadable."""
+        more than ``max_pixels`` or a shape whose resize is over ``max_side`` / ``max_pixels`` (checked
+        before decoding: a decompression bomb is never expanded, a long strip never resized),
+        ``ImageReadError`` naming ``filename`` for anything unreadable or not in ``data.IMAGE_FORMATS``."""
         return self.transform(self.read(raw, filename, invert))
 
     def read(self, raw: bytes, filename: str, invert: bool = False) -> Tensor:
@@ -78,24 +80,11 @@ class Engine:
         ``predict --invert``)."""
         if not raw:
             raise ImageReadError(f"cannot read image {filename}: the upload is empty")
-        self.check_pixels(raw, filename)
-        x = D.decode_image(raw, self.icfg.in_chans, name=filename)
+        x = D.decode_image(
+            raw, self.icfg.in_chans, name=filename, resize_to=D.resize_target(self.transform),
+            limits=D.ImageLimits(self.max_pixels, self.max_side),
+        )  # fmt: skip
         return 255 - x if invert else x
-
-    def check_pixels(self, raw: bytes, filename: str) -> None:
-        """The header's width x height against ``max_pixels``; PIL reads only the header here."""
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(raw)) as im:
-                w, h = im.size
-        except Exception:  # noqa: BLE001 - not an image PIL knows: read_image says so in its words
-            return
-        if w * h > self.max_pixels:
-            raise ImageTooLargeError(
-                f"image {filename} is {w}x{h} = {w * h:,} pixels, over this server's limit of "
-                f"{self.max_pixels:,} (--max-pixels); downscale it"
-            )
 
     def probabilities(self, x: Tensor) -> Tensor:
         """Softmax of one batch; ``NonFiniteError`` when the model's output is NaN/inf, ``BatchError``
@@ -141,6 +130,7 @@ def load_engine(
     allow_nan: bool = False,
     max_pixels: int = 16_000_000,
     calibration: str | None = None,
+    max_side: int | None = None,
 ) -> Engine:
     """``open_engine`` on the model ``serve``'s flags name (``--checkpoint | --model --weights | --onnx``)."""
     from ..checkpoint import ModelSource
@@ -148,7 +138,7 @@ def load_engine(
     source = ModelSource.from_flags(checkpoint, model_name, weights, onnx, exported_verb="serves")
     return open_engine(
         source, backend=backend, dtype=dtype, max_batch=max_batch, device=device, allow_nan=allow_nan,
-        max_pixels=max_pixels, calibration=calibration,
+        max_pixels=max_pixels, calibration=calibration, max_side=max_side,
     )  # fmt: skip
 
 
@@ -162,12 +152,13 @@ def open_engine(
     allow_nan: bool = False,
     max_pixels: int = 16_000_000,
     calibration: str | None = None,
+    max_side: int | None = None,
 ) -> Engine:
     """The model built once (see the module docstring); every error is a one-line user error."""
     from ..checkpoint import open_for_inference
 
     if source.kind == "exported":
-        return _exported_engine(source, backend, dtype, max_pixels)
+        return _exported_engine(source, backend, dtype, max_pixels, max_side)
     dtypes = dtype_choices()
     if dtype not in dtypes:
         raise UsageError(f"--dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
@@ -177,11 +168,13 @@ def open_engine(
     )  # fmt: skip
     return Engine(
         p.model_name, source.id(), p.input_config, p.classes, p, p.backend, dtype, model=p.module,
-        max_pixels=max_pixels,
+        max_pixels=max_pixels, max_side=max_side,
     )  # fmt: skip
 
 
-def _exported_engine(source: ModelSource, backend: str, dtype: str, max_pixels: int) -> Engine:
+def _exported_engine(
+    source: ModelSource, backend: str, dtype: str, max_pixels: int, max_side: int | None
+) -> Engine:
     """``--onnx FILE``: an ONNX Runtime session (on the CPU) with the file's own preprocessing metadata."""
     from ..checkpoint import open_for_inference
 
@@ -194,5 +187,6 @@ def _exported_engine(source: ModelSource, backend: str, dtype: str, max_pixels: 
             "requests: export it with a dynamic batch (the default of 'inceptionnet export')"
         )
     return Engine(
-        p.model_name, source.id(), p.input_config, p.classes, p, p.backend, p.dtype, max_pixels=max_pixels
-    )
+        p.model_name, source.id(), p.input_config, p.classes, p, p.backend, p.dtype, max_pixels=max_pixels,
+        max_side=max_side,
+    )  # fmt: skip
