@@ -57,12 +57,15 @@ def run(name: str, argv: Sequence[str], prog: str | None = None) -> int:
     argv = list(argv)
     os.environ.setdefault("KMP_WARNINGS", "0")
     module = importlib.import_module(COMMANDS[name][0])
+    from ._args import with_image_limits  # --max-pixels / --max-side reach every image read
+
+    main = with_image_limits(module.main)
     prog = prog or f"inceptionnet {name}"
     if hasattr(module, "parse_args"):  # commands with recipes layer them under the flags
-        return run_cli(partial(module.parse_args, prog=prog), module.main, argv)
+        return run_cli(partial(module.parse_args, prog=prog), main, argv)
     parser = module.get_args_parser(add_help=True)
     parser.prog = prog
-    return run_cli(parser.parse_args, module.main, argv)
+    return run_cli(parser.parse_args, main, argv)
 
 
 def run_module_main(name: str) -> int:

@@ -24,7 +24,13 @@ from ..errors import NonFiniteError, UsageError
 from ..fileio import json_text
 from ..runtime import resolve_device
 from ..train.engine import CallableModule, eval_loader, evaluate, make_tta
-from ._args import add_fast_args, add_model_args, announce_fast_path, check_empty_flags
+from ._args import (
+    add_fast_args,
+    add_image_limit_args,
+    add_model_args,
+    announce_fast_path,
+    check_empty_flags,
+)
 
 AMP_MODES = ("off", "bf16", "fp16")
 
@@ -45,6 +51,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--amp", default="off", choices=AMP_MODES, help="mixed precision (default off)")
     p.add_argument("--channels-last", action="store_true")
     add_fast_args(p)
+    add_image_limit_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p

@@ -23,6 +23,7 @@ from ..fileio import json_text
 from ..runtime import flush_denormal, resolve_device
 from ._args import (
     add_fast_args,
+    add_image_limit_args,
     add_model_args,
     add_onnx_arg,
     announce_fast_path,
@@ -39,6 +40,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_model_args(p)
     add_fast_args(p)
     add_onnx_arg(p, "an exported .onnx file, run with ONNX Runtime")
+    add_image_limit_args(p)
     p.add_argument("--topk", type=int, default=5, help="how many classes to show per image")
     p.add_argument(
         "--invert",

@@ -17,7 +17,7 @@ import socket
 import sys
 
 from ..errors import UsageError
-from ._args import add_model_args, add_onnx_arg, check_empty_flags
+from ._args import add_image_limit_args, add_model_args, add_onnx_arg, check_empty_flags
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -59,10 +59,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="seconds a request body may take to arrive in full; beyond: HTTP 408, connection closed (default 30)",
     )  # fmt: skip
     p.add_argument("--max-files", type=int, default=32, help="images per request at most (default 32)")
-    p.add_argument(
-        "--max-pixels", type=int, default=16_000_000,
-        help="pixels per image at most, read from the header before decoding (default 16,000,000)",
-    )  # fmt: skip
+    add_image_limit_args(p, max_pixels=16_000_000)  # --max-pixels / --max-side, checked from the header
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
 
@@ -158,6 +155,7 @@ def main(args: argparse.Namespace) -> int:
     engine = open_engine(
         source, backend=args.backend, dtype=args.dtype, max_batch=args.max_batch, device=resolve_device(args.device),
         allow_nan=args.allow_nan, max_pixels=args.max_pixels, calibration=args.calibration,
+        max_side=args.max_side,
     )  # fmt: skip
     cfg = ServeConfig(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, timeout_s=args.timeout,
