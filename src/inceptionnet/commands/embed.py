@@ -30,6 +30,7 @@ from ..errors import ImageReadError, NonFiniteError, UsageError
 from ..fileio import atomic_write, check_output_file, is_safetensors
 from ..runtime import DEVICE_HELP, flush_denormal, progress, resolve_device
 
+from ._args import add_image_limit_args
 FORMAT = "inceptionnet-embeddings"
 
 
@@ -67,14 +68,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def image_files(inputs: Sequence[str]) -> list[Path]:
-    """The files to embed: files as given, folders searched recursively for image files (sorted)."""
+    add_image_limit_args(p)
+    """The files to embed: files as given, folders searched recursively for image files (sorted;
+    ``data.folder_images``: entries that cannot be read are kept, so that each gets its error line)."""
     files: list[Path] = []
     for item in inputs:
         if not str(item).strip():
             raise UsageError("an input path is empty (''); give image files or folders")
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in D.IMAGE_EXTENSIONS and f.is_file())
+            found = D.folder_images(p, recursive=True)
             if not found:
                 raise FileNotFoundError(
                     f"folder {p} holds no image files ({', '.join(D.IMAGE_EXTENSIONS[:6])}, ...)"
@@ -151,7 +154,7 @@ def run_embed(
             xs = []
             for f in batch:
                 try:
-                    xs.append(transform(D.read_image(f, icfg.in_chans)))
+                    xs.append(transform(D.read_image(f, icfg.in_chans, resize_to=D.resize_target(transform))))
                     done.append(str(f))
                 except ImageReadError as e:
                     errors.append(str(e))

@@ -15,7 +15,7 @@ from .. import data as D
 from ..errors import UsageError
 from ..fileio import atomic_save_figure, check_output_file
 from ..runtime import flush_denormal, resolve_device
-from ._args import add_model_args, check_empty_flags, preprocess
+from ._args import add_image_limit_args, add_model_args, check_empty_flags, preprocess
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 add_help=add_help)  # fmt: skip
     p.add_argument("image", help="an image file (any format PIL reads)")
     add_model_args(p)
+    add_image_limit_args(p)
     p.add_argument("-o", "--output", required=True, help="the figure to write (.png, .pdf, .svg)")
     p.add_argument(
         "--block", default=None,

@@ -37,7 +37,7 @@ from ..errors import (
     UsageError,
 )
 from ..runtime import flush_denormal, is_dist, progress
-from .resize import RESIZE_MODES, preprocess
+from .resize import RESIZE_MODES, SIZE, preprocess
 
 __all__ = [
     "BACKENDS",
@@ -169,7 +169,8 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     p = Path(folder)
     if not p.is_dir():
         raise DataNotFoundError(f"{p}: not a folder of images nor an .npz statistics file")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+    # entries that cannot be read (FIFOs, link loops) are kept: each is named when read, never skipped unsaid
+    files = D.folder_images(p, extensions=sorted(IMAGE_EXTENSIONS))
     if not files:
         raise DataNotFoundError(f"{p}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     return files
@@ -188,7 +189,7 @@ def check_image_count(n: int, dims: int, source: str = "") -> None:
 def _read(files: Sequence[Path], skip_bad: bool, skipped: list[str]) -> Iterator[tuple[Path, Tensor]]:
     for f in files:
         try:
-            yield f, D.read_image(f, 3)
+            yield f, D.read_image(f, 3, resize_to=(SIZE, SIZE))  # sizes checked before decoding
         except ImageReadError as e:
             if not skip_bad:
                 raise ImageReadError(f"{e} (--skip-bad-images leaves unreadable files out)") from None
