@@ -29,8 +29,8 @@ from .. import data as D
 from ..errors import ImageReadError, NonFiniteError, UsageError
 from ..fileio import atomic_write, check_output_file, is_safetensors
 from ..runtime import DEVICE_HELP, flush_denormal, progress, resolve_device
-
 from ._args import add_image_limit_args
+
 FORMAT = "inceptionnet-embeddings"
 
 
@@ -63,12 +63,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default cpu)")
+    add_image_limit_args(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
 def image_files(inputs: Sequence[str]) -> list[Path]:
-    add_image_limit_args(p)
     """The files to embed: files as given, folders searched recursively for image files (sorted;
     ``data.folder_images``: entries that cannot be read are kept, so that each gets its error line)."""
     files: list[Path] = []
