@@ -16,6 +16,8 @@ torch-fidelity compute them.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -33,8 +35,11 @@ from ..errors import (
     DataNotFoundError,
     FastInferenceError,
     ImageReadError,
+    InceptionNetError,
     NonFiniteError,
     UsageError,
+    excerpt,
+    first_line,
 )
 from ..runtime import flush_denormal, is_dist, progress
 from .resize import RESIZE_MODES, SIZE, preprocess
@@ -45,6 +50,7 @@ __all__ = [
     "RESIZE_MODES",
     "FIDNetwork",
     "Features",
+    "check_covariance",
     "check_image_count",
     "fid",
     "fid_network",
@@ -294,28 +300,104 @@ def stats_of(features: np.ndarray, source: str = "") -> tuple[np.ndarray, np.nda
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
 
 
+def _npy_header(
+    z: zipfile.ZipFile, key: str, path: str | os.PathLike[str]
+) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) an ``.npz`` member declares, read from its header alone (nothing allocated)."""
+    name = f"{key}.npy" if f"{key}.npy" in z.namelist() else key
+    with z.open(name) as fp:
+        version = np.lib.format.read_magic(fp)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read:
+            raise UsageError(f"{path}: {key} is not a plain .npy array (format version {version})")
+        shape, _, dtype = read[version](fp)
+    return tuple(int(s) for s in shape), np.dtype(dtype)
+
+
+def _check_stats_header(path: str | os.PathLike[str], dims: int | None) -> None:
+    """Keys, dtypes and shapes of a statistics file checked from its headers, before any array is
+    read: a header may declare any shape, so nothing is allocated until it is mu (d,) and sigma
+    (d, d) in floats with d = ``dims`` (or, without ``dims``, d <= the largest of ``DIMS``)."""
+    with zipfile.ZipFile(path) as z:
+        keys = {n.removesuffix(".npy") for n in z.namelist()}
+        if not {"mu", "sigma"} <= keys:
+            raise UsageError(
+                f"{path}: an .npz statistics file needs arrays 'mu' and 'sigma', has {excerpt(sorted(keys))}"
+            )
+        (mu_shape, mu_dtype), (s_shape, s_dtype) = (_npy_header(z, k, path) for k in ("mu", "sigma"))
+    for key, dtype in (("mu", mu_dtype), ("sigma", s_dtype)):
+        if dtype.kind != "f":
+            raise UsageError(
+                f"{path}: {key} is an array of {excerpt(str(dtype))}, not of floats; make the statistics again"
+            )
+    d = mu_shape[0] if len(mu_shape) == 1 else -1
+    if d < 1 or s_shape != (d, d):
+        raise UsageError(
+            f"{path}: mu {excerpt(mu_shape)} and sigma {excerpt(s_shape)} are not a D and a D x D array"
+        )
+    if dims is not None and d != dims:
+        raise UsageError(f"{path}: statistics of {d}-d features, --dims is {dims}")
+    if d > max(DIMS):
+        raise UsageError(f"{path}: statistics of {d}-d features; the FID network gives at most {max(DIMS)}")
+
+
 def load_stats(path: str | os.PathLike[str], dims: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``mu`` and ``sigma`` of a pytorch-fid ``.npz`` statistics file, checked."""
+    """``mu`` and ``sigma`` of a pytorch-fid ``.npz`` statistics file, checked: keys, dtypes and
+    shapes from the headers before anything is read (``_check_stats_header``), then finiteness and
+    sigma a covariance (``check_covariance``); each problem is one line naming the file."""
     try:
+        _check_stats_header(path, dims)
         with np.load(path, allow_pickle=False) as f:
-            if "mu" not in f or "sigma" not in f:
-                raise UsageError(
-                    f"{path}: an .npz statistics file needs arrays 'mu' and 'sigma', has {sorted(f)}"
-                )
             mu, sigma = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64)
-    except (OSError, EOFError) as e:
-        raise UsageError(f"{path}: not a readable .npz file ({e})") from None
-    except ValueError as e:
-        if str(path) in str(e):
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise UsageError(f"{path}: not a readable .npz file ({first_line(e)})") from None
+    except ValueError as e:  # numpy's own: a damaged header or member
+        if isinstance(e, InceptionNetError):
             raise
-        raise UsageError(f"{path}: not a readable .npz statistics file ({e})") from None
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise UsageError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a D and a D x D array")
-    if dims is not None and mu.shape[0] != dims:
-        raise UsageError(f"{path}: statistics of {mu.shape[0]}-d features, --dims is {dims}")
+        raise UsageError(f"{path}: not a readable .npz statistics file ({first_line(e)})") from None
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise NonFiniteError(f"{path}: mu or sigma holds NaN or infinity; make the statistics again")
+    check_covariance(sigma, str(path))
     return mu, sigma
+
+
+# FID's statistics must be covariances: sigma symmetric within SYM_RTOL x max|sigma| (float32-saved
+# statistics of other tools differ from their transpose by ~1e-7 relative) and positive
+# semi-definite: every eigenvalue >= -PSD_RTOL x trace(sigma) (the rounding of a rank-deficient
+# np.cov in float64 gives ~1e-16 relative, stored in float32 ~1e-8). A final FID in
+# [-FID_CLAMP_RTOL x (trace(sigma1) + trace(sigma2)), 0) is rounding (a folder against itself gives
+# -1.3e-9) and is reported as 0; below that it is an error.
+SYM_RTOL = 1e-5
+PSD_RTOL = 1e-6
+FID_CLAMP_RTOL = 1e-6
+
+
+def check_covariance(sigma: np.ndarray, what: str = "sigma") -> None:
+    """UsageError unless ``sigma`` is a finite, symmetric, positive semi-definite d x d matrix (the
+    tolerances above). PSD by a Cholesky factorization of sigma + PSD_RTOL * trace * I, which exists
+    iff no eigenvalue is below -PSD_RTOL * trace; a tenth of the cost of the eigenvalues (2048-d:
+    ~0.5 s). Kept apart from ``frechet_distance`` so it holds whatever computes the square root."""
+    s = np.asarray(sigma, np.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1] or s.shape[0] == 0:
+        raise UsageError(f"{what}: sigma of shape {excerpt(s.shape)} is not a square d x d covariance")
+    if not np.isfinite(s).all():
+        raise NonFiniteError(f"{what}: sigma holds NaN or infinity; make the statistics again")
+    scale = float(np.abs(s).max())
+    asym = float(np.abs(s - s.T).max())
+    if asym > SYM_RTOL * scale:
+        raise UsageError(
+            f"{what}: sigma is not a covariance: not symmetric (max |S - S^T| {asym:.3g} > "
+            f"{SYM_RTOL:g} x max|S| {scale:.3g}); make the statistics again"
+        )
+    trace = float(np.trace(s))
+    bound = PSD_RTOL * max(trace, 0.0)
+    try:
+        np.linalg.cholesky((s + s.T) / 2 + (bound or np.finfo(np.float64).tiny) * np.eye(len(s)))
+    except np.linalg.LinAlgError:
+        raise UsageError(
+            f"{what}: sigma is not a covariance: not positive semi-definite (an eigenvalue below "
+            f"-{PSD_RTOL:g} x trace(S), trace {trace:.4g}); make the statistics again"
+        ) from None
 
 
 def save_stats(path: str | os.PathLike[str], mu: np.ndarray, sigma: np.ndarray) -> None:
@@ -329,19 +411,41 @@ def save_stats(path: str | os.PathLike[str], mu: np.ndarray, sigma: np.ndarray) 
     atomic_write(path, write)
 
 
+def _check_pair(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> None:
+    """Two sets of statistics FID can compare: mu (d,) and sigma (d, d) each, the same d, finite,
+    sigma covariances (``check_covariance``)."""
+    for i, (mu, sigma) in enumerate(((mu1, sigma1), (mu2, sigma2)), 1):
+        if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+            raise UsageError(
+                f"statistics {i}: mu {excerpt(mu.shape)} and sigma {excerpt(sigma.shape)} are not a D and "
+                "a D x D array"
+            )
+        if not np.isfinite(mu).all():
+            raise NonFiniteError(f"statistics {i}: mu holds NaN or infinity; make the statistics again")
+        check_covariance(sigma, f"statistics {i}")
+    if mu1.shape != mu2.shape:
+        raise UsageError(f"statistics of different dims: {mu1.shape[0]} and {mu2.shape[0]}")
+
+
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
 ) -> float:
-    """pytorch-fid's ``calculate_frechet_distance``: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))."""
+    """pytorch-fid's ``calculate_frechet_distance``: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
+
+    Statistics that are not covariances are refused first (``check_covariance``: a non-symmetric
+    or indefinite sigma gives a number, even a negative one, that means nothing); a result in
+    [-FID_CLAMP_RTOL x (Tr S1 + Tr S2), 0) is rounding and returned as 0.0, one below it an error."""
     try:
         from scipy import linalg
     except ImportError:
         raise ImportError("FID needs scipy (scipy.linalg.sqrtm, as pytorch-fid): pip install scipy") from None
 
-    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
-    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise UsageError(f"statistics of different dims: {mu1.shape[0]} and {mu2.shape[0]}")
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = (
+        np.atleast_2d(np.asarray(sigma1, np.float64)),
+        np.atleast_2d(np.asarray(sigma2, np.float64)),
+    )
+    _check_pair(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
     covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
     if not np.isfinite(covmean).all():
@@ -351,10 +455,23 @@ def frechet_distance(
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise UsageError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2)")
         covmean = covmean.real
-    value = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    traces = float(np.trace(sigma1) + np.trace(sigma2))
+    value = float(diff.dot(diff) + traces - 2 * np.trace(covmean))
     if not np.isfinite(value):
         raise NonFiniteError(f"FID is {value}: the statistics hold NaN or infinity")
-    return value
+    return _clamp_rounding(value, FID_CLAMP_RTOL * traces)
+
+
+def _clamp_rounding(value: float, bound: float) -> float:
+    """FID is >= 0 for covariances: a value in [-bound, 0) is rounding (0.0), one below is an error."""
+    if value >= 0:
+        return value
+    if value >= -bound:
+        return 0.0
+    raise UsageError(
+        f"FID came out {value:.4g}, below the rounding bound -{bound:.3g}: the square root of S1 S2 lost "
+        "its accuracy (near-singular statistics); use more images or a smaller --dims"
+    )
 
 
 def source_stats(
@@ -400,13 +517,32 @@ def fid(
     return frechet_distance(m1, s1, m2, s2)
 
 
+def _check_rows(x: np.ndarray, what: str) -> None:
+    """``x`` N x K, finite: IS and KID give NaN (or a number that means nothing) otherwise."""
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise UsageError(f"{what} must be an N x K numpy array, got {excerpt(getattr(x, 'shape', x))}")
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        raise UsageError(f"{what} must be an array of numbers, got dtype {excerpt(str(x.dtype))}")
+    if not np.isfinite(x).all():
+        raise NonFiniteError(f"{what} hold NaN or infinity ({int((~np.isfinite(x)).sum())} values)")
+
+
+def _finite_result(mean: float, std: float, what: str) -> tuple[float, float]:
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise NonFiniteError(f"{what} came out {mean} ± {std} on finite inputs: the values overflow float64")
+    return mean, std
+
+
 def inception_score(
     logits: np.ndarray, splits: int = 10, *, shuffle: bool = True, seed: int = 2020
 ) -> tuple[float, float]:
     """torch-fidelity's ``isc``: the images shuffled (numpy RandomState(seed).permutation), softmax of
     the 1008 logits, in ``splits`` consecutive chunks exp(mean KL(p(y|x) || p(y))); mean and std
     (ddof 0) over the chunks. torch-fidelity's default layer is ``logits_unbiased`` (fc without its
-    bias), which is what :func:`folder_features` returns."""
+    bias), which is what :func:`folder_features` returns. Non-finite logits are refused
+    (``NonFiniteError``); a probability that underflows to 0 adds 0 to the KL (the limit of p log p),
+    where torch-fidelity's formula gives 0 x inf = NaN (logits spread by ~1e3 or more)."""
+    _check_rows(logits, "Inception Score logits")
     if logits.shape[0] < splits:
         raise UsageError(
             f"Inception Score with {splits} splits needs at least {splits} images, got {logits.shape[0]}"
@@ -422,10 +558,10 @@ def inception_score(
         part_p = p[k * n // splits : (k + 1) * n // splits]
         part_log = log_p[k * n // splits : (k + 1) * n // splits]
         py = part_p.mean(dim=0, keepdim=True)
-        kl = (part_p * (part_log - py.log())).sum(dim=1).mean()
-        scores.append(kl.exp())
+        terms = torch.where(part_p > 0, part_p * (part_log - py.log()), 0.0)
+        scores.append(terms.sum(dim=1).mean().exp())
     s = torch.stack(scores)
-    return float(s.mean()), float(s.std(unbiased=False))
+    return _finite_result(float(s.mean()), float(s.std(unbiased=False)), "the Inception Score")
 
 
 def kernel_inception_distance(
@@ -440,7 +576,13 @@ def kernel_inception_distance(
     seed: int = 2020,
 ) -> tuple[float, float]:
     """torch-fidelity's ``kid``: unbiased MMD^2 with the kernel (gamma x.y + coef0)^degree (gamma 1/D)
-    over ``subsets`` random subsets of ``subset_size`` (numpy RandomState(seed)); mean and std."""
+    over ``subsets`` random subsets of ``subset_size`` (numpy RandomState(seed)); mean and std.
+    Non-finite features, or features of different widths, are refused; a result that overflows
+    (features of magnitude ~1e77 and more, cubed) is a ``NonFiniteError``, never NaN."""
+    _check_rows(f1, "KID features (first)")
+    _check_rows(f2, "KID features (second)")
+    if f1.shape[1] != f2.shape[1]:
+        raise UsageError(f"KID features of different widths: {f1.shape[1]} and {f2.shape[1]}")
     n = min(f1.shape[0], f2.shape[0])
     if n < subset_size:
         raise UsageError(
@@ -456,8 +598,9 @@ def kernel_inception_distance(
     for i in range(subsets):
         x = f1[rng.choice(len(f1), subset_size, replace=False)]
         y = f2[rng.choice(len(f2), subset_size, replace=False)]
-        mmds[i] = _mmd2(x, y, degree, gamma, coef0)
-    return float(np.mean(mmds)), float(np.std(mmds))
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+            mmds[i] = _mmd2(x, y, degree, gamma, coef0)
+    return _finite_result(float(np.mean(mmds)), float(np.std(mmds)), "KID")
 
 
 def _mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float | None, coef0: float) -> float:
