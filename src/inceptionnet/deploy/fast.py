@@ -51,6 +51,15 @@ held to ``AUTO_MIN_TOP1`` (99 %) unless ``min_top1_agreement`` says otherwise, a
 dropped, with the reason in ``.timings``. ``FastInferenceError`` when a check fails (``AgreementError``,
 a subclass, when it is the top-1 agreement).
 
+Every call checks its input first (``input_check``): what the eager model refuses
+(``models.layers.check_input``: not a tensor, not floating point, not N x C x H x W, other channels, too
+small; ``InputShapeError`` with the eager model's own message; any float dtype is cast by the engine)
+and NaN / infinity (``NonFiniteError``: eager fp32 would return NaN logits, an int8 engine quantizes
+them to finite codes and returns a plausible answer). A top-1 agreement of a bf16 / int8 path is
+never claimed on fewer than ``deploy.verify.MIN_AGREEMENT_IMAGES`` (16) images, and calibration
+images must be floats prepared as the model takes them, at least 16 of them
+(``deploy.quant.calibration_images``).
+
 The backends are the records of ``deploy.backends.REGISTRY`` (what each runs, where, from which graph,
 its build function); the dtypes are ``deploy.dtypes.DTYPE_TABLE``.
 """
@@ -83,6 +92,7 @@ __all__ = [
     "AgreementError",
     "FastInferenceError",
     "FastModel",
+    "input_check",
     "optimize_for_inference",
 ]
 

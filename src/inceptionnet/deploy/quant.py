@@ -6,7 +6,8 @@
 * ``calibration_images``: the images int8 is calibrated on and bf16/int8 are checked on (top-1
   agreement with eager fp32): a tensor, a DataLoader (or any iterable of batches or (images, labels)
   pairs), or a data set name with a split, ``"fashion_mnist:train"``, prepared as the model expects
-  (``data.eval_transform``) at the example input's size.
+  (``data.eval_transform``) at the example input's size; floats only (uint8 pixels would calibrate
+  int8 on the wrong range) and at least ``MIN_AGREEMENT_IMAGES`` (16, ``deploy.verify``) of them.
 * ``quantize_onnx_qdq``: ONNX Runtime static post-training quantization (``quantize_static``), QDQ
   format, per-channel int8 weights, uint8 activations (U8S8: what ORT's docs recommend on x86 with
   VNNI), MinMax calibration on those images, after ORT's ``quant_pre_process``. On an x86 CPU without

@@ -9,8 +9,12 @@ torch-fidelity compute them.
 * Backends: ``fast`` (BN folded, parallel 1x1 convs merged, channels_last, denormals flushed:
   ``deploy.fold.optimize_module``; checked against eager when built) or ``eager``.
 * FID: float64 mean and covariance (``np.cov``, ddof 1), ``scipy.linalg.sqrtm`` exactly as
-  pytorch-fid's ``calculate_frechet_distance``.
-* IS and KID: torch-fidelity's definitions (``inception_score``, ``kernel_inception_distance``).
+  pytorch-fid's ``calculate_frechet_distance``; statistics that are not covariances refused first
+  (``check_covariance``: symmetric within ``SYM_RTOL``, eigenvalues >= -``PSD_RTOL`` x trace), a
+  result within ``FID_CLAMP_RTOL`` x (Tr S1 + Tr S2) below 0 reported as 0.0. ``.npz`` statistics
+  are checked from their headers before any array is read (``load_stats``).
+* IS and KID: torch-fidelity's definitions (``inception_score``, ``kernel_inception_distance``);
+  non-finite inputs refused, a result that is not finite an error (``NonFiniteError``), never NaN.
 """
 
 from __future__ import annotations
