@@ -561,16 +561,40 @@ def _table_footer(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+MARKDOWN_HEADER = (
+    "| model (input) | batch | backend | dtype | img/s | median ms | min ms | x tv eager | % peak |"
+)
+MAX_REPORT_BYTES = 16 << 20  # a bench.json larger than this was not written by bench
+
+
+def written_by_bench(path: Path) -> bool:
+    """Is ``path`` (an existing regular file) a bench.json / bench.md / bench.png that bench wrote,
+    recognised by its content: the report's keys, the table's header, the figure's Software chunk?"""
+    import json
+
+    from .fileio import is_our_png
+
+    if path.suffix == ".png":
+        return is_our_png(path)
+    if path.stat().st_size > MAX_REPORT_BYTES:
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".md":
+            return text.startswith(MARKDOWN_HEADER)
+        report = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(report, dict) and {"mode", "env", "results"} <= report.keys()
+
+
 def format_markdown(report: dict[str, Any]) -> str:
     """The results as a Markdown table (docs/BENCHMARKS.md is made of these)."""
 
     def f(v: Any, fmt: str) -> str:
         return "—" if v is None else format(v, fmt)
 
-    lines = [
-        "| model (input) | batch | backend | dtype | img/s | median ms | min ms | x tv eager | % peak |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [MARKDOWN_HEADER, "|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         name = f"{r['model']} ({r['input_size']})"
         if r["status"] != "ok":

@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import shutil
+import stat
 import tempfile
 import traceback
 import zipfile
@@ -31,8 +32,11 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync it, then rename over ``path``; on any error ``path`` is untouched
     and the temp file is removed. An ``OSError`` or ``RuntimeError`` while writing (a full disk shows
     up as torch's ``PytorchStreamWriter failed writing file``) becomes one ``OutputWriteError`` naming
-    ``path``; the project's own errors (e.g. an export that did not verify) pass through."""
+    ``path``; the project's own errors (e.g. an export that did not verify) pass through. ``path`` must
+    be a regular file or not exist: a directory, device, FIFO or socket there is refused before
+    writing and again just before the rename (the commands check first; this holds when one forgot)."""
     path = Path(path)
+    _refuse_non_regular(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -45,6 +49,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
         with open(tmp, "rb+") as f:
             f.flush()
             os.fsync(f.fileno())
+        _refuse_non_regular(path)  # again: something may have appeared there while writing
         os.replace(tmp, path)
     except BaseException as e:
         err = _write_error(path, e) if isinstance(e, OSError | RuntimeError) else None
@@ -62,6 +67,12 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _refuse_non_regular(path: Path) -> None:
+    node = not_a_regular_file(path)
+    if node is not None:
+        raise OutputWriteError(f"cannot write {path}: it is {node}, not a regular file; nothing was written")
 
 
 def _release_frames(e: BaseException) -> None:
@@ -130,8 +141,20 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: _write_text(tmp, text))
 
 
+FIGURE_SOFTWARE = "inceptionnet"  # a PNG figure's Software text chunk: how a rerun recognises its own
+
+
 def atomic_save_figure(fig: Any, path: PathLike) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110))
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    meta = {"Software": FIGURE_SOFTWARE} if fmt == "png" else None
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110, metadata=meta))
+
+
+def is_our_png(path: PathLike) -> bool:
+    """A PNG figure this project wrote (``atomic_save_figure``: its Software chunk, before the pixels)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return head.startswith(b"\x89PNG") and b"tEXtSoftware\x00" + FIGURE_SOFTWARE.encode() in head
 
 
 def _write_text(path: str, text: str) -> None:
@@ -166,8 +189,35 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
-def _exported_model_or_unknown(path: Path) -> bool:
-    return file_kind(path) in (None, "torchscript", "onnx", "text")
+# kinds that hold weights or training state: never replaced by another command's output, even with
+# --overwrite (hours of compute; delete such a file yourself if you mean it)
+PROTECTED_KINDS = ("checkpoint", "pickle", "safetensors")
+_NODE_NAMES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_regular_file(path: PathLike) -> str | None:
+    """What ``path`` is when it exists but is no regular file ("a character device", "a directory",
+    ...; links followed), else None. Writing there would replace a node that is not a file (as root,
+    renaming over /dev/null destroys it) or block forever (opening a FIFO)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:  # a symlink loop, a folder we may not search: not a plain file either
+        return f"unreachable ({e.strerror or first_line(e)})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _NODE_NAMES if test(mode)), "not a regular file")
+
+
+def _never(_path: Path) -> bool:
+    return False
 
 
 def check_output_file(
@@ -175,14 +225,37 @@ def check_output_file(
     flag: str,
     inputs: Mapping[str, PathLike | None] | Iterable[tuple[str, PathLike | None]],
     *,
-    replaceable: Callable[[Path], bool] = _exported_model_or_unknown,
+    ours: Callable[[Path], bool] = _never,
+    overwrite: bool | None = None,
+    keep_ours: bool = False,
     what: str = "an exported model",
     example: str = "model.onnx",
 ) -> Path:
-    """Refuse an output file that is one of the command's inputs (``inputs``: flag -> path or None,
-    or such pairs), a directory, or an existing file worth keeping: one that ``replaceable`` does not
-    accept (by default a checkpoint, weights, an image, an archive; an earlier export or an unknown
-    file may be replaced). Checked before any work."""
+    """The one output rule, checked before any work (one ``UsageError`` line naming ``flag`` and the path):
+
+    * never one of the command's inputs (``inputs``: flag -> path or None, or such pairs), even with
+      ``--overwrite``;
+    * a regular file or nothing: never a directory, device, FIFO or socket;
+    * an existing, non-empty file is replaced only when ``ours(path)`` recognises it as this
+      command's own output by its header or metadata (with ``keep_ours``, only with ``--overwrite``
+      too), or with ``--overwrite`` (``overwrite``: the flag's value; None: the command has none),
+      and never when it is a checkpoint, weights or a pickle (``PROTECTED_KINDS``).
+    """
+    out = check_output_path(output, flag, inputs, example)
+    if out.is_file() and out.stat().st_size:
+        _check_replace(out, flag, ours, overwrite, keep_ours, what)
+    check_output_dir(out.parent, flag, create=False)
+    return out
+
+
+def check_output_path(
+    output: PathLike,
+    flag: str,
+    inputs: Mapping[str, PathLike | None] | Iterable[tuple[str, PathLike | None]],
+    example: str = "model.onnx",
+) -> Path:
+    """The part of ``check_output_file`` that needs nothing but the path (not empty, not an input, a
+    regular file or nothing), for a command that must check it before it can tell the format."""
     out = Path(output)
     if not str(output).strip():
         raise UsageError(f"{flag} is empty; give an output file name, e.g. {example}")
@@ -193,17 +266,40 @@ def check_output_file(
                 f"{flag} {out} is the {in_flag} file itself: writing it would replace the input; "
                 "choose another output file"
             )
-    if out.is_dir():
-        raise UsageError(f"{flag} {out} is a directory; give a file name, e.g. {out / example}")
-    if out.is_file() and out.stat().st_size and not replaceable(out):
-        kind = file_kind(out)
-        name = KIND_NAMES.get(kind, kind) if kind else "a file of another kind"
-        raise UsageError(
-            f"{flag} {out} exists and is {name}, not {what}; "
-            "refusing to replace it: choose another output file or delete it first"
+    node = not_a_regular_file(out)
+    if node == "a directory":
+        hint = (
+            "remove it or write elsewhere"
+            if out.name == example
+            else f"give a file name, e.g. {out / example}"
         )
-    check_output_dir(out.parent, flag, create=False)
+        raise UsageError(f"{flag} {out} is a directory; {hint}")
+    if node is not None:
+        raise UsageError(
+            f"{flag} {out} is {node}, not a regular file: refusing to write there; give a file name, e.g. {example}"
+        )
     return out
+
+
+def _check_replace(
+    out: Path, flag: str, ours: Callable[[Path], bool], overwrite: bool | None, keep_ours: bool, what: str
+) -> None:
+    """May the existing regular file ``out`` be replaced (``check_output_file``'s rule)?"""
+    if ours(out):
+        if keep_ours and not overwrite:
+            raise UsageError(f"{flag} {out} exists; pass --overwrite to replace it, or choose another file")
+        return
+    kind = file_kind(out)
+    if overwrite and kind not in PROTECTED_KINDS:
+        return
+    name = KIND_NAMES.get(kind, kind) if kind else "a file of another kind"
+    if kind in PROTECTED_KINDS:
+        fix = " (not even with --overwrite); choose another output file or delete it first"
+    elif overwrite is None:
+        fix = "; choose another output file or delete it first"
+    else:
+        fix = "; pass --overwrite to replace it, or choose another output file"
+    raise UsageError(f"{flag} {out} exists and is {name}, not {what}; refusing to replace it{fix}")
 
 
 def check_output_dir(folder: PathLike, flag: str, *, create: bool = True) -> Path:
@@ -280,7 +376,8 @@ def file_kind(path: PathLike) -> str | None:
         n = int.from_bytes(head[:8], "little")
         if 2 <= n <= p.stat().st_size - 8:
             return "safetensors"
-    if p.suffix == ".onnx" or (head[:1] == b"\x08" and (b"pytorch" in head[:64] or b"onnx" in head[:256])):
+    # a ModelProto starts with its ir_version field (tag 0x08); a text file named notes.onnx is text
+    if head[:1] == b"\x08" and (p.suffix == ".onnx" or b"pytorch" in head[:64] or b"onnx" in head[:256]):
         return "onnx"
     if head and b"\x00" not in head and not head.rstrip().endswith(b"."):  # a pickle ends with STOP "."
         try:
@@ -293,10 +390,8 @@ def file_kind(path: PathLike) -> str | None:
 
 
 def _zip_kind(path: Path) -> str | None:
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    names = zip_members(path)
+    if not names:
         return None  # a damaged zip: torch.load says how
     if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
         if any("/code/" in n or n.endswith("constants.pkl") for n in names):
@@ -305,6 +400,23 @@ def _zip_kind(path: Path) -> str | None:
     if names and all(n.endswith(".npy") for n in names):
         return "npz"
     return "zip"
+
+
+def npz_arrays(path: PathLike) -> set[str] | None:
+    """The array names of an ``.npz`` file (from its zip directory, nothing loaded), else None."""
+    if file_kind(path) != "npz":
+        return None
+    with zipfile.ZipFile(path) as z:
+        return {n.removesuffix(".npy") for n in z.namelist()}
+
+
+def zip_members(path: PathLike) -> list[str]:
+    """The names in a zip file (a TorchScript file is one), or [] when it is none or is damaged."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return []
 
 
 def is_safetensors(path: PathLike) -> bool:

@@ -268,7 +268,8 @@ def test_export_write_failure_is_one_line_and_keeps_the_old_file(good, tmp_path,
         raise RuntimeError("PytorchStreamWriter failed writing file code/__torch__.py: file write failed")
 
     monkeypatch.setattr(torch.jit, "save", full_disk)
-    rc, _, err = run(["export", "--checkpoint", str(good), "-o", str(out)], capsys)
+    # --overwrite: these bytes are no export of ours, which the output rule keeps without it
+    rc, _, err = run(["export", "--checkpoint", str(good), "-o", str(out), "--overwrite"], capsys)
     assert rc == 2
     one_error_line(
         err, f"cannot write {out}", "PytorchStreamWriter failed writing file", "the previous model.pt is kept"

@@ -93,6 +93,7 @@ from ..bench import (
     resolve_backends,
     run_bench,
     summarize_results,
+    written_by_bench,
 )
 from ..deploy.probe import cpu_info
 from ..errors import UsageError
@@ -140,6 +141,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--output-dir", default=None,
         help="also write bench.json, bench.md (Markdown table) and bench.png (img/s per backend) there",
     )  # fmt: skip
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="--output-dir: replace bench.json / .md / .png files that bench did not write (never checkpoints or weights)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu (the paths measured are CPU paths)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and the exporters' warnings")
     return p
@@ -178,16 +183,18 @@ def check_backends(args: argparse.Namespace) -> list[str]:
     return backends
 
 
-def check_output_dir(value: str) -> Path:
-    """``--output-dir``: created and writable, its three files not directories; before any timing."""
+def check_output_dir(value: str, overwrite: bool = False) -> Path:
+    """``--output-dir``: created and writable, its three files under the output rule (regular files;
+    an existing one replaced only when bench wrote it, or with ``--overwrite``); before any timing."""
     from ..fileio import check_output_dir as writable
+    from ..fileio import check_output_file
 
     out = writable(value, "--output-dir")
     for name in OUTPUT_FILES:
-        if (out / name).is_dir():
-            raise UsageError(
-                f"--output-dir {out}: {out / name} is a directory; remove it or choose another directory"
-            )
+        check_output_file(
+            out / name, "--output-dir", {}, ours=written_by_bench, overwrite=overwrite,
+            what=f"a {name} that bench wrote", example=name,
+        )  # fmt: skip
     return out
 
 
@@ -195,7 +202,11 @@ def main(args: argparse.Namespace) -> int:
     from ..fileio import atomic_write_text, json_text
 
     check_args(args)
-    out = check_output_dir(args.output_dir) if args.output_dir is not None else None
+    out = (
+        check_output_dir(args.output_dir, getattr(args, "overwrite", False))
+        if args.output_dir is not None
+        else None
+    )
     check_backends(args)
     log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     report = run_bench(args, log)

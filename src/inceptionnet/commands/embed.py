@@ -10,7 +10,8 @@ weights of inception_resnet_v1 they are its L2-normalized 512-d embeddings. The 
 tensor ``embeddings`` (N x D, float32, in the order of the file list) and its metadata the file list
 (``files``, JSON) and how the vectors were made. Folders are searched recursively for image files
 (sorted); an unreadable image prints ``error: ...`` and is left out (exit code 2 at the end). The
-output is written atomically and never over an input.
+output is written atomically, never over an input, a device or a file this command did not write
+(unless ``--overwrite``; never over a checkpoint or weights).
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", default=None, help="a training checkpoint instead of MODEL --weights")
     p.add_argument("-o", "--output", required=True, help="the embeddings file to write (.safetensors)")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing -o file that is not an earlier embeddings file (never a checkpoint or weights)",
+    )  # fmt: skip
     p.add_argument(
         "--stage", type=int, default=None,
         help="embed the feature map of this stage (0 = the first of feature_info; negative from the end), "
@@ -117,6 +122,7 @@ def run_embed(
     stage: int | None = None,
     batch_size: int = 32,
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> tuple[int, list[str]]:
     """Embed ``inputs`` into ``output``; returns (vectors written, error lines of unreadable files)."""
     from ..checkpoint import ModelSource, open_model
@@ -128,7 +134,8 @@ def run_embed(
     sources = [Path(s) for s in (checkpoint, weights) if s and Path(s).is_file()]
     out = check_output_file(
         output, "-o", [("input", p) for p in [*files, *sources]],
-        replaceable=lambda p: _format_of(p) == FORMAT, what="an embeddings file", example="embeddings.safetensors",
+        ours=lambda p: _format_of(p) == FORMAT, overwrite=overwrite, what="an embeddings file",
+        example="embeddings.safetensors",
     )  # fmt: skip
     dev = resolve_device(device)
     model, icfg, _, name = open_model(ModelSource.from_flags(checkpoint, model_name, weights), dev)
@@ -210,6 +217,6 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("give image files or folders to embed")
     _, errors = run_embed(
         items, args.output, model_name=model_name, weights=args.weights, checkpoint=args.checkpoint,
-        stage=args.stage, batch_size=args.batch_size, device=args.device,
+        stage=args.stage, batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
     )  # fmt: skip
     return 2 if errors else 0

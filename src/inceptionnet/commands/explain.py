@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import data as D
 from ..errors import UsageError
-from ..fileio import atomic_save_figure, check_output_file
+from ..fileio import atomic_save_figure, check_output_file, file_kind
 from ..runtime import flush_denormal, resolve_device
 from ._args import add_image_limit_args, add_model_args, check_empty_flags, preprocess
 
@@ -34,7 +34,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--target", default=None, help="the class Grad-CAM explains: index or name (default: top-1)"
     )
     p.add_argument("--invert", action="store_true", help="invert gray levels (as predict --invert)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output file (never a checkpoint or weights)",
+    )
     return p
 
 
@@ -55,6 +59,12 @@ def _target(value: str | None, classes: list[str]) -> int | None:
     return i
 
 
+def _a_figure(path: Path) -> bool:
+    """An image or PDF (what explain writes): replaced with --overwrite, unlike a file of another kind."""
+    kind = file_kind(path)
+    return kind is not None and (kind.endswith(" image") or kind == "a PDF document")
+
+
 def main(args: argparse.Namespace) -> int:
     check_empty_flags(args, "--checkpoint", "--model", "--weights", "--device", "--block", "--target")
     if not args.image.strip():
@@ -62,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     weights_file = args.weights if args.weights and Path(args.weights).is_file() else None
     out = check_output_file(
         args.output, "-o/--output", {"image": args.image, "--checkpoint": args.checkpoint, "--weights": weights_file},
-        replaceable=lambda _p: bool(args.overwrite), what="to be replaced without --overwrite", example="explained.png",
+        ours=_a_figure, overwrite=args.overwrite, keep_ours=True, what="a figure", example="explained.png",
     )  # fmt: skip
     if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         raise UsageError(f"-o/--output {out}: write .png, .pdf, .svg or .jpg (the format follows the name)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,10 +29,12 @@ from ..deploy.export import (
     SUFFIX_FORMATS,
     build_metadata,
     export_model,
+    output_files,
+    written_by_export,
 )
 from ..deploy.fold import count_batchnorm, fold_bn
 from ..errors import UsageError
-from ..fileio import check_output_file
+from ..fileio import check_output_file, check_output_path
 from ..models import parse_model_kwargs
 from ._args import add_build_args, check_empty_flags
 
@@ -57,6 +60,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", required=True,
         help="output file (.onnx, .pt for TorchScript, .xml for OpenVINO IR, written with its .bin)",
+    )  # fmt: skip
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing output file that is not an earlier export (never a checkpoint or weights)",
     )  # fmt: skip
     p.add_argument(
         "--format",
@@ -175,8 +182,9 @@ def load_model(
     return model, name, icfg, classes if source.weights or source.path else None, source.describe(short=True)
 
 
-def check_args(args: argparse.Namespace) -> Path:
-    """Every flag of export, before any work (one line naming the flag); returns the output path."""
+def check_args(args: argparse.Namespace) -> None:
+    """Every flag of export, before any work (one line naming the flag); the output's path as far as
+    it can be checked before its format is known (``check_outputs`` checks the rest)."""
     check_empty_flags(args, "--checkpoint", "--weights", "--output")
     if args.name is not None and not args.name.strip():
         raise UsageError("the model NAME is empty; see 'inceptionnet list'")
@@ -186,15 +194,39 @@ def check_args(args: argparse.Namespace) -> Path:
         )
     if args.input_size is not None and not all(1 <= v <= MAX_INPUT_SIZE for v in args.input_size):
         raise UsageError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}, got {args.input_size}")
+    check_output_path(args.output, "-o/--output", _inputs(args))
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
     weights_file = args.weights if args.weights and Path(args.weights).is_file() else None
-    return check_output_file(
-        args.output, "-o/--output", {"--checkpoint": args.checkpoint, "--weights": weights_file}
-    )
+    return {"--checkpoint": args.checkpoint, "--weights": weights_file}
+
+
+_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}
+
+
+def check_outputs(args: argparse.Namespace, fmt: str) -> Path:
+    """Every file the export writes (an IR's .bin too) under the output rule (``check_output_file``),
+    before any work: nothing on disk changes when one is refused. Returns the output path."""
+    if fmt == "openvino" and Path(args.output).suffix.lower() != ".xml":
+        raise UsageError(
+            f"-o/--output {args.output}: an OpenVINO IR file ends in .xml (its weights go beside it in .bin)"
+        )
+    inputs = _inputs(args)
+    files = output_files(args.output, fmt)
+    for i, f in enumerate(files):
+        check_output_file(
+            f, "-o/--output" if i == 0 else f"-o/--output (the {f.suffix} written beside it)", inputs,
+            ours=partial(written_by_export, fmt=fmt), overwrite=bool(args.overwrite),
+            example=f"model{f.suffix}" if i else f"model{_SUFFIX[fmt]}",
+        )  # fmt: skip
+    return files[0]
 
 
 def main(args: argparse.Namespace) -> int:
-    out = check_args(args)
+    check_args(args)
     fmt = _infer_format(args)
+    out = check_outputs(args, fmt)
     batch = _parse_batch(str(args.batch))
     if args.opset is not None and fmt != "onnx":
         raise UsageError("--opset applies to --format onnx only")
@@ -202,7 +234,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--dynamo applies to --format onnx only")
     if args.opset is not None and not 7 <= args.opset <= 23:
         raise UsageError(f"--opset must be between 7 and 23, got {args.opset}")
-    _check_int8_flags(args, fmt, out)
+    _check_int8_flags(args, fmt)
     model, name, icfg, classes, source = load_model(args)
     input_size = tuple(args.input_size) if args.input_size else (icfg.input_size, icfg.input_size)
     cfg = getattr(model, "default_cfg", {}) or {}
@@ -232,7 +264,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_int8_flags(args: argparse.Namespace, fmt: str, out: Path) -> None:
+def _check_int8_flags(args: argparse.Namespace, fmt: str) -> None:
     if fmt == "openvino":
         from ..deploy.openvino import require
 
@@ -240,13 +272,6 @@ def _check_int8_flags(args: argparse.Namespace, fmt: str, out: Path) -> None:
             require("openvino")
         except ImportError as e:  # a missing optional extra is the user's to fix: one line
             raise UsageError(f"--format openvino: {e}") from None
-        if out.suffix.lower() != ".xml":
-            raise UsageError(
-                f"-o/--output {out}: an OpenVINO IR file ends in .xml (its weights go beside it in .bin)"
-            )
-        check_output_file(
-            str(out.with_suffix(".bin")), "-o/--output (its .bin)", {"--checkpoint": args.checkpoint}
-        )
     if args.int8 and fmt == "torchscript":
         raise UsageError("--int8 applies to --format onnx or openvino")
     if args.int8 and not args.calibration:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -36,7 +35,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--dims", type=int, default=2048, choices=DIMS, help="feature taps (2048: pool3)")
     add_feature_args(p)
     p.add_argument("--save-stats", default=None, metavar="OUT.npz", help="write the first folder's mu, sigma")
-    p.add_argument("--overwrite", action="store_true", help="--save-stats may replace an existing .npz")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--save-stats may replace an existing file (never a checkpoint or weights)",
+    )
     p.add_argument("--kid", action="store_true", help="KID too (torch-fidelity's; needs two folders)")
     p.add_argument("--kid-subsets", type=int, default=100, help="KID: number of random subsets")
     p.add_argument("--kid-subset-size", type=int, default=1000, help="KID: images per subset")
@@ -75,20 +78,16 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
-    from ..fileio import check_output_file, file_kind
+    from ..fileio import check_output_file, npz_arrays
     from ..metrics import scores as M
 
     device = resolve_device(args.device, local_rank)
     _check(args)  # every input check before the network is loaded
     out = None
     if args.save_stats is not None:
-        if Path(args.save_stats).is_file() and not args.overwrite:
-            raise UsageError(
-                f"--save-stats {args.save_stats} exists; pass --overwrite to replace it, or choose another file"
-            )
         out = check_output_file(
-            args.save_stats, "--save-stats", {"A": args.paths[0]}, replaceable=lambda p: file_kind(p) == "npz",
-            what="an .npz statistics file", example="stats.npz",
+            args.save_stats, "--save-stats", {"A": args.paths[0]}, ours=lambda p: npz_arrays(p) == {"mu", "sigma"},
+            overwrite=args.overwrite, keep_ours=True, what="an .npz statistics file (mu, sigma)", example="stats.npz",
         )  # fmt: skip
     needs_net = not all(p.endswith(".npz") for p in args.paths)
     net = fid_network(args, device) if needs_net else None

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from .. import data as D
 from ..errors import CheckpointError, ExportError, UsageError, first_line
-from ..fileio import atomic_write, make_shareable
+from ..fileio import atomic_write, make_shareable, not_a_regular_file
 from ..runtime import quiet_output
 from .verify import check_close
 
@@ -55,6 +55,7 @@ SUFFIX_FORMATS = {
     ".jit": "torchscript",
 }
 TORCHSCRIPT_META = "inceptionnet.json"  # name of the metadata entry in a TorchScript file's extra files
+OURS_KEY = "inceptionnet_version"  # the metadata key every exported file carries (build_metadata)
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17  # TorchScript-based exporter; the dynamo exporter starts at 18
@@ -385,6 +386,10 @@ def export_model(
     if batch is not None and batch < 1:
         raise UsageError(f"batch must be a positive integer or None (dynamic), got {batch}")
     path = Path(path)
+    for p in output_files(path, fmt):  # before any work (atomic_write refuses it again at the end)
+        node = not_a_regular_file(p)
+        if node is not None:
+            raise UsageError(f"cannot export to {p}: it is {node}, not a regular file")
     model = model.eval()
     reference = (reference if reference is not None else model).eval()
     gen = torch.Generator().manual_seed(seed)
@@ -588,8 +593,71 @@ def _write_openvino(j: _Job, path: Path) -> None:
             )
         else:
             j.checked(run(j.x), "reloaded OpenVINO IR", "reloaded IR (OpenVINO)")
-        for src, dst in ((ir.with_suffix(".bin"), path.with_suffix(".bin")), (ir, path)):  # .bin first
+        xml_dst, bin_dst = output_files(path, "openvino")
+        for src, dst in ((ir.with_suffix(".bin"), bin_dst), (ir, xml_dst)):  # .bin first
             atomic_write(dst, lambda t, src=src: shutil.copyfile(src, t))  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------------
+# The files an export writes, and how a later export recognises them as its own
+
+
+def output_files(path: str | Path, fmt: str) -> list[Path]:
+    """Every file exporting to ``path`` in ``fmt`` writes: the file itself, and for OpenVINO IR the
+    ``.bin`` beside the ``.xml``. (ONNX is written in one file: ``onnx.save`` without external data,
+    so no file beside it is touched; models over 2 GB cannot be exported.)"""
+    p = Path(path)
+    return [p, p.with_suffix(".bin")] if fmt == "openvino" else [p]
+
+
+def written_by_export(path: str | Path, fmt: str) -> bool:
+    """Is ``path`` (an existing regular file) one that ``export_model`` wrote in ``fmt``, recognised
+    by the metadata it stores (never by its name)? An IR's ``.bin`` is ours when its ``.xml`` is."""
+    from ..fileio import file_kind, zip_members
+
+    p = Path(path)
+    if fmt == "openvino":
+        return _is_our_ir(p.with_suffix(".xml"))
+    if fmt == "torchscript":
+        return file_kind(p) == "torchscript" and any(
+            n.endswith(f"/extra/{TORCHSCRIPT_META}") for n in zip_members(p)
+        )
+    if file_kind(p) != "onnx":
+        return False
+    import onnx
+
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a readable ONNX file: not ours
+        return False
+    return any(e.key == OURS_KEY for e in proto.metadata_props)
+
+
+MAX_IR_XML = 64 << 20  # an IR's .xml is the topology only (a few MB at most); larger is not ours
+
+
+def _is_our_ir(xml: Path) -> bool:
+    """An OpenVINO IR .xml with the project's metadata in its ``rt_info`` (``openvino.save_ir``: the
+    ``inceptionnet`` entry, a JSON object with ``inceptionnet_version``)."""
+    import html
+    import re
+
+    from .openvino import META_KEY
+
+    try:
+        if not xml.is_file() or xml.stat().st_size > MAX_IR_XML:
+            return False
+        text = xml.read_bytes()
+    except OSError:
+        return False
+    if not (text.lstrip().startswith(b"<?xml") and b"<net " in text[:4096]):
+        return False
+    m = re.search(rb"<rt_info>.*<" + META_KEY.encode() + rb' value="([^"]*)"', text, re.DOTALL)
+    try:
+        meta = json.loads(html.unescape(m.group(1).decode("utf-8"))) if m else None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(meta, dict) and OURS_KEY in meta
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
