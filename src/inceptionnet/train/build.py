@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .. import data as D
 from ..errors import UsageError
 from ..models import InceptionBase, create_model, parse_model_kwargs
+from ..models._registry import check_builder_kwargs
 from ..runtime import resolve_device
 from .engine import ema_multi_avg_fn, lr_factor
 from .state import ResumableSampler
@@ -68,11 +69,12 @@ def build_model(
         if args.weights:  # fine-tuning: a new classifier is expected, say it once below
             warnings.filterwarnings("ignore", message="classifier .* re-initialized")
         try:
-            model = create_model(
-                args.model, num_classes=num_classes, in_chans=in_chans, weights=args.weights, **kwargs
-            )
-        except TypeError as e:
+            check_builder_kwargs(args.model, kwargs)  # a flag the model lacks, a value of the wrong type
+        except UsageError as e:
             raise UsageError(f"bad --model-kwargs for {args.model}: {e}") from None
+        model = create_model(
+            args.model, num_classes=num_classes, in_chans=in_chans, weights=args.weights, **kwargs
+        )
     return model, kwargs
 
 
