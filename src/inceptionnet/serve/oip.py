@@ -100,23 +100,31 @@ def oip_router(
     ``classify`` runs model inputs through the batcher (its HTTP errors as /v1/predict's), ``decode``
     turns uploads into model inputs, ``problem()`` is None while the server can answer."""
     router = APIRouter()
+    _add_health(router, problem)
+    _add_model(router, engine, problem)
+    _add_infer(router, engine, max_elements, classify, decode)
+    return router
 
-    def model_path(suffix: str) -> list[str]:
-        return [f"/v2/models/{{name}}{suffix}", f"/v2/models/{{name}}/versions/{{version}}{suffix}"]
 
-    def check_model(name: str, version: str | None) -> None:
-        if name != engine.name:
-            raise HTTPException(
-                404,
-                f"unknown model {excerpt(name)}: this server serves {engine.name!r} (GET /v2/models/{engine.name})",
-            )
-        if version is not None and version != VERSION:
-            raise HTTPException(
-                404, f"unknown version {excerpt(version)} of model {engine.name!r}: it has version {VERSION}"
-            )
+def _model_paths(suffix: str) -> list[str]:
+    return [f"/v2/models/{{name}}{suffix}", f"/v2/models/{{name}}/versions/{{version}}{suffix}"]
 
+
+def _check_model(engine: Engine, name: str, version: str | None) -> None:
+    if name != engine.name:
+        raise HTTPException(
+            404,
+            f"unknown model {excerpt(name)}: this server serves {engine.name!r} (GET /v2/models/{engine.name})",
+        )
+    if version is not None and version != VERSION:
+        raise HTTPException(
+            404, f"unknown version {excerpt(version)} of model {engine.name!r}: it has version {VERSION}"
+        )
+
+
+def _add_health(router: APIRouter, problem: Callable[[], str | None]) -> None:
     async def live() -> dict[str, bool]:
-        return {"live": True}
+        return {"live": True}  # answering at all is being live (the protocol's liveness)
 
     async def ready() -> JSONResponse:
         why = problem()
@@ -129,25 +137,39 @@ def oip_router(
 
         return {"name": "inceptionnet", "version": __version__, "extensions": list(EXTENSIONS)}
 
+    router.add_api_route("/v2/health/live", live, methods=["GET"])
+    router.add_api_route("/v2/health/ready", ready, methods=["GET"])
+    router.add_api_route("/v2", server, methods=["GET"])
+
+
+def _add_model(router: APIRouter, engine: Engine, problem: Callable[[], str | None]) -> None:
     async def metadata(name: str, version: str | None = None) -> dict[str, Any]:
-        check_model(name, version)
+        _check_model(engine, name, version)
         return model_metadata(engine)
 
     async def model_ready(name: str, version: str | None = None) -> JSONResponse:
-        check_model(name, version)
+        _check_model(engine, name, version)
         why = problem()
-        body: dict[str, Any] = {"name": engine.name, "ready": why is None}
-        return JSONResponse(
-            body if why is None else {**body, "error": why}, status_code=200 if why is None else 503
-        )
+        if why is not None:
+            return JSONResponse({"name": engine.name, "ready": False, "error": why}, status_code=503)
+        return JSONResponse({"name": engine.name, "ready": True})
 
+    for path in _model_paths(""):
+        router.add_api_route(path, metadata, methods=["GET"])
+    for path in _model_paths("/ready"):
+        router.add_api_route(path, model_ready, methods=["GET"])
+
+
+def _add_infer(
+    router: APIRouter, engine: Engine, max_elements: int, classify: Classify, decode: Decode
+) -> None:
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        check_model(name, version)
+        _check_model(engine, name, version)
         if request.headers.get("content-encoding", "identity").lower() != "identity":
             raise _bad("compressed request bodies are not accepted: send the body without Content-Encoding")
-        body = await request.body()
+        body = await request.body()  # bounded by --max-body-mb (app.BodyLimit)
         req, inp = await run_in_threadpool(_read_request, body, request.headers.get(HEADER_LENGTH))
-        wanted, topk = _wanted_outputs(req)
+        wanted, topk = _wanted_outputs(req)  # checked before any image is decoded
         if inp.name == TENSOR_INPUT:
             xs = await run_in_threadpool(_tensor_batch, inp, engine, max_elements)
         else:
@@ -156,16 +178,8 @@ def oip_router(
         head, blobs = _response(engine, req, probs, wanted, topk)
         return _encode(head, blobs)
 
-    router.add_api_route("/v2/health/live", live, methods=["GET"])
-    router.add_api_route("/v2/health/ready", ready, methods=["GET"])
-    router.add_api_route("/v2", server, methods=["GET"])
-    for path in model_path(""):
-        router.add_api_route(path, metadata, methods=["GET"])
-    for path in model_path("/ready"):
-        router.add_api_route(path, model_ready, methods=["GET"])
-    for path in model_path("/infer"):
+    for path in _model_paths("/infer"):
         router.add_api_route(path, infer, methods=["POST"])
-    return router
 
 
 def model_metadata(engine: Engine) -> dict[str, Any]:
@@ -344,7 +358,8 @@ def _b64(text: Any, i: int) -> bytes:
 def _unpack_bytes(raw: bytes, n: int) -> list[bytes]:
     """The binary form of a BYTES tensor: each element its 4-byte little-endian length, then itself;
     exactly ``n`` elements and nothing after them."""
-    out, at = [], 0
+    out: list[bytes] = []
+    at = 0
     while at < len(raw) and len(out) < n:
         if at + BYTES_PREFIX.size > len(raw):
             raise _bad(
