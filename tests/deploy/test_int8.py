@@ -122,18 +122,18 @@ def test_without_openvino(fm, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_calibration_inputs_and_dtype_names(fm) -> None:
     model, x, _ = fm
     ex = x[:2]
-    assert calibration_images(x, model, ex, 10).shape == (10, 1, 28, 28)
+    assert calibration_images(x, model, ex, 16).shape == (16, 1, 28, 28)  # 16: MIN_AGREEMENT_IMAGES
     loader = DataLoader(TensorDataset(x, torch.zeros(len(x))), batch_size=7)
     got = calibration_images(loader, model, ex, 20)
     assert torch.equal(got, x[:20])
-    named = calibration_images("fashion_mnist:test", model, ex, 5)
-    assert named.shape == (5, 1, 28, 28) and -3 < float(named.mean()) < 3  # normalized, not 0..255
+    named = calibration_images("fashion_mnist:test", model, ex, 16)
+    assert named.shape == (16, 1, 28, 28) and -3 < float(named.mean()) < 3  # normalized, not 0..255
     with pytest.raises(ValueError, match="NAME:SPLIT"):
-        calibration_images("mnist:train", model, ex, 5)
+        calibration_images("mnist:train", model, ex, 16)
     with pytest.raises(ValueError, match="split"):
-        calibration_images("fashion_mnist:holdout", model, ex, 5)
+        calibration_images("fashion_mnist:holdout", model, ex, 16)
     with pytest.raises(ValueError, match="like the example"):
-        calibration_images(torch.randn(4, 3, 28, 28), model, ex, 5)
+        calibration_images(torch.randn(4, 3, 28, 28), model, ex, 16)
     spellings = (torch.qint8, "int8", "BF16", torch.float32, "auto")
     assert [parse_dtype(d) for d in spellings] == ["int8", "int8", "bfloat16", "float32", "auto"]
     with pytest.raises(ValueError, match="dtype must be"):
