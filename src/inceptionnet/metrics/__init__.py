@@ -44,3 +44,7 @@ __all__ = [
     "stats_of",
     "tf1_bilinear_resize",
 ]
+
+from .objects import FID, KID, InceptionScore, PrecisionRecall  # noqa: E402  (metric objects, docs/METRICS.md)
+
+__all__ += ["FID", "KID", "InceptionScore", "PrecisionRecall"]
