@@ -5,19 +5,32 @@ the network sees (docs/SERVING.md).
     curl -F file=@shirt.png http://127.0.0.1:8000/v1/predict
     open http://127.0.0.1:8000/
 
-FastAPI on uvicorn, bound to loopback unless --host says otherwise. SIGTERM / Ctrl-C stop accepting
-connections, let the requests in flight finish, then drain the batch queue.
+FastAPI on uvicorn, bound to loopback unless --host says otherwise. SIGTERM / Ctrl-C: /readyz turns
+503 at once; --drain-seconds later the server stops accepting connections, lets the requests in flight
+finish, then drains the batch queue. --workers N: N processes on one port (uvicorn's supervisor, which
+replaces a worker that dies; a worker that cannot start stops the server, exit status 2), each with its
+model, built from this command's flags again (``worker_app``).
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
+import json
+import os
+import shutil
 import socket
 import sys
+import tempfile
+from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ._args import add_image_limit_args, add_model_args, add_onnx_arg, check_empty_flags
+
+KEYS_ENV = "INCEPTIONNET_API_KEYS"  # serve/auth.py's ENV (not imported here: --help needs no FastAPI)
+ARGS_ENV = "INCEPTIONNET_SERVE_ARGS"  # the parent's flags, as JSON, for worker_app in each worker
+MAX_WORKERS = 64
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -60,6 +73,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--max-files", type=int, default=32, help="images per request at most (default 32)")
     add_image_limit_args(p, max_pixels=16_000_000)  # --max-pixels / --max-side, checked from the header
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="server processes sharing the port, each with its own model and batcher (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--drain-seconds", type=float, default=0.0,
+        help="after SIGTERM, keep serving this long with /readyz at 503 before closing the port, so a load "
+        "balancer stops sending first (default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--api-key-file", default=None,
+        help="API keys, one a line: the model's routes then need 'Authorization: Bearer KEY' "
+        f"(default: ${KEYS_ENV}, comma-separated, or no keys)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return p
 
@@ -68,8 +95,13 @@ def check_args(args: argparse.Namespace) -> None:
     """Every flag on its own, then the flags against each other: one ``error:`` line before anything
     is loaded or bound."""
     check_empty_flags(
-        args, "--checkpoint", "--model", "--weights", "--onnx", "--device", "--host", "--calibration"
-    )
+        args, "--checkpoint", "--model", "--weights", "--onnx", "--device", "--host", "--calibration",
+        "--api-key-file",
+    )  # fmt: skip
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
+    if not 0 <= args.drain_seconds < float("inf"):
+        raise UsageError(f"--drain-seconds must be 0 or more, got {args.drain_seconds}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     for flag, value, lo in (("--max-batch", args.max_batch, 1), ("--max-queue", args.max_queue, 1),
@@ -138,40 +170,113 @@ def bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def build_app(args: argparse.Namespace) -> Any:
+    """The model opened from the flags and the app around it (the one process, or one worker)."""
+    from ..checkpoint import ModelSource
+    from ..runtime import resolve_device
+    from ..serve.app import ServeConfig, create_app
+    from ..serve.auth import read_keys
+    from ..serve.engine import open_engine
+
+    keys = read_keys(args.api_key_file)
+    engine = open_engine(
+        ModelSource.from_args(args, exported_verb="serves"), backend=args.backend, dtype=args.dtype,
+        max_batch=args.max_batch, device=resolve_device(args.device), allow_nan=args.allow_nan,
+        max_pixels=args.max_pixels, calibration=args.calibration, max_side=args.max_side,
+    )  # fmt: skip
+    cfg = ServeConfig(
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, timeout_s=args.timeout,
+        max_body_bytes=int(args.max_body_mb * 2**20), max_files=args.max_files, body_timeout_s=args.body_timeout,
+        warm_up=True, drain_s=args.drain_seconds, api_keys=keys, workers=args.workers,
+    )  # fmt: skip
+    worker = f"worker {os.getpid()}: " if args.workers > 1 else ""
+    print(
+        f"{worker}serving {engine.name} (weights {engine.weights_id}; {engine.backend}, {engine.dtype}; "
+        f"max batch {args.max_batch}, wait {args.max_wait_ms:g} ms{'; API keys required' if keys else ''})",
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
+    return create_app(engine, cfg)
+
+
+def worker_app() -> Any:
+    """uvicorn's app factory in each ``--workers`` process: the parent's flags (``$INCEPTIONNET_SERVE_ARGS``)
+    and the model built here. A worker that cannot build its app exits with uvicorn's startup-failure
+    status, which stops the whole server instead of restarting the worker forever."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        return build_app(argparse.Namespace(**json.loads(os.environ[ARGS_ENV])))
+    except Exception as e:  # noqa: BLE001 - any failure here would repeat in every replacement
+        print(f"error: worker {os.getpid()} could not start: {first_line(e)}", file=sys.stderr, flush=True)
+        sys.exit(STARTUP_FAILURE)
+
+
+def warn_if_open(host: str, flag_host: str, keys: bool) -> None:
+    if is_loopback(host):
+        return
+    if keys:
+        print(f"note: --host {flag_host} accepts connections from other machines; the model's routes need an "
+              "API key", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"warning: --host {flag_host} accepts connections from other machines and no API key is set: "
+              f"anyone who can reach this port can use the model; give --api-key-file FILE (or set ${KEYS_ENV})",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def run_workers(args: argparse.Namespace, sock: socket.socket) -> int:
+    """``--workers N``: uvicorn's supervisor over N processes sharing ``sock``; their metrics summed
+    in a temporary folder (prometheus_client's multiprocess mode). SIGTERM goes to every worker."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    plain = {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | type(None))}
+    metrics_dir = tempfile.mkdtemp(prefix="inceptionnet-metrics-")
+    os.environ[ARGS_ENV] = json.dumps(plain)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each worker's prometheus_client
+    config = uvicorn.Config(
+        "inceptionnet.commands.serve:worker_app", factory=True, workers=args.workers, log_level=args.log_level,
+        timeout_graceful_shutdown=int(args.timeout + 5), timeout_worker_healthcheck=30,
+    )  # fmt: skip
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise UsageError("a worker could not start (its error is above); the server stopped")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     try:
         import uvicorn
 
-        from ..serve.app import ServeConfig, create_app
+        from ..serve.app import create_app  # noqa: F401 - the serve extra, checked before binding
+        from ..serve.auth import read_keys
     except ImportError as e:
         raise UsageError(f"serve needs the 'serve' extra: pip install 'inceptionnet[serve]' ({e})") from None
     from ..checkpoint import ModelSource
-    from ..runtime import resolve_device
-    from ..serve.engine import open_engine
 
-    source = ModelSource.from_args(args, exported_verb="serves")
+    ModelSource.from_args(args, exported_verb="serves")  # a wrong model flag: one line, before binding
+    keys = read_keys(args.api_key_file)
     sock = bound_socket(args.host, args.port)  # before loading: a port in use fails fast
-    engine = open_engine(
-        source, backend=args.backend, dtype=args.dtype, max_batch=args.max_batch, device=resolve_device(args.device),
-        allow_nan=args.allow_nan, max_pixels=args.max_pixels, calibration=args.calibration,
-        max_side=args.max_side,
-    )  # fmt: skip
-    cfg = ServeConfig(
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, timeout_s=args.timeout,
-        max_body_bytes=int(args.max_body_mb * 2**20), max_files=args.max_files, body_timeout_s=args.body_timeout,
-    )  # fmt: skip
-    app = create_app(engine, cfg)
     host, port = sock.getsockname()[:2]
     where = f"[{host}]" if ":" in host else host
-    print(
-        f"serving {engine.name} (weights {engine.weights_id}; {engine.backend}, {engine.dtype}) on "
-        f"http://{where}:{port}/  (max batch {args.max_batch}, wait {args.max_wait_ms:g} ms)",
-        file=sys.stderr, flush=True,
-    )  # fmt: skip
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        print(f"note: --host {args.host} accepts connections from other machines; there is no authentication",
-              file=sys.stderr)  # fmt: skip
+    print(f"listening on http://{where}:{port}/ ({args.workers} worker{'s' if args.workers > 1 else ''})",
+          file=sys.stderr, flush=True)  # fmt: skip
+    warn_if_open(host, args.host, bool(keys))
+    if args.workers > 1:
+        return run_workers(args, sock)
+    app = build_app(args)
     config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=args.timeout + 5)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

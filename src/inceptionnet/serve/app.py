@@ -6,11 +6,18 @@
     POST /v1/explain   one image -> top-5, Grad-CAM PNG of ``target`` (index or class name; default
                        top-1), and for GoogLeNet-family models the branch energies of ``block``
     GET  /v1/models    the model: input config, classes, backend, blocks
-    GET  /healthz      {"status": "ok"}; 503 with {"status", "error"} while shutting down, when the
-                       batch worker has stopped or one batch has run longer than --timeout
-    GET  /metrics      Prometheus text: requests, latency histogram, batch sizes, queue length
+    GET  /healthz      liveness: {"status": "ok"}; 503 with {"status", "error"} when the batch worker
+                       has stopped or one batch has run longer than --timeout (200 while warming up
+                       and draining: the process is alive until it exits)
+    GET  /readyz       readiness: {"status": "ready"}; 503 with {"status", "error"} also while the
+                       warm-up batch has not run and while draining after SIGTERM (``serving_problem``)
+    GET  /metrics      Prometheus text: requests, latency histogram, batch sizes, queue length (all
+                       workers' together under --workers N)
     GET  /             the page (static/, served from the package)
     /v2/...            the Open Inference Protocol v2 (KServe / Triton), REST: serve/oip.py
+
+With API keys (``ServeConfig.api_keys``; serve/auth.py) the routes that run or describe the model
+need ``Authorization: Bearer KEY``; health, readiness, /metrics and the page stay open.
 
 Every error is JSON ``{"error": "..."}`` with a 4xx status (5xx: the server's own fault); no request
 can stop the server: a failing batch fails its requests only (500 naming the problem, e.g. "the model
@@ -26,6 +33,10 @@ import binascii
 import functools
 import json
 import logging
+import os
+import re
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -52,6 +63,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ImageReadError, NonFiniteError, UsageError, excerpt, first_line
+from .auth import require_key
 from .batching import Batcher, BatchError, ClosingError, QueueFullError, WorkerGoneError
 from .engine import Engine, ImageTooLargeError
 from .oip import oip_router
@@ -59,7 +71,10 @@ from .oip import oip_router
 log = logging.getLogger("inceptionnet.serve")
 
 STATIC = Path(__file__).parent / "static"  # package data (pyproject's package-data)
-ROUTES = ("/", "/v1/predict", "/v1/explain", "/v1/models", "/healthz", "/metrics")
+ROUTES = ("/", "/v1/predict", "/v1/explain", "/v1/models", "/healthz", "/readyz", "/metrics")
+# the v2 routes open without a key: the protocol's health checks (liveness, readiness, model readiness)
+OPEN_V2 = re.compile(r"/v2/health/(live|ready)|/v2/models/[^/]+(/versions/[^/]+)?/ready")
+WORKER_HEADER = "X-Inceptionnet-Worker"  # the worker's pid, under --workers N > 1
 FIELDS = {"file", "topk", "invert", "target", "block"}  # the form fields / JSON keys we read
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -74,6 +89,10 @@ class ServeConfig:
     max_files: int = 32  # images per request
     max_explain: int = 2  # explanations in flight (each a forward + backward of the eager model)
     body_timeout_s: float = 30.0  # the whole body must arrive within this, from its headers; beyond: 408
+    warm_up: bool = False  # ready only after one batch has run (the CLI sets it; False: ready at once)
+    drain_s: float = 0.0  # after SIGTERM: not ready, still serving, for this long; then uvicorn's shutdown
+    api_keys: tuple[str, ...] = ()  # with keys, the model's routes need 'Authorization: Bearer KEY'
+    workers: int = 1  # > 1: responses name their worker (WORKER_HEADER), metrics are summed over workers
 
 
 class BodyLimit:
@@ -123,10 +142,14 @@ class BodyLimit:
 
 
 class Metrics:
-    """The app's Prometheus metrics, in a registry of its own (two apps in one process do not mix)."""
+    """The app's Prometheus metrics, in a registry of its own (two apps in one process do not mix).
+    Under ``--workers N`` (``$PROMETHEUS_MULTIPROC_DIR`` set by the parent) every worker writes its
+    values there and ``text()`` sums them over the workers (prometheus_client's multiprocess mode)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.queue_size: Callable[[], int] = lambda: 0
         r = self.registry
         self.requests = Counter("inceptionnet_requests", "HTTP requests", ["path", "status"], registry=r)
         self.latency = Histogram(
@@ -137,7 +160,24 @@ class Metrics:
             "inceptionnet_batch_size", "images per model call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )  # fmt: skip
-        self.queue = Gauge("inceptionnet_queue_images", "images waiting for a batch", registry=r)
+        self.queue = Gauge(
+            "inceptionnet_queue_images", "images waiting for a batch", registry=r, multiprocess_mode="livesum"
+        )
+
+    def watch_queue(self, size: Callable[[], int]) -> None:
+        """The queue gauge reads ``size()``: at each scrape, or (shared) after each request."""
+        self.queue_size = size
+        if not self.shared:  # a callback is read by this process's registry only
+            self.queue.set_function(size)
+
+    def text(self) -> bytes:
+        if not self.shared:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def measured(scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,6 +198,8 @@ class Metrics:
             finally:
                 self.latency.labels(path).observe(time.perf_counter() - t0)
                 self.requests.labels(path, str(status[0])).inc()
+                if self.shared:
+                    self.queue.set(self.queue_size())
 
         return measured
 
@@ -293,7 +335,7 @@ def top_rows(probs: Any, classes: list[str], k: int) -> list[dict[str, Any]]:
 def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
     cfg = cfg or ServeConfig()
     metrics = Metrics()
-    state: dict[str, Any] = {"explaining": 0}
+    state: dict[str, Any] = {"explaining": 0, "warm": not cfg.warm_up}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -301,9 +343,12 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
             engine.probabilities, max_batch=cfg.max_batch, max_wait_s=cfg.max_wait_ms / 1000,
             max_queue=cfg.max_queue, on_batch=metrics.batch_size.observe,
         )  # fmt: skip
-        metrics.queue.set_function(lambda: batcher.queued)
+        metrics.watch_queue(lambda: batcher.queued)
         batcher.start()
         state["batcher"] = _app.state.batcher = batcher
+        _drain_on_signals(state, cfg.drain_s)
+        if cfg.warm_up:  # in the background: /healthz answers meanwhile, /readyz says "warming up"
+            state["warm_task"] = asyncio.create_task(_warm_up(engine, batcher, state, cfg))
         try:
             yield
         finally:
@@ -312,31 +357,24 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
 
     # no /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json stays
     app = FastAPI(title="inceptionnet", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.api_keys = tuple(cfg.api_keys)
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
     app.add_middleware(_Wrap, wrap=metrics.middleware)
+    if cfg.workers > 1:
+        app.add_middleware(_Wrap, wrap=_worker_header)
     _add_error_handlers(app)
     _add_predict(app, engine, cfg, metrics, state)
     _add_explain(app, engine, cfg, state)
     app.include_router(oip_router(
         engine, max_elements=cfg.max_files, classify=functools.partial(classify, state, cfg, metrics),
-        decode=functools.partial(decode_all, engine, invert=False), problem=lambda: serving_problem(state, cfg),
-    ))  # fmt: skip
+        decode=functools.partial(decode_all, engine, invert=False),
+        problem=lambda: serving_problem(state, cfg, ready=True),
+    ), dependencies=[Depends(_v2_key)])  # fmt: skip
+    _add_health(app, engine, cfg, state, metrics)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=[Depends(require_key)])
     async def models() -> dict[str, Any]:
         return {"models": [engine.describe()]}
-
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        problem = serving_problem(state, cfg)
-        if problem is not None:
-            status = "shutting down" if state.get("closing") else "unavailable"
-            return JSONResponse({"status": status, "error": problem}, status_code=503)
-        return JSONResponse({"status": "ok", "model": engine.name})
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -347,17 +385,107 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
     return app
 
 
-def serving_problem(state: dict[str, Any], cfg: ServeConfig) -> str | None:
-    """None while the app can answer predictions; else why not, in one line: shutting down, the batch
-    worker not started or stopped, or a batch in the model for longer than the request timeout (every
-    request would get 504). /healthz uses it; so can a readiness route."""
+def _add_health(
+    app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str, Any], metrics: Metrics
+) -> None:
+    """/healthz (liveness), /readyz (readiness) and /metrics: open, with or without API keys."""
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        problem = serving_problem(state, cfg)
+        if problem is not None:
+            status = "shutting down" if state.get("closing") else "unavailable"
+            return JSONResponse({"status": status, "error": problem}, status_code=503)
+        return JSONResponse({"status": "ok", "model": engine.name})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        problem = serving_problem(state, cfg, ready=True)
+        if problem is not None:
+            return JSONResponse({"status": "not ready", "error": problem}, status_code=503)
+        return JSONResponse({"status": "ready", "model": engine.name})
+
+    @app.get("/metrics")  # open: scrapers poll it; it holds counts and latencies, no inputs or keys
+    async def prometheus() -> Response:
+        return Response(metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _v2_key(request: Request) -> None:
+    """``require_key`` for the v2 routes except the protocol's health checks."""
+    if not OPEN_V2.fullmatch(request.url.path):
+        await require_key(request)
+
+
+async def _warm_up(engine: Engine, batcher: Batcher, state: dict[str, Any], cfg: ServeConfig) -> None:
+    """One batch of one blank input through the batcher and the model (first-call costs: thread
+    pools, allocator, lazy kernels); the server is ready once it has run. A failure keeps the server
+    not ready, naming it."""
+    c, s = engine.icfg.in_chans, engine.icfg.input_size
+    try:
+        await asyncio.wait_for(batcher.submit([torch.zeros(c, s, s)]), cfg.timeout_s)
+    except Exception as e:  # noqa: BLE001 - the model failed on a blank input: say so, stay not ready
+        state["warm_error"] = f"the warm-up batch failed: {type(e).__name__}: {first_line(e)}"
+        log.error("%s", state["warm_error"])
+        return
+    state["warm"] = True
+
+
+def _drain_on_signals(state: dict[str, Any], drain_s: float) -> None:
+    """SIGTERM / SIGINT mark the server draining (not ready) at once; uvicorn's own handler (stop
+    accepting, finish the requests in flight) runs ``drain_s`` seconds later, so that a load balancer
+    polling readiness stops sending first. A second signal goes to uvicorn at once. Only in the main
+    thread (a TestClient runs the app elsewhere; uvicorn restores its handlers on exit)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            first = not state.get("draining")
+            state["draining"] = True
+            if first and drain_s > 0:
+                loop.call_soon_threadsafe(loop.call_later, drain_s, previous, signum, None)
+            else:
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
+def _worker_header(app: ASGIApp) -> ASGIApp:
+    pid = str(os.getpid()).encode()
+
+    async def named(scope: Scope, receive: Receive, send: Send) -> None:
+        async def add(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                msg["headers"] = [*msg.get("headers", []), (WORKER_HEADER.lower().encode(), pid)]
+            await send(msg)
+
+        await app(scope, receive, add if scope["type"] == "http" else send)
+
+    return named
+
+
+def serving_problem(state: dict[str, Any], cfg: ServeConfig, *, ready: bool = False) -> str | None:
+    """None while the app can answer predictions; else why not, in one line. Liveness (/healthz):
+    shutting down, the batch worker not started or stopped, or a batch in the model for longer than
+    the request timeout (every request would get 504). Readiness (``ready=True``: /readyz,
+    /v2/health/ready) adds: draining after SIGTERM, and warming up (the first batch has not run)."""
     if state.get("closing"):
         return "the server is shutting down"
     batcher = state.get("batcher")
     if batcher is None:
         return "the batch worker has not started"
     problem: str | None = batcher.problem(stuck_after_s=cfg.timeout_s)
-    return problem
+    if problem is not None or not ready:
+        return problem
+    if state.get("draining"):
+        return "draining: the server got SIGTERM and finishes the requests in flight"
+    if not state.get("warm"):
+        return state.get("warm_error") or "warming up: the first batch has not run yet"
+    return None
 
 
 class _Wrap:
@@ -411,7 +539,7 @@ async def classify(state: dict[str, Any], cfg: ServeConfig, metrics: Metrics, xs
 def _add_predict(
     app: FastAPI, engine: Engine, cfg: ServeConfig, metrics: Metrics, state: dict[str, Any]
 ) -> None:
-    @app.post("/v1/predict")
+    @app.post("/v1/predict", dependencies=[Depends(require_key)])
     async def predict(request: Request) -> dict[str, Any]:
         images, options = await read_request(request, cfg)
         topk = _int(options.get("topk", 5), "topk", 1, 10**6)  # more than the classes: all of them
@@ -442,7 +570,7 @@ def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str
             return engine.classes.index(str(value))
         return _int(value, "target", 0, len(engine.classes) - 1)
 
-    @app.post("/v1/explain")
+    @app.post("/v1/explain", dependencies=[Depends(require_key)])
     async def explain_image(request: Request) -> dict[str, Any]:
         if engine.model is None:
             raise HTTPException(
