@@ -248,3 +248,50 @@ def test_sigterm_drains_every_worker_not_ready_but_alive(fleet: tuple[Any, str, 
     assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
     assert _predict(url, "k1").status_code == 200  # still served while draining
     assert proc.wait(60) in (0, -signal.SIGTERM), log_path.read_text()
+
+
+# -- the page: no broken images, the key asked for once ---------------------------------------------
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync")  # fmt: skip
+
+
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="no chromium / chromedriver")
+def test_page_hides_empty_images_and_asks_for_the_key_once(tmp_path: Path) -> None:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    import uvicorn
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(fake_engine(good), CFG), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    image = tmp_path / "gray.png"
+    image.write_bytes(png_bytes())
+    try:
+        driver.get(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.find_element(By.ID, "key-box").is_displayed())
+        for img in ("input", "cam"):  # before any upload: no broken-image box
+            assert not driver.find_element(By.ID, img).is_displayed()
+        driver.find_element(By.ID, "key").send_keys("second-key\n")
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "ready")
+        driver.refresh()  # the same tab: the key is remembered, not asked again
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "ready")
+        assert not driver.find_element(By.ID, "key-box").is_displayed()
+        driver.find_element(By.ID, "file").send_keys(str(image))
+        wait.until(lambda d: d.find_element(By.ID, "top1").text == "cat")
+    finally:
+        driver.quit()
+        server.should_exit = True
+        thread.join(20)
+        sock.close()

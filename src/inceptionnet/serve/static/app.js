@@ -4,6 +4,40 @@
 const $ = (id) => document.getElementById(id);
 let model = null;   // GET /v1/models
 let image = null;   // the File being shown
+const KEY = "inceptionnet-api-key";  // sessionStorage: asked once per tab, gone when it closes
+
+function auth() {
+  const key = sessionStorage.getItem(KEY);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+// Resolves once the user has typed a key (after a 401); the caller retries with it.
+function askKey(message) {
+  sessionStorage.removeItem(KEY);
+  $("key-box").hidden = false;
+  status(message, true);
+  $("key").focus();
+  return new Promise((resolve) => {
+    $("key-form").onsubmit = (ev) => {
+      ev.preventDefault();
+      sessionStorage.setItem(KEY, $("key").value.trim());
+      $("key").value = "";
+      $("key-box").hidden = true;
+      status("");
+      resolve();
+    };
+  });
+}
+
+// fetch with the key; a 401 asks for it (once, then again only if the server refuses it) and retries.
+async function authed(path, options = {}) {
+  for (;;) {
+    const r = await fetch(path, { ...options, headers: { ...(options.headers || {}), ...auth() } });
+    if (r.status !== 401) return r;
+    const body = await r.json().catch(() => ({}));
+    await askKey(body.error || "this server needs an API key");
+  }
+}
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -11,7 +45,7 @@ function status(text, isError = false) {
 }
 
 async function call(path, form) {
-  const r = await fetch(path, { method: "POST", body: form });
+  const r = await authed(path, { method: "POST", body: form });
   const body = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
   if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
   return body;
@@ -107,7 +141,7 @@ async function show(file) {
 }
 
 async function start() {
-  const r = await fetch("/v1/models");
+  const r = await authed("/v1/models");
   model = (await r.json()).models[0];
   const size = model.input.input_size;
   $("model").textContent = `${model.name} (weights ${model.weights}; ${model.backend}, ${model.dtype}; ` +
