@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ CFG = ServeConfig(max_batch=4, max_wait_ms=2, max_queue=16, timeout_s=5, max_fil
 
 def fake_engine(run: Callable[[torch.Tensor], Any]) -> Engine:
     icfg = D.InputConfig(8, 1, (0.5,), (0.5,))
-    return Engine("fake", "fake weights", icfg, ["ant", "bee", "cat"], run, "eager", "fp32", max_pixels=10_000)
+    return Engine(
+        "fake", "fake weights", icfg, ["ant", "bee", "cat"], run, "eager", "fp32", max_pixels=10_000
+    )
 
 
 def good(x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +69,7 @@ def client() -> Iterator[Any]:
 def test_model_routes_need_a_key(client: Any) -> None:
     files = {"file": ("a.png", png_bytes(), "image/png")}
     infer = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": [0.0] * 64}]}
-    calls = [
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("post", "/v1/predict", {"files": files}), ("post", "/v1/explain", {"files": files}),
         ("get", "/v1/models", {}), ("get", "/v2", {}), ("get", "/v2/models/fake", {}),
         ("post", "/v2/models/fake/infer", {"json": infer}),
@@ -207,8 +210,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess
         log.close()
 
 
-def _predict(url: str, key: str = "k2") -> httpx.Response:
-    return httpx.post(f"{url}/v1/predict", files={"file": ("a.png", png_bytes(28))}, headers=bearer(key), timeout=30)
+def _predict(url: str, key: str = "k2") -> Any:
+    return httpx.post(
+        f"{url}/v1/predict", files={"file": ("a.png", png_bytes(28))}, headers=bearer(key), timeout=30
+    )
 
 
 def test_two_workers_serve_and_their_metrics_are_summed(fleet: tuple[Any, str, Path]) -> None:
@@ -217,12 +222,8 @@ def test_two_workers_serve_and_their_metrics_are_summed(fleet: tuple[Any, str, P
     pids: set[str] = set()
     codes: list[int] = []
     for _ in range(10):  # a new connection each time: the kernel hands them to either worker
-        rs: list[httpx.Response] = []
-        threads = [threading.Thread(target=lambda: rs.append(_predict(url))) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        with ThreadPoolExecutor(4) as pool:
+            rs = list(pool.map(lambda _: _predict(url), range(4)))
         pids |= {r.headers[WORKER_HEADER] for r in rs}
         codes += [r.status_code for r in rs]
         if len(pids) == 2:
