@@ -123,11 +123,12 @@ def test_objects_equal_the_folder_paths_numbers_on_the_same_features(sets):
     feed(isc, real, fake, step=7)
     assert isc.compute() == M.inception_score(ff, 4)
     if HAS_PRDC:
-        from inceptionnet.metrics.prdc import precision_recall
+        from inceptionnet.metrics.prdc import density_coverage, precision_recall
 
         prc = PrecisionRecall(feature=module, k=3)
         feed(prc, real, fake, step=7)
         assert prc.compute() == tuple(float(v) for v in precision_recall(fr, ff, k=3))
+        assert prc.density_coverage(k=4) == density_coverage(fr, ff, k=4)
 
 
 @pytest.fixture(scope="module")

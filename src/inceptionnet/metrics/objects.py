@@ -342,7 +342,8 @@ class InceptionScore(_KeepsFeatures):
 
 class PrecisionRecall(_KeepsFeatures):
     """Precision and recall (Kynkäänniemi et al. 2019; ``prdc.precision_recall``, k-NN manifolds
-    with ``k`` neighbours) of the generated images against the real ones: (precision, recall)."""
+    with ``k`` neighbours, on ``device``) of the generated images against the real ones:
+    (precision, recall); ``density_coverage()`` on the same features."""
 
     name = "PrecisionRecall"
 
@@ -353,5 +354,12 @@ class PrecisionRecall(_KeepsFeatures):
     def compute(self) -> tuple[float, float]:
         from .prdc import precision_recall  # the k-NN code lives beside its CLI use
 
-        p, r = precision_recall(self.features(True), self.features(False), k=self.k)
+        p, r = precision_recall(self.features(True), self.features(False), k=self.k, device=self.device)
         return float(p), float(r)
+
+    def density_coverage(self, k: int = 5) -> tuple[float, float]:
+        """(density, coverage) (Naeem et al. 2020; ``prdc.density_coverage``) on the same features."""
+        from .prdc import density_coverage
+
+        d, c = density_coverage(self.features(True), self.features(False), k=k, device=self.device)
+        return float(d), float(c)
