@@ -1,6 +1,8 @@
-"""Generative-model metrics with the FID network: FID (pytorch-fid's), Inception Score and KID
-(torch-fidelity's), with pytorch-fid's, torch-fidelity's or clean-fid's resize. See docs/METRICS.md."""
+"""Generative-model metrics with the FID network: FID (pytorch-fid's), Inception Score, KID and
+precision / recall (torch-fidelity's), density / coverage (the prdc package's), with pytorch-fid's,
+torch-fidelity's or clean-fid's resize. See docs/METRICS.md."""
 
+from .prdc import density_coverage, knn_radii, precision_recall
 from .resize import RESIZE_MODES, preprocess, tf1_bilinear_resize
 from .scores import (
     BACKENDS,
@@ -29,6 +31,7 @@ __all__ = [
     "FIDNetwork",
     "Features",
     "check_image_count",
+    "density_coverage",
     "fid",
     "fid_network",
     "folder_features",
@@ -36,8 +39,10 @@ __all__ = [
     "image_files",
     "inception_score",
     "kernel_inception_distance",
+    "knn_radii",
     "load_fid_model",
     "load_stats",
+    "precision_recall",
     "preprocess",
     "save_stats",
     "source_stats",
