@@ -37,7 +37,9 @@ def test_precision_recall_equal_torch_fidelity(feats) -> None:
     ref32 = prc.prc_features_to_metric(
         torch.from_numpy(fake).float(), torch.from_numpy(real).float(), prc_neighborhood=3, verbose=False
     )
-    assert metrics.precision_recall(real, fake) == pytest.approx((ref32["precision"], ref32["recall"]), abs=1e-6)
+    assert metrics.precision_recall(real, fake) == pytest.approx(
+        (ref32["precision"], ref32["recall"]), abs=1e-6
+    )
 
 
 def test_density_coverage_equal_prdc(feats, capsys) -> None:
@@ -48,7 +50,7 @@ def test_density_coverage_equal_prdc(feats, capsys) -> None:
         density, coverage = metrics.density_coverage(real, fake, k=k)
         assert density == pytest.approx(float(ref["density"]), rel=1e-12)
         assert coverage == float(ref["coverage"])
-        assert 0 < coverage < 1 and 0 < density
+        assert 0 < coverage < 1 and density > 0
     capsys.readouterr()  # prdc prints the sample counts
 
 
@@ -59,7 +61,9 @@ def test_row_blocks_equal_one_block(feats, monkeypatch) -> None:
         assert P.precision_recall(real, fake, block_rows=block) == whole[0]
         assert P.density_coverage(real, fake, block_rows=block) == whole[1]
         # one-row blocks go through GEMV, others GEMM: the last bits may differ, the shares not
-        assert torch.allclose(P.knn_radii(real, 3, block_rows=block), P.knn_radii(real, 3), rtol=1e-13, atol=0)
+        assert torch.allclose(
+            P.knn_radii(real, 3, block_rows=block), P.knn_radii(real, 3), rtol=1e-13, atol=0
+        )
     # the default: blocks of BLOCK_ELEMENTS // N rows, never the whole N x N matrix at once
     monkeypatch.setattr(P, "BLOCK_ELEMENTS", 3000)
     shapes = [tuple(d.shape) for _, d in P._blocks(torch.from_numpy(real), torch.from_numpy(fake), None)]

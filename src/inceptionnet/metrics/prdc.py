@@ -58,7 +58,9 @@ def _pair(real: Any, fake: Any, k: int, device: Device) -> tuple[Tensor, Tensor]
         raise UsageError(f"k (the neighbourhood size) must be a positive integer, got {excerpt(k)}")
     for what, t in (("real", r), ("fake", f)):
         if t.shape[0] < k + 1:
-            raise UsageError(f"{what}: {t.shape[0]} samples; k = {k} nearest neighbours need at least {k + 1}")
+            raise UsageError(
+                f"{what}: {t.shape[0]} samples; k = {k} nearest neighbours need at least {k + 1}"
+            )
     return r, f
 
 
