@@ -295,7 +295,9 @@ class FID(_ImageMetric):
         """(mu, sigma) of the real or generated images (every rank's), float64, sigma with ddof 1."""
         what = f"FID ({'real' if real else 'generated'} images)"
         n, total, outer = sum_over_ranks(*self._sums[real], what) if self.sync else self._sums[real]
-        check_image_count(n, total.shape[0] if n else self.dims, what)
+        if n == 0:
+            raise UsageError(f"{what}: none yet; call update(images, real={real}) first")
+        check_image_count(n, total.shape[0], what)
         mu = total / n
         sigma = (outer - n * torch.outer(mu, mu)) / (n - 1)
         return mu.numpy(), ((sigma + sigma.T) / 2).numpy()
