@@ -7,9 +7,10 @@ conv + bias + ReLU (``ConvAct``).
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,18 @@ ACT_MODULES: tuple[type[nn.Module], ...] = tuple(
     dict.fromkeys([*(type(f()) for f in _ACT_FACTORIES.values()), nn.ReLU6, nn.GELU, nn.Sigmoid])
 )
 POOLS = ("max", "avg")
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def resolved_annotations(fn: _Fn) -> _Fn:
+    """``fn`` with its annotations as the types themselves, not the strings this module's
+    ``from __future__ import annotations`` leaves. ``torch.fx`` copies a traced ``forward``'s
+    annotations into the code it generates: the string ``'Tensor'`` became the name ``_Tensor_``,
+    which ``torch.jit.script`` of the GraphModule cannot resolve (timm's
+    ``test_model_forward_fx_torchscript``)."""
+    fn.__annotations__ = typing.get_type_hints(fn)
+    return fn
 
 
 class ModelOutput(NamedTuple):
@@ -421,6 +434,7 @@ class InceptionBase(nn.Module):
     # ---------------------------------------------------------------------------------------------
     # Forward
 
+    @resolved_annotations  # the root forward that FX traces (see resolved_annotations)
     def forward(self, x: Tensor, return_aux: bool = False) -> Tensor:
         """Logits (always a Tensor); with ``return_aux=True`` (eager) a ``ModelOutput(logits, aux)``.
 
