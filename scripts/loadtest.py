@@ -1,14 +1,19 @@
-"""Load test of ``inceptionnet serve`` on loopback (docs/SERVING.md): dynamic batching vs --max-batch 1.
+"""Load test of ``inceptionnet serve`` on loopback (docs/SERVING.md): dynamic batching vs --max-batch 1,
+--workers 1 vs 2, and LitServe serving the same model.
 
     flock /tmp/cpu.lock .venv/bin/python scripts/loadtest.py --part throughput
     flock /tmp/cpu.lock .venv/bin/python scripts/loadtest.py --part rss
+    flock /tmp/cpu.lock .venv/bin/python scripts/loadtest.py --part peers
 
 ``throughput``: for googlenet at 224 (random weights, saved to a temporary file so the server loads
 them as any weights file) and the shipped Fashion-MNIST model, one server per setting (dynamic
 batching with --max-batch 32 --max-wait-ms 5, then --max-batch 1), each loaded by --concurrency
 async httpx clients for at most --requests requests or --seconds seconds: throughput, p50 / p99
 latency, errors. ``rss``: the Fashion-MNIST server's resident memory (VmRSS) after a warm-up and
-during --rss-requests more requests, right after each slice of load and at rest.
+during --rss-requests more requests, right after each slice of load and at rest. ``peers``: for both
+models, ``serve --workers 1``, ``serve --workers 2`` (both --max-batch 32 --max-wait-ms 5) and LitServe
+(scripts/litserve_peer.py: the same decode and model, LitServe's batching with max_batch_size 32,
+batch_timeout 0.005 s), each sent the same JSON body ``{"image": "<base64>"}`` by --concurrency clients.
 
 Bounded in count and time, loopback only; client and server share the machine's cores (the
 numbers are for comparing settings on one machine, not a capacity plan).
@@ -18,10 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -94,38 +102,68 @@ def rss_mib(pid: int) -> float:
     return int(re.search(r"VmRSS:\s*(\d+) kB", text).group(1)) / 1024  # type: ignore[union-attr]
 
 
+def ours(model_args: list[str], max_batch: int, backend: str, workers: int = 1) -> list[str]:
+    return [sys.executable, "-m", "inceptionnet", "serve", *model_args, "--max-batch", str(max_batch),
+            "--max-wait-ms", "5", "--backend", backend, "--log-level", "warning", "--max-queue", "1024",
+            "--workers", str(workers)]  # fmt: skip
+
+
+def litserve(model_args: list[str], backend: str) -> list[str]:
+    peer = Path(__file__).with_name("litserve_peer.py")
+    return [sys.executable, str(peer), *model_args, "--backend", backend, "--max-batch-size", "32",
+            "--batch-timeout", "0.005"]  # fmt: skip
+
+
 class Server:
-    def __init__(self, model_args: list[str], max_batch: int, backend: str, log: Path) -> None:
+    """``cmd --port P`` on a free loopback port, once ``ready`` answers 200 (at most 180 s)."""
+
+    def __init__(self, cmd: list[str], log: Path, ready: str = "/readyz") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "inceptionnet", "serve", *model_args, "--port", str(self.port),
-               "--max-batch", str(max_batch), "--max-wait-ms", "5", "--backend", backend, "--log-level", "warning",
-               "--max-queue", "1024"]  # fmt: skip
         self.log = log.open("w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        # a session of its own: stop() ends the server's children too (LitServe's workers outlive their parent)
+        self.proc = subprocess.Popen(
+            [*cmd, "--port", str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"the server exited: {log.read_text()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + ready, timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
+        self.stop()
         raise SystemExit("the server did not start within 180 s")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
+        """SIGTERM to the server's process group (it drains), then SIGKILL to whatever is left."""
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # children that outlived the server
+        self.proc.wait(10)
         self.log.close()
 
 
-async def load(url: str, body: bytes, requests: int, seconds: float, concurrency: int) -> dict[str, Any]:
-    """``concurrency`` clients send ``body`` until ``requests`` were sent or ``seconds`` passed."""
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+async def load(
+    url: str, body: bytes, requests: int, seconds: float, concurrency: int,
+    path: str = "/v1/predict", ctype: str = MULTIPART,
+) -> dict[str, Any]:  # fmt: skip
+    """``concurrency`` clients send ``body`` to ``path`` until ``requests`` were sent or ``seconds`` passed."""
     latencies: list[float] = []
     errors = 0
     sent = 0
-    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    headers = {"content-type": ctype}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     t0 = time.perf_counter()
     deadline = t0 + seconds
@@ -137,7 +175,7 @@ async def load(url: str, body: bytes, requests: int, seconds: float, concurrency
             while sent < requests and time.perf_counter() < deadline:
                 sent += 1
                 start = time.perf_counter()
-                r = await client.post("/v1/predict", content=body, headers=headers)
+                r = await client.post(path, content=body, headers=headers)
                 latencies.append(time.perf_counter() - start)
                 errors += r.status_code != 200
 
@@ -158,13 +196,56 @@ def batch_stats(url: str) -> str:
     return f"{total / count:.1f}" if count else "-"
 
 
+def setups(args: argparse.Namespace, tmp: Path) -> list[tuple[str, list[str], str]]:
+    """(title, model flags, image) of the models in --models."""
+    out = []
+    if "googlenet" in args.models:
+        out.append(("googlenet (224, random weights)", ["--model", "googlenet", "--weights", random_googlenet(tmp)], "googlenet"))  # fmt: skip
+    if "fashion" in args.models:
+        out.append(("googlenet_small fashion_mnist (28)", ["--model", "googlenet_small", "--weights", "fashion_mnist"], "fashion"))  # fmt: skip
+    return out
+
+
+def peers(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> list[dict[str, Any]]:
+    """Ours with 1 and 2 workers, and LitServe, on one JSON body per model."""
+    rows = []
+    for title, model_args, image in setups(args, tmp):
+        body = json.dumps({"image": base64.b64encode(images[image]).decode()}).encode()
+        servers = [("inceptionnet serve --workers 1", ours(model_args, 32, args.backend, 1), "/readyz", "/v1/predict"),
+                   ("inceptionnet serve --workers 2", ours(model_args, 32, args.backend, 2), "/readyz", "/v1/predict"),
+                   ("LitServe 0.2 (max_batch_size 32, batch_timeout 5 ms)", litserve(model_args, args.backend), "/health", "/predict")]  # fmt: skip
+        for name, cmd, ready, path in servers:
+            server = Server(cmd, tmp / "server.log", ready)
+            try:
+                asyncio.run(
+                    load(
+                        server.url, body, 2 * args.concurrency, 30, args.concurrency, path, "application/json"
+                    )
+                )
+                r = asyncio.run(
+                    load(
+                        server.url,
+                        body,
+                        args.requests,
+                        args.seconds,
+                        args.concurrency,
+                        path,
+                        "application/json",
+                    )
+                )
+            finally:
+                server.stop()
+            r.update(model=title, server=name)
+            print(json.dumps(r), flush=True)
+            rows.append(r)
+    return rows
+
+
 def throughput(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> list[dict[str, Any]]:
     rows = []
-    setups = [("googlenet (224, random weights)", ["--model", "googlenet", "--weights", random_googlenet(tmp)], "googlenet"),
-              ("googlenet_small fashion_mnist (28)", ["--model", "googlenet_small", "--weights", "fashion_mnist"], "fashion")]  # fmt: skip
-    for title, model_args, image in setups:
+    for title, model_args, image in setups(args, tmp):
         for max_batch in (32, 1):
-            server = Server(model_args, max_batch, args.backend, tmp / "server.log")
+            server = Server(ours(model_args, max_batch, args.backend), tmp / "server.log")
             body = multipart("x.png" if image == "fashion" else "x.jpg", images[image])
             try:
                 asyncio.run(load(server.url, body, 2 * args.concurrency, 30, args.concurrency))  # warm-up
@@ -180,7 +261,8 @@ def throughput(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) ->
 
 def rss(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> dict[str, Any]:
     server = Server(
-        ["--model", "googlenet_small", "--weights", "fashion_mnist"], 32, args.backend, tmp / "server.log"
+        ours(["--model", "googlenet_small", "--weights", "fashion_mnist"], 32, args.backend),
+        tmp / "server.log",
     )
     body = multipart("x.png", images["fashion"])
     try:
@@ -211,7 +293,9 @@ def rss(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> dict[s
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["throughput", "rss", "all"], default="all")
+    p.add_argument("--part", choices=["throughput", "rss", "peers", "all"], default="all")
+    p.add_argument("--models", nargs="+", choices=["googlenet", "fashion"], default=["googlenet", "fashion"],
+                   help="the models of throughput / peers (default both)")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=32, help="concurrent clients (default 32)")
     p.add_argument("--requests", type=int, default=3000, help="requests per setting at most (default 3000)")
     p.add_argument("--seconds", type=float, default=25, help="seconds per setting at most (default 25)")
@@ -234,6 +318,15 @@ def main() -> None:
                       f"{r['p99_ms']} | {r['mean_batch']} | {r['errors']} |")  # fmt: skip
         if args.part in ("rss", "all"):
             rss(args, images, tmp)
+        if args.part in ("peers", "all"):
+            rows = peers(args, images, tmp)
+            print(
+                f"\n| model | server | requests | req/s | p50 ms | p99 ms | errors |  ({args.concurrency} clients)"
+            )
+            print("|---|---|---|---|---|---|---|")
+            for r in rows:
+                print(f"| {r['model']} | {r['server']} | {r['requests']} | {r['req_per_s']} | {r['p50_ms']} | "
+                      f"{r['p99_ms']} | {r['errors']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
