@@ -1,15 +1,18 @@
 """``inceptionnet explain``: what the network sees in one image, as a figure: the input as the
 network gets it, Grad-CAM of a class, the top-5 probabilities and, for GoogLeNet-family models, the
-activation energy of the four branches of an Inception block (the pictures of ``serve``'s page).
+activation energy of the four branches of an Inception block (the pictures of ``serve``'s page); or,
+with ``--feature-maps``, the channels of chosen layers as tiled grids.
 
     inceptionnet explain --model googlenet_small --weights fashion_mnist boot.png -o boot-explained.png
     inceptionnet explain --checkpoint runs/x/best.pt dog.jpg -o dog.png --block inception4c --target 3
+    inceptionnet explain --model googlenet_small --weights fashion_mnist boot.png --feature-maps conv1,inception3a -o maps.png
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from .. import data as D
 from ..errors import UsageError
@@ -19,7 +22,7 @@ from ._args import add_image_limit_args, add_model_args, check_empty_flags, prep
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Grad-CAM and Inception-branch energy of one image, as a figure.",
+    p = argparse.ArgumentParser(description="Grad-CAM and Inception-branch energy (or --feature-maps) of one image, as a figure.",
                                 add_help=add_help)  # fmt: skip
     p.add_argument("image", help="an image file (any format PIL reads)")
     add_model_args(p)
@@ -33,6 +36,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--target", default=None, help="the class Grad-CAM explains: index or name (default: top-1)"
     )
+    p.add_argument(
+        "--feature-maps", default=None, metavar="LAYER[,LAYER]",
+        help="draw these layers' feature maps instead (every channel a tile, each scaled to its own range); "
+        "layers: the trunk's stages and blocks, e.g. conv1,inception3a (a wrong name lists them)",
+    )  # fmt: skip
     p.add_argument("--invert", action="store_true", help="invert gray levels (as predict --invert)")
     p.add_argument(
         "--overwrite",
@@ -66,7 +74,11 @@ def _a_figure(path: Path) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    check_empty_flags(args, "--checkpoint", "--model", "--weights", "--device", "--block", "--target")
+    check_empty_flags(
+        args, "--checkpoint", "--model", "--weights", "--device", "--block", "--target", "--feature-maps"
+    )
+    if args.feature_maps is not None and (args.block is not None or args.target is not None):
+        raise UsageError("--feature-maps draws feature maps, not Grad-CAM: leave out --block and --target")
     if not args.image.strip():
         raise UsageError("the image path is empty (''); give an image file")
     weights_file = args.weights if args.weights and Path(args.weights).is_file() else None
@@ -81,6 +93,8 @@ def main(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, icfg, classes, _ = open_model(ModelSource.from_args(args), device, allow_nan=args.allow_nan)
+    if args.feature_maps is not None:
+        return _feature_maps(args, model, icfg, out, device)
     blocks = four_branch_blocks(model)
     block = default_block(blocks) if args.block is None else args.block
     if block == "none":
@@ -100,4 +114,18 @@ def main(args: argparse.Namespace) -> int:
     top = int(e.probs.argmax())
     print(f"{args.image}: {classes[top]} {float(e.probs[top]):.3f}; Grad-CAM of {classes[e.target]} "
           f"at {e.cam_layer}{f', branches of {block}' if block else ''} -> {out}")  # fmt: skip
+    return 0
+
+
+def _feature_maps(args: argparse.Namespace, model: Any, icfg: D.InputConfig, out: Path, device: Any) -> int:
+    """--feature-maps: the named layers' channel grids as one figure."""
+    from ..analysis.feature_maps import feature_map_figure, feature_maps, parse_layers
+
+    layers = parse_layers(args.feature_maps, model)  # before reading the image: a wrong name fails fast
+    x = preprocess(args.image, icfg, D.eval_transform(icfg, icfg.in_chans, native_size=-1), args.invert)
+    with flush_denormal():
+        maps = feature_maps(model, x.unsqueeze(0).to(device), layers)
+    atomic_save_figure(feature_map_figure(maps, f"{Path(args.image).name}: feature maps"), out)
+    shapes = ", ".join(f"{m.layer} {m.maps.shape[0]}x{m.maps.shape[1]}x{m.maps.shape[2]}" for m in maps)
+    print(f"{args.image}: feature maps of {shapes} -> {out}")
     return 0
