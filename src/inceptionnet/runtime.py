@@ -21,12 +21,16 @@ import torch.distributed as dist
 from .errors import UsageError
 
 
+def progress_shown(enabled: bool = True) -> bool:
+    """Whether a progress bar is drawn: ``enabled``, stderr a terminal, $INCEPTIONNET_NO_PROGRESS unset."""
+    return enabled and sys.stderr.isatty() and not os.environ.get("INCEPTIONNET_NO_PROGRESS")
+
+
 def progress(
     iterable: Iterable[Any], *, total: int | None = None, desc: str = "", enabled: bool = True
 ) -> Any:
     """A tqdm bar on a terminal; quiet (plain iteration) when not a TTY or when disabled."""
-    show = enabled and sys.stderr.isatty() and not os.environ.get("INCEPTIONNET_NO_PROGRESS")
-    if not show:
+    if not progress_shown(enabled):
         return iterable
     from tqdm import tqdm
 

@@ -1,25 +1,37 @@
-"""``inceptionnet predict``: top-k classes of image files, from a training checkpoint or named weights.
+"""``inceptionnet predict``: top-k classes of images, from a training checkpoint or named weights.
 
     inceptionnet predict --checkpoint runs/x/best.pt shirt.png boot.jpg
     inceptionnet predict --model googlenet_small --weights fashion_mnist --json img.png
+    inceptionnet predict --model inception_v3 --weights w.pth photos/ -o preds.csv
+    find /data -name '*.jpg' | inceptionnet predict --checkpoint best.pt - -o preds.jsonl --resume
+    torchrun --nproc-per-node 2 -m inceptionnet.predict --checkpoint best.pt photos/ -o preds.csv
 
-Images of any mode and size are converted to what the model expects (grayscale <-> RGB, 16-bit,
-palette, CMYK; resized and center-cropped). An unreadable file prints ``error: cannot read image ...``;
-the other images are still predicted and the exit code is 2 at the end.
+Inputs are files, folders (searched recursively), globs, ``@LIST`` (a file of paths, one a line) and
+``-`` (paths on stdin); they go through ``inceptionnet.pipeline``: decoded by DataLoader workers while
+the model runs, in batches of ``--batch-size``. Images of any mode and size are converted to what
+the model expects (grayscale <-> RGB, 16-bit, palette, CMYK; resized and center-cropped). More than
+``pipeline.BULK`` (64) inputs run on the fast path (``--backend auto``) unless ``--backend`` says
+otherwise (``none``: the plain eager model); int8 is calibrated on the inputs themselves unless
+``--calibration`` names images.
+
+Without ``-o`` the results are printed (``--json``: one JSON list); an unreadable file prints
+``error: cannot read image ...``, the other images are still predicted and the exit code is 2.
+With ``-o preds.csv | preds.jsonl`` rows are written as they come to ``preds.csv.partial`` and renamed
+onto ``preds.csv`` at the end; unreadable files are named, counted and left out, a summary line
+follows, and the exit code is 0 unless ``--strict``; ``--resume`` continues an interrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
-import torch
-
 from .. import data as D
-from ..errors import ImageReadError, NonFiniteError, UsageError
-from ..fileio import json_text
+from ..errors import UsageError
 from ..runtime import flush_denormal, resolve_device
 from ._args import (
     add_fast_args,
@@ -29,16 +41,34 @@ from ._args import (
     announce_fast_path,
     check_empty_flags,
     preprocess,
+    run_distributed,
 )
 
 __all__ = ["add_fast_args", "add_model_args", "check_empty_flags", "get_args_parser", "main", "preprocess"]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Classify image files.", add_help=add_help)
-    p.add_argument("images", nargs="+", help="image files (any format PIL reads)")
+    p = argparse.ArgumentParser(
+        description="Classify images: files, folders, globs, @LIST or -.", add_help=add_help
+    )
+    p.add_argument(
+        "images", nargs="+",
+        help="image files, folders (searched recursively), globs ('photos/*.jpg'), @LIST (a file of paths, "
+        "one a line) or - (paths on stdin)",
+    )  # fmt: skip
     add_model_args(p)
     add_fast_args(p)
+    for a in p._actions:  # predict's own default: the fast path for bulk work
+        if a.dest == "backend":
+            a.help = (
+                "eager, compile, onnxruntime, openvino, auto (the fastest that passes its checks) or none "
+                "(the plain eager model); default: auto for more than 64 inputs, else none"
+            )
+        if a.dest == "calibration":
+            a.metavar, a.help = (
+                "NAME:SPLIT|DIR",
+                "int8 / auto: calibration images (default: the inputs themselves)",
+            )
     add_onnx_arg(p, "an exported .onnx file, run with ONNX Runtime")
     add_image_limit_args(p)
     p.add_argument("--topk", type=int, default=5, help="how many classes to show per image")
@@ -47,84 +77,204 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         action="store_true",
         help="invert gray levels (dark garments on white, for Fashion-MNIST models)",
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (without -o)")
+    p.add_argument("-o", "--output", default=None, help="write the predictions to this .csv or .jsonl file")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an -o file that is not an earlier predictions file"
+    )
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue the -o file of an interrupted run (its .partial file): inputs already in it are skipped",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default min(4, CPUs); 0: decode in this one)",
+    )
+    p.add_argument("--strict", action="store_true", help="with -o: exit 2 when an input cannot be read")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
     return p
 
 
-def main(args: argparse.Namespace) -> int:
-    check_empty_flags(args, "--checkpoint", "--model", "--weights", "--onnx", "--device")
+def check_args(args: argparse.Namespace) -> None:
+    check_empty_flags(
+        args, "--checkpoint", "--model", "--weights", "--onnx", "--device", "--output", "--calibration"
+    )
     if args.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {args.topk}")
-    empty = [p for p in args.images if not p.strip()]
-    if empty:
-        raise UsageError("an image path is empty (''); give image files")
-    device = resolve_device(args.device)
-    # here: an exported file (--onnx) loads no model code
-    from ..checkpoint import ModelSource, open_for_inference
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must not be negative, got {args.workers}")
+    if args.output and args.json:
+        raise UsageError("--json prints to the terminal; with -o the suffix says the format (.csv or .jsonl)")
+    if (args.resume or args.overwrite) and not args.output:
+        raise UsageError(
+            f"{'--resume' if args.resume else '--overwrite'} applies to an -o file; give -o preds.csv"
+        )
 
-    p = open_for_inference(
-        ModelSource.from_args(args), device, backend=getattr(args, "backend", None),
-        dtype=getattr(args, "dtype", "fp32") or "fp32", calibration=getattr(args, "calibration", None),
-        allow_nan=getattr(args, "allow_nan", False),
-    )  # fmt: skip
-    announce_fast_path(p)
-    icfg = p.input_config
+
+def main(args: argparse.Namespace) -> int:
+    check_args(args)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: each rank predicts its share
+        return run_distributed(args, run)
+    return run(args, 0, 0)
+
+
+def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
+    from .. import pipeline as P
+
+    fmt = P.row_format(args.output, args.topk) if args.output else None
+    paths: list[str] = []
+    out, done = None, Counter[str]()
+    if rank == 0:
+        paths = P.expand_inputs(args.images)
+        if fmt is not None:
+            out = P.OutputFile(_checked_output(args, paths), fmt, resume=args.resume)
+            done = out.start()
+    paths = P.shared(paths)
+    todo = P.shared(_not_done(paths, done))
+    device = resolve_device(args.device, local_rank)
+    predictor = open_predictor(args, device, [p for _, p in todo], rank)
+    icfg = predictor.input_config
     transform = D.eval_transform(icfg, icfg.in_chans, native_size=-1)
-    with flush_denormal():
-        results = predict_files(
-            args.images, p, icfg, transform, p.classes, args.topk, args.invert,
-            allow_nan=getattr(args, "allow_nan", False),
-        )  # fmt: skip
-    return report(results, args.json)
+    rows: list[dict[str, Any]] = []
 
-
-def predict_files(
-    paths: Sequence[str],
-    run: Any,
-    icfg: D.InputConfig,
-    transform: Any,
-    classes: Sequence[str],
-    topk: int,
-    invert: bool = False,
-    allow_nan: bool = False,
-) -> list[dict[str, Any]]:
-    """Top-k per file; unreadable files get an ``error`` entry instead. Non-finite outputs raise
-    ``NonFiniteError`` unless ``allow_nan`` (then their probabilities are NaN)."""
-    results: list[dict[str, Any]] = []
-    k = min(topk, len(classes))
-    for path in paths:
-        try:
-            x = preprocess(path, icfg, transform, invert)
-        except ImageReadError as e:
-            results.append({"path": path, "error": str(e)})
-            continue
-        with torch.no_grad():
-            logits = torch.as_tensor(run(x.unsqueeze(0))).float().cpu()
-        if not allow_nan and not bool(torch.isfinite(logits).all()):
-            raise NonFiniteError(
-                f"the model's output for {path} is not finite (NaN/inf): its weights or the input overflow; "
-                "pass --allow-nan to report it anyway"
-            )
-        probs = logits.softmax(dim=1)[0]
-        top = probs.topk(k)
-        results.append({
-            "path": path,
-            "top": [{"label": classes[i], "index": int(i), "prob": float(p)} for p, i in zip(top.values, top.indices, strict=True)],
-        })  # fmt: skip
-    return results
-
-
-def report(results: list[dict[str, Any]], as_json: bool) -> int:
-    failed = 0
-    for r in results:
-        if "error" in r:
-            failed += 1
-            print(f"error: {r['error']}", file=sys.stderr)
-    if as_json:
-        print(json_text(results))
-    else:
+    def emit(results: list[P.Result]) -> None:
         for r in results:
-            if "top" in r:
-                best = ", ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top"])
-                print(f"{r['path']}: {best}")
-    return 2 if failed else 0
+            if r.error is not None:
+                print(f"error: {r.error}", file=sys.stderr)
+        if out is not None:
+            out.write(results)
+        elif args.json:
+            rows.extend({"path": r.path, "top": r.row} if r.error is None else {"path": r.path, "error": r.error}
+                        for r in results)  # fmt: skip
+        else:
+            for r in results:
+                if r.error is None:
+                    print(
+                        f"{r.path}: " + ", ".join(f"{t['label']} {t['prob']:.3f}" for t in r.row), flush=True
+                    )
+
+    try:
+        with flush_denormal():
+            summary = P.stream(
+                todo, predictor, P.top_rows(predictor.classes, args.topk, getattr(args, "allow_nan", False)), emit,
+                in_chans=icfg.in_chans, transform=transform, batch_size=args.batch_size, workers=args.workers,
+                invert=args.invert, show_progress=not args.quiet,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        if out is not None:
+            out.close()
+            print(f"interrupted: the rows done are kept in {out.partial}; run the same command with --resume "
+                  "to finish", file=sys.stderr)  # fmt: skip
+        return 130
+    except BaseException:
+        if out is not None:
+            out.close()  # the partial file stays, for --resume
+        raise
+    return _finish(args, summary, out, rows, paths, len(paths) - len(todo)) if rank == 0 else 0
+
+
+def _checked_output(args: argparse.Namespace, paths: list[str]) -> Path:
+    from .. import pipeline as P
+    from ..fileio import check_output_file
+
+    fmt = P.row_format(args.output, args.topk)
+    sources = [s for s in (args.checkpoint, args.weights, args.onnx) if s and Path(s).is_file()]
+    return check_output_file(
+        args.output, "-o", [("input", p) for p in [*paths, *sources]],
+        ours=lambda q: P.is_our_output(q, fmt), overwrite=args.overwrite,
+        what="a predictions file", example="preds.csv",
+    )  # fmt: skip
+
+
+def _not_done(paths: list[str], done: Any) -> list[tuple[int, str]]:
+    """(index, path) of the inputs not in ``done`` (a multiset: a path given twice is done twice)."""
+    left = done.copy()
+    todo = []
+    for i, p in enumerate(paths):
+        if left[p] > 0:
+            left[p] -= 1
+        else:
+            todo.append((i, p))
+    return todo
+
+
+def open_predictor(args: argparse.Namespace, device: Any, paths: list[str], rank: int) -> Any:
+    """The model of the flags on ``device``; bulk work (more than ``pipeline.BULK`` inputs) on the fast
+    path unless --backend says otherwise; under torchrun the backend rank 0 picks is used on every rank."""
+    from .. import pipeline as P
+    from ..checkpoint import ModelSource, accelerate, check_fast_flags, open_for_inference
+
+    allow_nan = getattr(args, "allow_nan", False)
+    backend = None if args.backend == "none" else args.backend
+    source = ModelSource.from_args(args)
+    if source.kind == "exported":  # an exported file runs in its own runtime (loads no model code)
+        p = open_for_inference(
+            source, device, backend=backend, dtype=args.dtype or "fp32", allow_nan=allow_nan
+        )
+    else:
+        if args.backend is None and len(paths) > P.BULK:
+            backend = "auto"
+        check_fast_flags(backend, args.dtype)  # before the model is opened
+        p = open_for_inference(source, device, allow_nan=allow_nan)
+        if backend is not None:
+            calibration = _calibration(args, p, paths)
+            batch = min(args.batch_size, max(len(paths), 1))
+            dtype = args.dtype or "fp32"
+            if rank != 0:  # under torchrun: the backend rank 0 picked, so that every rank computes alike
+                backend, dtype = P.shared(None)
+            p = accelerate(p, backend, dtype, calibration, batch=batch)  # type: ignore[arg-type]
+            if rank == 0 and P.is_dist():
+                P.shared((p.backend, p.dtype))
+    if rank == 0 and not args.quiet:
+        announce_fast_path(p)
+    return p
+
+
+def _calibration(args: argparse.Namespace, p: Any, paths: list[str]) -> Any:
+    """int8 / auto calibration images: --calibration NAME:SPLIT as given, a folder's images, or by
+    default up to ``DEFAULT_CALIBRATION_SIZE`` of the inputs themselves (None for fp32 / bf16)."""
+    from .. import pipeline as P
+    from ..deploy.quant import DEFAULT_CALIBRATION_SIZE, parse_dtype
+
+    if parse_dtype(args.dtype or "fp32") not in ("int8", "auto"):
+        return args.calibration
+    if args.calibration and not Path(args.calibration).is_dir():
+        return args.calibration
+    images = P.expand_path(args.calibration) if args.calibration else paths
+    icfg = p.input_config
+    return P.image_tensor(
+        images, icfg.in_chans, D.eval_transform(icfg, icfg.in_chans, native_size=-1),
+        limit=DEFAULT_CALIBRATION_SIZE, invert=args.invert, batch_size=args.batch_size,
+        workers=P.default_workers() if args.workers is None else args.workers,
+    )  # fmt: skip
+
+
+def _finish(
+    args: argparse.Namespace,
+    summary: Any,
+    out: Any,
+    rows: list[dict[str, Any]],
+    paths: list[str],
+    resumed: int,
+) -> int:
+    """The output finalised (or the JSON printed), the summary and the exit code."""
+    from .. import pipeline as P
+    from ..fileio import json_text
+
+    if out is None:
+        if args.json:
+            print(json_text(rows))
+        return 2 if summary.failed else 0
+    written = out.finish()
+    added = P.changed_inputs(args.images, paths)
+    if added:
+        print(f"note: {len(added)} image files appeared in the input folders during the run and were not "
+              f"predicted (e.g. {added[0]}); run the same command with --resume to add them", file=sys.stderr)  # fmt: skip
+    if not args.quiet:
+        print(P.summary_line(summary, "predict", resumed, written), file=sys.stderr)
+    return 2 if summary.failed and args.strict else 0
