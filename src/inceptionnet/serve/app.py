@@ -417,12 +417,14 @@ async def _v2_key(request: Request) -> None:
 
 
 async def _warm_up(engine: Engine, batcher: Batcher, state: dict[str, Any], cfg: ServeConfig) -> None:
-    """One batch of one blank input through the batcher and the model (first-call costs: thread
-    pools, allocator, lazy kernels); the server is ready once it has run. A failure keeps the server
-    not ready, naming it."""
+    """One full batch of blank inputs through the batcher and the model (first-call costs: thread
+    pools, the allocator at the largest batch, lazy kernels); full, so that it runs at once instead of
+    waiting --max-wait-ms for company. The server is ready once it has run; a failure keeps it not
+    ready, naming it."""
     c, s = engine.icfg.in_chans, engine.icfg.input_size
+    n = max(1, min(cfg.max_batch, cfg.max_queue - batcher.queued))  # nothing is queued yet: max_batch
     try:
-        await asyncio.wait_for(batcher.submit([torch.zeros(c, s, s)]), cfg.timeout_s)
+        await asyncio.wait_for(batcher.submit([torch.zeros(c, s, s)] * n), cfg.timeout_s)
     except Exception as e:  # noqa: BLE001 - the model failed on a blank input: say so, stay not ready
         state["warm_error"] = f"the warm-up batch failed: {type(e).__name__}: {first_line(e)}"
         log.error("%s", state["warm_error"])
