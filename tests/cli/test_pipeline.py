@@ -260,3 +260,22 @@ def test_torchrun_two_processes_write_what_one_writes(images, tmp_path, capsys) 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert len(out.read_text().splitlines()) == 1 + N
+
+
+def test_embed_decodes_in_workers_in_input_order(images, tmp_path, capsys) -> None:
+    from safetensors import safe_open
+
+    root, paths = images
+    folder = tmp_path / "mixed"
+    shutil.copytree(root, folder)
+    (folder / "a" / "im005x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(40))
+    got = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"e{workers}.safetensors"
+        argv = ["embed", *MODEL[1:2], *MODEL[2:], str(folder), "-o", str(out), "--batch-size", "5"]
+        assert cli([*argv, "--workers", workers]) == 2  # one unreadable file: named, left out
+        assert capsys.readouterr().err.count("error: cannot read image") == 1
+        with safe_open(str(out), framework="pt") as f:
+            got.append((json.loads(f.metadata()["files"]), f.get_tensor("embeddings")))
+    assert got[0][0] == got[1][0] == [str(folder / p.relative_to(root)) for p in paths]
+    torch.testing.assert_close(got[0][1], got[1][1])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from torch import Tensor
 from .. import data as D
 from ..errors import ImageReadError, NonFiniteError, UsageError
 from ..fileio import atomic_write, check_output_file, is_safetensors
-from ..runtime import DEVICE_HELP, flush_denormal, progress, resolve_device
+from ..runtime import DEVICE_HELP, flush_denormal, resolve_device
 from ._args import add_image_limit_args
 
 FORMAT = "inceptionnet-embeddings"
@@ -67,6 +67,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "globally average-pooled, instead of the pooled final features",
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default min(4, CPUs); 0: decode in this one)",
+    )
     p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default cpu)")
     add_image_limit_args(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -107,11 +113,6 @@ def _format_of(path: Path) -> str | None:
         return None
 
 
-def _batches(files: Sequence[Path], size: int) -> Iterator[list[Path]]:
-    for i in range(0, len(files), size):
-        yield list(files[i : i + size])
-
-
 def run_embed(
     inputs: Sequence[str],
     output: str,
@@ -123,13 +124,17 @@ def run_embed(
     batch_size: int = 32,
     device: str = "cpu",
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> tuple[int, list[str]]:
     """Embed ``inputs`` into ``output``; returns (vectors written, error lines of unreadable files)."""
+    from .. import pipeline as P
     from ..checkpoint import ModelSource, open_model
     from ..models.inception_resnet import L2Norm
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must not be negative, got {workers}")
     files = image_files(inputs)
     sources = [Path(s) for s in (checkpoint, weights) if s and Path(s).is_file()]
     out = check_output_file(
@@ -155,22 +160,24 @@ def run_embed(
     vectors: list[Tensor] = []
     done: list[str] = []
     errors: list[str] = []
-    batches = progress(_batches(files, batch_size), total=-(-len(files) // batch_size), desc="embed")
-    with flush_denormal(), torch.inference_mode():
-        for batch in batches:
-            xs = []
-            for f in batch:
-                try:
-                    xs.append(transform(D.read_image(f, icfg.in_chans, resize_to=D.resize_target(transform))))
-                    done.append(str(f))
-                except ImageReadError as e:
-                    errors.append(str(e))
-                    print(f"error: {e}", file=sys.stderr)
-            if xs:
-                vectors.append(embed(torch.stack(xs).to(dev)).float().cpu())
+
+    def emit(results: list[P.Result]) -> None:
+        for r in results:
+            if r.error is not None:
+                errors.append(r.error)
+                print(f"error: {r.error}", file=sys.stderr)
+            else:
+                done.append(r.path)
+                vectors.append(r.row)
+
+    with flush_denormal():  # decoded by the pipeline's workers while the model runs here
+        P.stream(
+            list(enumerate(map(str, files))), lambda x: embed(x.to(dev)), lambda _, y: list(y), emit,
+            in_chans=icfg.in_chans, transform=transform, batch_size=batch_size, workers=workers, desc="embed",
+        )  # fmt: skip
     if not vectors:
         raise ImageReadError(f"none of the {len(files)} files could be read; nothing written")
-    emb = torch.cat(vectors).contiguous()
+    emb = torch.stack(vectors).contiguous()
     if not bool(torch.isfinite(emb).all()):
         raise NonFiniteError("some embeddings are not finite (NaN/inf): the weights or the inputs overflow")
     meta: dict[str, Any] = {
@@ -218,5 +225,6 @@ def main(args: argparse.Namespace) -> int:
     _, errors = run_embed(
         items, args.output, model_name=model_name, weights=args.weights, checkpoint=args.checkpoint,
         stage=args.stage, batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
+        workers=args.workers,
     )  # fmt: skip
     return 2 if errors else 0
