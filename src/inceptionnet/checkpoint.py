@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from . import data as D
-from .errors import CheckpointError, NonFiniteError, UsageError
+from .errors import CheckpointError, NonFiniteError, UsageError, excerpt, first_line
 
 if TYPE_CHECKING:
     from .models import InceptionBase
@@ -329,7 +329,7 @@ def check_fast_flags(backend: str | None, dtype: str | None) -> None:
     from .deploy.fast import BACKENDS
 
     if backend not in BACKENDS:
-        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        raise UsageError(f"--backend {excerpt(backend)}: choose one of {', '.join(BACKENDS)}")
 
 
 def load_for_inference(
@@ -454,8 +454,8 @@ def _from_loaded(
         if not meta.model_kwargs:
             raise
         raise CheckpointError(
-            f"{where}: its model_kwargs {meta.model_kwargs} do not build {name} ({e}); is it a checkpoint "
-            "of another model or version?"
+            f"{where}: its model_kwargs {excerpt(meta.model_kwargs)} do not build {name} "
+            f"({first_line(e, 160)}); is it a checkpoint of another model or version?"
         ) from None
     model.sync_pool_size()
     classes = meta.classes or [str(c) for c in model.default_cfg.get("classes") or []]
@@ -485,11 +485,38 @@ def _open_onnx(source: ModelSource, device: torch.device) -> Predictor:
 
     path = Path(str(source.path))
     f = open_onnx(path, device.type)
-    name = str(f.meta.get("model_name") or path.stem)
+    _check_graph_input(f.session.get_inputs()[0], f.icfg, f.fixed_batch, path)
+    name = f.meta.get("model_name")
+    name = name if isinstance(name, str) and 0 < len(name) <= 100 else path.stem
     return Predictor(
         _fixed_batch(ort_runner(f.session), f.fixed_batch), f.icfg, f.classes, name, source,
         backend="onnxruntime", dtype="fp32", device=device, meta=f.meta, fixed_batch=f.fixed_batch,
     )  # fmt: skip
+
+
+MAX_FIXED_BATCH = 1024  # the batch a file exported with --batch N may fix (inputs are padded to it)
+
+
+def _check_graph_input(inp: Any, icfg: D.InputConfig, fixed: int | None, path: Path) -> None:
+    """The metadata's channels and size against the graph's declared input (N, C, H, W; a dimension
+    that is a name is dynamic), so a file whose metadata lies is one line here, not an onnxruntime
+    traceback or an allocation of the size it claims on the first image."""
+    shape, fix = list(inp.shape or []), "the metadata does not match the graph: export the model again"
+    if len(shape) != 4 or inp.type != "tensor(float)":
+        raise CheckpointError(
+            f"ONNX file {path}: its input is {excerpt(inp.type)} of shape {excerpt(shape)}, not float "
+            "images (N, C, H, W); export the model with 'inceptionnet export'"
+        )
+    if fixed is not None and not 0 < fixed <= MAX_FIXED_BATCH:
+        raise CheckpointError(
+            f"ONNX file {path}: its input batch is {fixed}, not 1..{MAX_FIXED_BATCH}; {fix}"
+        )
+    said = (("channels", icfg.in_chans), ("height", icfg.input_size), ("width", icfg.input_size))
+    for dim, (what, n) in zip(shape[1:], said, strict=True):
+        if isinstance(dim, int) and dim != n:
+            raise CheckpointError(
+                f"ONNX file {path}: its metadata says {n} input {what} but the graph takes {dim}; {fix}"
+            )
 
 
 @dataclass(frozen=True)

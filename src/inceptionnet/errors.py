@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import reprlib
 import sys
 from collections import deque
@@ -156,40 +157,52 @@ def excerpt(value: Any, limit: int = EXCERPT_MAX) -> str:
     return s if len(s) <= limit else s[: max(0, limit - 3)] + "..."
 
 
-YAML_MAX_BYTES = 1 << 20  # a recipe is a page of flags; a larger file is refused before it is parsed
+YAML_MAX_BYTES = 64 << 10  # a recipe is a page of flags (ours: < 1 KB); PyYAML reads ~20-500 KB/s
+YAML_MAX_DEPTH = 50  # levels of nesting (a recipe has 2 or 3); 2,000 levels took PyYAML 3 s, 100,000 hours
 
 
 def load_yaml(text: str, where: str) -> Any:
     """YAML ``text`` read as ``yaml.safe_load`` does, with aliases refused: a 1 KB file of nested
     aliases expands to a structure whose every walk (repr, json.dumps, a copy) never ends. Invalid
-    YAML, an alias, nesting too deep, an int too long and a text over ``YAML_MAX_BYTES`` are one
-    ``UsageError`` naming ``where`` (a file, or a flag) and the line."""
+    YAML, an alias, nesting deeper than ``YAML_MAX_DEPTH``, an int too long and a text over
+    ``YAML_MAX_BYTES`` are one ``UsageError`` naming ``where`` (a file, or a flag) and the line."""
     import yaml
 
     if len(text) > YAML_MAX_BYTES:
         raise UsageError(f"{where}: {len(text):,} characters of YAML; at most {YAML_MAX_BYTES:,} are read")
+    _check_flow_depth(text, where)
     loader = _no_alias_loader()(text)
     try:
         return loader.get_single_data()
-    except _YamlAliasError as e:
-        raise UsageError(f"{where}: YAML aliases are not accepted ({e}); write the value out") from None
+    except _YamlRefused as e:
+        raise UsageError(f"{where}: {e}") from None
     except yaml.MarkedYAMLError as e:
         raise UsageError(f"{where} is not valid YAML: {e.problem}{_at(e.problem_mark)}") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{where} is not valid YAML: {first_line(e)}") from None
-    except RecursionError:  # 10,000 nested brackets
-        raise UsageError(f"{where}: YAML nested too deeply to read") from None
     except ValueError as e:  # an int of 5,000 digits
         raise UsageError(f"{where}: a YAML value cannot be read ({first_line(e, 80)})") from None
     finally:
         loader.dispose()
 
 
+def _check_flow_depth(text: str, where: str) -> None:
+    """Brackets nested deeper than YAML_MAX_DEPTH, found before parsing: PyYAML scans a flow
+    collection to its end before the loader sees the first node (100,000 "[" took it 1.2 s, and the
+    time grows with the square of the depth). Brackets in quoted strings count too (50 unclosed
+    ones in a recipe's string are not expected)."""
+    depth = 0
+    for c in re.sub(r"[^\[\]{}]+", "", text):
+        depth = depth + 1 if c in "[{" else max(0, depth - 1)
+        if depth > YAML_MAX_DEPTH:
+            raise UsageError(f"{where}: YAML nested more than {YAML_MAX_DEPTH} levels of brackets")
+
+
 def _at(mark: Any) -> str:
     return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
-class _YamlAliasError(Exception):
+class _YamlRefused(Exception):
     pass
 
 
@@ -199,11 +212,21 @@ def _no_alias_loader() -> Any:
     import yaml
 
     class NoAliasLoader(yaml.SafeLoader):
+        depth = 0
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
-                raise _YamlAliasError(f"*{str(event.anchor)[:40]}{_at(event.start_mark)}")
-            return super().compose_node(parent, index)
+                at = f"*{str(event.anchor)[:40]}{_at(event.start_mark)}"
+                raise _YamlRefused(f"YAML aliases are not accepted ({at}); write the value out")
+            if self.depth >= YAML_MAX_DEPTH:  # PyYAML's scanner is quadratic in the depth
+                at = _at(self.peek_event().start_mark)
+                raise _YamlRefused(f"YAML nested more than {YAML_MAX_DEPTH} levels ({at.strip()})")
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     return NoAliasLoader
 

@@ -41,7 +41,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import data as D
-from ..errors import CheckpointError, ExportError, UsageError, first_line
+from ..data.config import MAX_CLASSES, class_names, input_config_from_fields
+from ..errors import CheckpointError, ExportError, UsageError, excerpt, first_line
 from ..fileio import atomic_write, make_shareable, not_a_regular_file
 from ..runtime import quiet_output
 from .verify import check_close
@@ -205,35 +206,35 @@ def decode_onnx_metadata(props: Mapping[str, str]) -> dict[str, Any]:
             continue
         try:
             out[k] = json.loads(v)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: 100,000 nested brackets
             out[k] = v  # someone else's key: keep the text
     return out
 
 
 def input_config_from_metadata(meta: Mapping[str, Any], source: str) -> D.InputConfig:
-    """The preprocessing recorded in an exported file (the same ``InputConfig`` the PyTorch path uses)."""
+    """The preprocessing recorded in an exported file (the same ``InputConfig`` the PyTorch path uses),
+    every field checked by ``data.config.input_config_from_fields``: a file's metadata is not trusted."""
     missing = [k for k in ("input_size", "mean", "std") if k not in meta]
     if missing:
         raise CheckpointError(
             f"{source} has no inceptionnet metadata ({', '.join(missing)} missing), so its preprocessing "
             "is unknown; export it with 'inceptionnet export'"
         )
-    try:
-        c, h, w = (int(v) for v in meta["input_size"])
-        mean, std = tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"])
-    except (TypeError, ValueError):
+    size = meta["input_size"]
+    if not isinstance(size, list) or len(size) != 3 or not all(type(v) is int and v > 0 for v in size):
         raise CheckpointError(
-            f"{source}: malformed metadata input_size={meta['input_size']!r} mean={meta['mean']!r} "
-            f"std={meta['std']!r}; export the model again"
-        ) from None
+            f"{source}: metadata input_size is {excerpt(size)}, not [channels, height, width] (3 positive "
+            "integers); export the model again"
+        )
+    c, h, w = size
     if h != w:
         raise CheckpointError(
             f"{source} takes {h}x{w} inputs; prediction resizes and center-crops to a square, so "
             "export it with --input-size S S"
         )
-    return D.InputConfig(
-        h, c, mean, std, float(meta.get("crop_pct", 1.0)), str(meta.get("interpolation", "bilinear")),
-        meta.get("dataset"),
+    return input_config_from_fields(
+        {**meta, "input_size": h, "in_chans": c}, source, error=CheckpointError, prefix="metadata ",
+        fix="export the model again",
     )  # fmt: skip
 
 
@@ -313,7 +314,10 @@ def open_onnx(path: str | Path, device: str = "cpu") -> OnnxModel:
     icfg = input_config_from_metadata(meta, str(path))
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
     num_outputs = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else meta.get("num_classes")
-    classes = [str(c) for c in meta.get("classes") or []] or [str(i) for i in range(int(num_outputs or 0))]
+    if num_outputs is not None and (type(num_outputs) is not int or not 0 < num_outputs <= MAX_CLASSES):
+        raise CheckpointError(f"{path}: metadata num_classes is {excerpt(num_outputs)}; export it again")
+    classes = class_names(meta.get("classes"), str(path), error=CheckpointError, fix="export it again")
+    classes = classes or [str(i) for i in range(num_outputs or 0)]
     if not classes:
         raise CheckpointError(f"{path}: cannot tell the number of classes (no metadata, dynamic output)")
     if isinstance(num_outputs, int) and len(classes) != num_outputs:

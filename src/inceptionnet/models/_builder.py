@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data import InputConfig, channel_stats
-from ..errors import CheckpointError, UsageError, first_line
+from ..data.config import class_names, input_config_from_fields
+from ..errors import CheckpointError, UsageError, excerpt, first_line
 from ..fileio import is_safetensors, load_file
 from ._registry import check_arg, check_builder_kwargs, get_model_builder
 from ._weights import (
@@ -114,26 +115,36 @@ def load_weights(weights: str, name: str | None = None) -> LoadedWeights:
     return LoadedWeights(str(weights), path, source, extract_state_dict(obj, source), meta, entry)
 
 
+MAX_MODEL_KWARGS = 64  # builder flags a file may set; a list value holds at most this many scalars
+_SCALARS = (str, int, float, bool, type(None))
+_DAMAGED = "the metadata is damaged"
+
+
 def read_checkpoint_meta(path: Path, obj: Any) -> CheckpointMeta:
     """The metadata of the file ``path`` (loaded as ``obj``; a safetensors file's is in its header),
-    each field checked: damaged metadata is one ``CheckpointError`` naming the file and the field."""
+    each field checked for type and size before use (a file may hold any structure ``weights_only``
+    allows, a list of shared references that never ends when printed included): damaged metadata is
+    one ``CheckpointError`` naming the file and the field, with a bounded excerpt of the value."""
     meta = _safetensors_meta(path) if is_safetensors(path) else obj
     if not isinstance(meta, Mapping):
         return CheckpointMeta()
     name = meta.get("model_name")
-    if "model_name" in meta and (not isinstance(name, str) or not name):
+    if "model_name" in meta and (not isinstance(name, str) or not 0 < len(name) <= 100):
         raise CheckpointError(
-            f"checkpoint {path}: its model_name {name!r} is not a model name; the metadata is damaged"
+            f"checkpoint {path}: its model_name {excerpt(name)} is not a model name; {_DAMAGED}"
         )
     dcfg = meta.get("data_cfg") or {}
     if not isinstance(dcfg, Mapping):
         raise CheckpointError(
-            f"checkpoint {path}: its data_cfg is a {type(dcfg).__name__}, not a mapping; the metadata is damaged"
+            f"checkpoint {path}: its data_cfg is a {type(dcfg).__name__}, not a mapping; {_DAMAGED}"
         )
-    return CheckpointMeta(
-        name, _meta_kwargs(meta.get("model_kwargs"), path), _meta_classes(meta.get("classes"), path),
-        dict(dcfg), _meta_input_config(dcfg, path) if dcfg else None,
-    )  # fmt: skip
+    icfg = None
+    if dcfg:
+        icfg = input_config_from_fields(
+            dcfg, f"checkpoint {path}", error=CheckpointError, prefix="data_cfg ", fix=_DAMAGED
+        )
+    classes = class_names(meta.get("classes"), f"checkpoint {path}", error=CheckpointError, fix=_DAMAGED)
+    return CheckpointMeta(name, _meta_kwargs(meta.get("model_kwargs"), path), classes, dict(dcfg), icfg)
 
 
 def _safetensors_meta(path: Path) -> dict[str, Any]:
@@ -149,88 +160,32 @@ def _safetensors_meta(path: Path) -> dict[str, Any]:
         if key in out:
             try:
                 out[key] = json.loads(out[key])
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: 100,000 nested brackets
                 raise CheckpointError(
-                    f"safetensors file {path}: its metadata {key} is not valid JSON ({e}); the file's "
-                    "metadata is damaged: write it again from the .pt checkpoint"
+                    f"safetensors file {path}: its metadata {key} is not valid JSON ({first_line(e, 100)}); "
+                    "the file's metadata is damaged: write it again from the .pt checkpoint"
                 ) from None
     return out
 
 
-def _meta_classes(value: Any, path: Path) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list | tuple) or not all(isinstance(c, str) for c in value):
-        shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
-        raise CheckpointError(
-            f"checkpoint {path}: its classes {shown} are not a list of class names; the metadata is damaged"
-        )
-    return list(value)
-
-
 def _meta_kwargs(value: Any, path: Path) -> dict[str, Any]:
+    """A file's builder flags: a mapping of at most MAX_MODEL_KWARGS names to scalars or short flat
+    lists of scalars (what ``--model-kwargs`` can say)."""
     if value is None:
         return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+    ok = isinstance(value, Mapping) and len(value) <= MAX_MODEL_KWARGS
+    if not ok or not all(isinstance(k, str) and len(k) <= 100 and _simple(v) for k, v in value.items()):
         raise CheckpointError(
-            f"checkpoint {path}: its model_kwargs {value!r} are not a mapping of flag names; the "
-            "metadata is damaged"
+            f"checkpoint {path}: its model_kwargs {excerpt(value)} are not a mapping of flag names to "
+            f"numbers, strings or short lists; {_DAMAGED}"
         )
     return dict(value)
 
 
-def _positive_int(v: Any, what: str, path: Path) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or int(v) < 1:
-        raise CheckpointError(
-            f"checkpoint {path}: {what} is {v!r}, not a positive integer; the metadata is damaged"
-        )
-    return int(v)
-
-
-def _numbers(
-    v: Any, what: str, path: Path, n: int | None = None, positive: bool = False
-) -> tuple[float, ...]:
-    ok = isinstance(v, list | tuple) and all(
-        isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x)) for x in v
-    )
-    if ok and (n is not None and len(v) != n or positive and any(float(x) <= 0 for x in v)):
-        ok = False
-    if not ok:
-        need = f"{n} " if n is not None else ""
-        sign = "positive " if positive else ""
-        raise CheckpointError(
-            f"checkpoint {path}: {what} is {v!r}, not {need}finite {sign}numbers; the metadata is damaged"
-        )
-    return tuple(float(x) for x in v)
-
-
-def _meta_input_config(dcfg: Mapping[str, Any], path: Path) -> InputConfig:
-    """A checkpoint's ``data_cfg`` as an ``InputConfig``, each field checked (a damaged or foreign
-    file says which one is wrong instead of a KeyError or TypeError)."""
-    missing = [k for k in ("input_size", "in_chans", "mean", "std") if k not in dcfg]
-    if missing:
-        raise CheckpointError(
-            f"checkpoint {path}: its data_cfg lacks {', '.join(missing)}; the metadata is damaged"
-        )
-    size = _positive_int(dcfg["input_size"], "data_cfg input_size", path)
-    chans = _positive_int(dcfg["in_chans"], "data_cfg in_chans", path)
-    mean = _numbers(dcfg["mean"], "data_cfg mean", path, chans)
-    std = _numbers(dcfg["std"], "data_cfg std", path, chans, positive=True)
-    crop = dcfg.get("crop_pct", 1.0)
-    if isinstance(crop, bool) or not isinstance(crop, numbers.Real) or not 0 < float(crop) <= 1:
-        raise CheckpointError(f"checkpoint {path}: data_cfg crop_pct is {crop!r}, not a number in (0, 1]")
-    for key, allowed in (("interpolation", None), ("dataset", None), ("input_space", ("RGB", "BGR"))):
-        v = dcfg.get(key)
-        if v is not None and (not isinstance(v, str) or allowed and v not in allowed):
-            raise CheckpointError(f"checkpoint {path}: data_cfg {key} is {v!r}; the metadata is damaged")
-    rng = dcfg.get("input_range")
-    if rng is not None:
-        lo, hi = _numbers(rng, "data_cfg input_range", path, 2)
-        if not lo < hi:
-            raise CheckpointError(f"checkpoint {path}: data_cfg input_range {rng!r} is empty")
-    return InputConfig.from_dict(
-        {**dcfg, "input_size": size, "in_chans": chans, "mean": mean, "std": std, "crop_pct": float(crop)}
-    )
+def _simple(v: Any) -> bool:
+    if isinstance(v, list | tuple):
+        return len(v) <= MAX_MODEL_KWARGS and all(isinstance(x, _SCALARS) and _simple(x) for x in v)
+    return isinstance(v, _SCALARS) and (not isinstance(v, str) or len(v) <= 200)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,14 +320,21 @@ def check_model_kwargs(kwargs: Mapping[str, Any]) -> None:
         if key not in kwargs:
             continue
         v = kwargs[key]
-        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(_float(v))
         if not ok or not (lo <= v if lo_in else lo < v) or v > hi:
             rule = (
                 f"positive and finite (at most {hi:g})"
                 if lo == 0 and not lo_in
                 else f"a finite number between {lo:g} and {hi:g}"
             )
-            raise UsageError(f"{key} must be {rule}, got {v!r}")
+            raise UsageError(f"{key} must be {rule}, got {excerpt(v)}")
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:  # an int of 400 digits
+        return math.inf
 
 
 def _build(builder: Callable[..., nn.Module], name: str, **kwargs: Any) -> InceptionBase:
@@ -388,7 +350,7 @@ def _build(builder: Callable[..., nn.Module], name: str, **kwargs: Any) -> Incep
             s in msg for s in ("allocate", "out of memory", "Overflow", "too large")
         ):
             raise
-        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        shown = ", ".join(f"{k}={excerpt(v, limit=40)}" for k, v in list(kwargs.items())[:8])
         raise UsageError(
             f"cannot build {name}({shown}): {first_line(e, limit=160)}; check num_classes, in_chans and width"
         ) from None
@@ -499,14 +461,14 @@ def create_model(
     num_classes = 1000 if num_classes is None else num_classes
     in_chans = 3 if in_chans is None else in_chans
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-        raise UsageError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        raise UsageError(f"num_classes must be a non-negative integer, got {excerpt(num_classes)}")
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
-        raise UsageError(f"in_chans must be a positive integer, got {in_chans!r}")
+        raise UsageError(f"in_chans must be a positive integer, got {excerpt(in_chans)}")
     if weights is None:
         model = _build(builder, name, num_classes=num_classes, in_chans=in_chans, **kwargs)
     else:
         if not isinstance(weights, str | Path) or not str(weights):
-            raise UsageError(f"weights must be a weight entry name or a file path, got {weights!r}")
+            raise UsageError(f"weights must be a weight entry name or a file path, got {excerpt(weights)}")
         model = build_with_weights(
             name, builder, str(weights), num_classes=num_classes, in_chans=in_chans, new_head_ok=new_head_ok,
             **kwargs,

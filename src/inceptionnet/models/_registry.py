@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from ..errors import UsageError, excerpt
+from ..errors import UsageError, excerpt, load_yaml
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -39,15 +39,15 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def unknown_model_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.4)
+    close = difflib.get_close_matches(name[:100], list(_MODELS), n=3, cutoff=0.4)  # [:100]: quadratic
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return f"unknown model {name!r}{hint} (available: {', '.join(list_models())})"
+    return f"unknown model {excerpt(name)}{hint} (available: {', '.join(list_models())})"
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
     if not isinstance(name, str):
         raise UsageError(
-            f"the model name must be a string such as 'googlenet', got {name!r} ({type(name).__name__}); "
+            f"the model name must be a string such as 'googlenet', got {excerpt(name)} ({type(name).__name__}); "
             f"available: {', '.join(list_models())}"
         )
     if name not in _MODELS:
@@ -70,8 +70,6 @@ def _number_or_value(v: Any) -> Any:
 def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
     """``--model-kwargs KEY=VALUE ...`` (values parsed as YAML; numbers such as ``5e-1`` as numbers)
     or a recipe's mapping -> constructor kwargs."""
-    import yaml
-
     if isinstance(items, dict):
         return {str(k): _number_or_value(v) for k, v in items.items()}
     out: dict[str, Any] = {}
@@ -81,10 +79,7 @@ def parse_model_kwargs(items: Sequence[str] | dict[str, Any]) -> dict[str, Any]:
         k, v = item.split("=", 1)
         if not k.strip():
             raise UsageError(f"--model-kwargs expects KEY=VALUE, got {item!r}")
-        try:
-            value = yaml.safe_load(v)  # numbers, bools, lists
-        except yaml.YAMLError:
-            raise UsageError(f"--model-kwargs {item!r}: the value is not valid YAML") from None
+        value = load_yaml(v, f"--model-kwargs {excerpt(item)}")  # numbers, bools, lists; no aliases
         out[k.strip()] = _number_or_value(value)
     return out
 
