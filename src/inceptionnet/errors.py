@@ -110,8 +110,11 @@ class _BoundedRepr(reprlib.Repr):
         self.budget -= 1
         if self.budget < 0:
             return self.fillvalue
-        if x is None or isinstance(x, (bool, float, complex)):
-            return repr(x)
+        for kind in (bool, float, complex):  # the base type's repr: a subclass's __repr__ is not ours to run
+            if isinstance(x, kind):
+                return kind.__repr__(x)
+        if x is None:
+            return "None"
         if isinstance(x, int):  # a huge int's decimal form is slow to make (and refused past 4300 digits)
             return repr(int(x)) if x.bit_length() <= 256 else f"<int of {x.bit_length()} bits>"
         if isinstance(x, str):

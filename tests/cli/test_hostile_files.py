@@ -9,8 +9,10 @@ do not finish)."""
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,10 @@ from helpers import SMALL, one_error_line
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
 from inceptionnet.data import InputConfig
-from inceptionnet.errors import UsageError, excerpt, load_yaml
+from inceptionnet.errors import CheckpointError, UsageError, excerpt, load_yaml
 from inceptionnet.models import parse_model_kwargs
 from inceptionnet.train.args import parse_args
+from inceptionnet.train.state import check_resume, load_checkpoint
 
 CLASSES = [f"c{i}" for i in range(10)]
 ICFG = InputConfig(8, 1, (0.5,), (0.25,), 1.0, "bilinear", "digits")
@@ -214,6 +217,14 @@ def test_other_commands_read_the_same_checked_metadata(command, state_dict, png,
     rc, _, err = run(argv, capsys)
     assert rc == 2 and not out.exists()
     one_error_line(err, str(path), "its classes [[[[[...], [...]]")
+
+
+def test_train_resume_checks_the_metadata_before_showing_it(state_dict, tmp_path):
+    """``train --resume``: a checkpoint of another model is named in the message; a model_name of
+    shared references hung there."""
+    path = save_checkpoint(tmp_path / "checkpoint.pt", state_dict, model_name=shared_list())
+    with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {path}: its model_name [[[[[...]")):
+        check_resume(argparse.Namespace(model="googlenet_small"), load_checkpoint(path), path, {})
 
 
 def test_safetensors_metadata_nested_too_deep_is_one_line(state_dict, png, tmp_path, capsys):

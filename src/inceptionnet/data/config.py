@@ -48,12 +48,9 @@ class InputConfig:
         )  # fmt: skip
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputConfig:
-        return cls(
-            int(d["input_size"]), int(d["in_chans"]), tuple(d["mean"]), tuple(d["std"]),
-            float(d.get("crop_pct", 1.0)), str(d.get("interpolation", "bilinear")), d.get("dataset"),
-            str(d.get("input_space") or "RGB"), tuple(d.get("input_range") or (0.0, 1.0)),
-        )  # fmt: skip
+    def from_dict(cls, d: Mapping[str, Any], where: str = "input config") -> InputConfig:
+        """``to_dict``'s inverse, every field checked (``input_config_from_fields``)."""
+        return input_config_from_fields(d, where)
 
     @classmethod
     def from_model(cls, model: Any, dataset: str | None = None) -> InputConfig:

@@ -27,6 +27,7 @@ from .. import data as D
 from ..errors import CheckpointError, first_line
 from ..fileio import atomic_torch_save, load_file, same_file
 from ..models import InceptionBase, fit_state_dict
+from ..models._builder import read_checkpoint_meta
 from .args import public_args
 from .engine import EpochState, StopFlag
 
@@ -144,6 +145,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "model" not in ckpt or "epoch" not in ckpt:
         raise CheckpointError(f"{path} is not a training checkpoint of inceptionnet (no model/epoch); "
                               "to start from plain weights use --weights")  # fmt: skip
+    read_checkpoint_meta(Path(path), ckpt)  # classes, model_kwargs ... checked before a message shows them
     return ckpt
 
 
