@@ -23,6 +23,7 @@ from PIL import Image
 
 from helpers import SMALL, one_error_line
 from inceptionnet import create_model
+from inceptionnet.checkpoint import ModelSource, load_for_inference, open_for_inference
 from inceptionnet.cli import main as cli
 from inceptionnet.data import InputConfig
 from inceptionnet.errors import CheckpointError, UsageError, excerpt, load_yaml
@@ -239,11 +240,10 @@ def test_safetensors_metadata_nested_too_deep_is_one_line(state_dict, png, tmp_p
     one_error_line(err, f"safetensors file {path}: its metadata classes is not valid JSON")
 
 
-def test_a_checkpoint_within_the_bounds_still_works(state_dict, png, tmp_path, capsys):
+def test_a_checkpoint_within_the_bounds_still_works(state_dict, tmp_path):
     path = save_checkpoint(tmp_path / "ok.pt", state_dict, model_kwargs={"width": 0.125, "norm": "bn"})
-    rc, out, err = run(["predict", "--checkpoint", str(path), "--json", str(png)], capsys)
-    assert rc == 0, err
-    assert json.loads(out)[0]["top"][0]["label"] in CLASSES
+    _, _, icfg, classes = load_for_inference(str(path), None, None)
+    assert classes == CLASSES and icfg == ICFG
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,8 +319,9 @@ def test_onnx_num_classes_of_a_dynamic_output_is_checked(num_classes, png, tmp_p
     one_error_line(err, str(path), f"metadata num_classes is {excerpt(num_classes)}")
 
 
-def test_a_truthful_onnx_file_runs(png, tmp_path, capsys):
-    path = onnx_file(tmp_path / "ok.onnx", crop_pct=0.875)
-    rc, out, err = run(["predict", "--onnx", str(path), "--json", str(png)], capsys)
-    assert rc == 0, err
-    assert json.loads(out)[0]["top"][0]["label"] in ("k0", "k1", "k2")
+@pytest.mark.parametrize("outputs", [3, "n"])
+def test_a_truthful_onnx_file_runs(outputs, tmp_path):
+    path = onnx_file(tmp_path / "ok.onnx", crop_pct=0.875, outputs=outputs)
+    p = open_for_inference(ModelSource.exported(path))
+    assert p.classes == ["k0", "k1", "k2"] and p.input_config.crop_pct == 0.875
+    assert tuple(p(torch.zeros(2, 1, 8, 8)).shape) == (2, 3)
