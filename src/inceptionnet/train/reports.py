@@ -47,6 +47,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] + 1 for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -59,6 +60,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], title: str) -> None:
         a2.plot(ep, [h.get("ema_val_acc1") for h in history], "o--", label="EMA val top-1")
     a2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for a in (a1, a2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25, 1.5 ticks
         a.grid(alpha=0.3)
         a.legend()
     fig.suptitle(title)
