@@ -135,3 +135,15 @@ def test_model_backward_fx(model_name, batch_size):
     assert outputs.shape[-1] == NUM_CLASSES
     assert num_params - num_aux == num_grad, "Some parameters are missing gradients"
     assert not torch.isnan(outputs).any(), "Output included NaNs"
+
+
+@pytest.mark.parametrize("feature_cls", ["list", "dict"])
+def test_features_only_fx_then_script(feature_cls):
+    """The feature extractors' forwards are traced as roots too: FX then script works on them."""
+    model = create_model("googlenet_small", features_only=True, feature_cls=feature_cls).eval()
+    scripted = torch.jit.script(torch.fx.symbolic_trace(model))
+    x = torch.randn(1, 3, 64, 64)
+    want, got = model(x), scripted(x)
+    if feature_cls == "dict":
+        want, got = list(want.values()), list(got.values())
+    assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(want, got))

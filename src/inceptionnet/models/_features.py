@@ -24,9 +24,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import numbers
+import typing
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.utils.checkpoint
@@ -48,6 +49,19 @@ __all__ = [
 ]
 
 Indices = int | Sequence[int] | None
+
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def resolved_annotations(fn: _Fn) -> _Fn:
+    """``fn`` with its annotations as the types themselves, not the strings this module's
+    ``from __future__ import annotations`` leaves. ``torch.fx`` copies a traced ``forward``'s
+    annotations into the code it generates: the string ``'Tensor'`` became the name ``_Tensor_``,
+    which ``torch.jit.script`` of the GraphModule cannot resolve (timm's
+    ``test_model_forward_fx_torchscript``)."""
+    fn.__annotations__ = typing.get_type_hints(fn)
+    return fn
 
 
 def fx_symbolic_tracing() -> bool:
@@ -303,6 +317,7 @@ class FeatureDictNet(nn.ModuleDict):
                 out[self.return_layers[name]] = x
         return out
 
+    @resolved_annotations
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self._collect(x)
 
@@ -310,6 +325,7 @@ class FeatureDictNet(nn.ModuleDict):
 class FeatureListNet(FeatureDictNet):
     """``FeatureDictNet`` returning a list (timm's default ``features_only`` extractor)."""
 
+    @resolved_annotations
     def forward(self, x: Tensor) -> list[Tensor]:  # type: ignore[override]
         return list(self._collect(x).values())
 
@@ -344,6 +360,7 @@ class FeatureGetterNet(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
 
+    @resolved_annotations
     def forward(self, x: Tensor) -> Any:
         feats = self.model.forward_intermediates(
             x, indices=self.out_indices, norm=self.norm, intermediates_only=True

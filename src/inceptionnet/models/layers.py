@@ -7,10 +7,9 @@ conv + bias + ReLU (``ConvAct``).
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 
 from ..data import channel_stats
 from ..errors import InputShapeError, UsageError, excerpt, first_line
-from ._features import feature_take_indices, fx_symbolic_tracing, run_module
+from ._features import feature_take_indices, fx_symbolic_tracing, resolved_annotations, run_module
 from ._registry import check_arg
 
 NORMS = ("bn", "none")
@@ -38,18 +37,6 @@ ACT_MODULES: tuple[type[nn.Module], ...] = tuple(
     dict.fromkeys([*(type(f()) for f in _ACT_FACTORIES.values()), nn.ReLU6, nn.GELU, nn.Sigmoid])
 )
 POOLS = ("max", "avg")
-
-_Fn = TypeVar("_Fn", bound=Callable[..., Any])
-
-
-def resolved_annotations(fn: _Fn) -> _Fn:
-    """``fn`` with its annotations as the types themselves, not the strings this module's
-    ``from __future__ import annotations`` leaves. ``torch.fx`` copies a traced ``forward``'s
-    annotations into the code it generates: the string ``'Tensor'`` became the name ``_Tensor_``,
-    which ``torch.jit.script`` of the GraphModule cannot resolve (timm's
-    ``test_model_forward_fx_torchscript``)."""
-    fn.__annotations__ = typing.get_type_hints(fn)
-    return fn
 
 
 class ModelOutput(NamedTuple):
