@@ -19,7 +19,9 @@ torch-fidelity compute them.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -54,18 +56,28 @@ __all__ = [
     "RESIZE_MODES",
     "FIDNetwork",
     "Features",
+    "RankDeficientWarning",
+    "Reference",
     "check_covariance",
     "check_image_count",
+    "check_same_rules",
     "fid",
     "fid_network",
     "folder_features",
     "frechet_distance",
     "image_files",
+    "trace_sqrt_product",
     "inception_score",
     "kernel_inception_distance",
+    "is_reference_file",
     "load_fid_model",
+    "load_reference",
     "load_stats",
+    "reference_count",
+    "reference_fid",
+    "save_reference",
     "save_stats",
+    "source_reference",
     "source_stats",
     "stats_of",
 ]
@@ -145,10 +157,27 @@ class FIDNetwork:
         self.eager = model.eval()
         self.module = self.eager
         self.checked: set[int] = set()
+        self._sha256: str | None = None
         if backend == "fast":
             from ..deploy.fold import optimize_module
 
             self.module, _ = optimize_module(model)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the network's weights: its floating-point tensors in key order (name, dtype, shape,
+        bytes), so pytorch-fid's and torch-fidelity's files of the same tensors agree (BN's integer
+        ``num_batches_tracked`` left out); what a saved reference records. Computed once (~0.3 s)."""
+        if self._sha256 is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            for name, t in sorted(self.eager.state_dict().items()):
+                if t.is_floating_point():
+                    h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._sha256 = h.hexdigest()
+        return self._sha256
 
     def _run(self, x: Tensor, dims: int) -> tuple[Tensor, Tensor | None]:
         if self.backend == "eager":
@@ -186,13 +215,23 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def check_image_count(n: int, dims: int, source: str = "") -> None:
+class RankDeficientWarning(UserWarning):
+    """FID of fewer images than dims + 1 (``--allow-rank-deficient``): pytorch-fid's number, biased."""
+
+
+def check_image_count(n: int, dims: int, source: str = "", allow_rank_deficient: bool = False) -> None:
     """FID needs a full-rank dims x dims covariance: at least dims + 1 images (pytorch-fid only warns
-    and adds eps to the diagonal, which gives a number that depends on eps)."""
+    and adds eps to the diagonal, which gives a number that depends on eps). With
+    ``allow_rank_deficient`` (pytorch-fid's number, biased) at least 2: one image has no covariance."""
+    if allow_rank_deficient:
+        if n < 2:
+            raise UsageError(f"{source or 'the images'}: {n} image(s); a covariance needs at least 2")
+        return
     if n < dims + 1:
         raise UsageError(
             f"{source or 'the images'}: {n} images give a rank-deficient {dims}x{dims} covariance; FID "
-            f"needs at least {dims + 1} (use more images or a smaller --dims)"
+            f"needs at least {dims + 1} (use more images, a smaller --dims, or --allow-rank-deficient for "
+            "pytorch-fid's biased number)"
         )
 
 
@@ -298,71 +337,133 @@ def folder_features(
     return out
 
 
-def stats_of(features: np.ndarray, source: str = "") -> tuple[np.ndarray, np.ndarray]:
+def stats_of(
+    features: np.ndarray, source: str = "", allow_rank_deficient: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) in float64 as pytorch-fid: ``np.mean`` and ``np.cov(rowvar=False)``."""
-    check_image_count(features.shape[0], features.shape[1], source)
+    check_image_count(features.shape[0], features.shape[1], source, allow_rank_deficient)
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
 
 
-def _npy_header(
-    z: zipfile.ZipFile, key: str, path: str | os.PathLike[str]
-) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) an ``.npz`` member declares, read from its header alone (nothing allocated)."""
+# A saved reference (``--save-stats``): pytorch-fid's mu and sigma, plus the per-image features (so KID
+# and precision / recall run against it) and META: a JSON object in a uint8 array (no pickles). An
+# .npz of mu and sigma alone (pytorch-fid's, or ours before features were kept) still gives FID.
+STATS_KEYS = frozenset({"mu", "sigma"})
+REFERENCE_KEYS = frozenset({"mu", "sigma", "features", "meta"})
+REFERENCE_FORMAT = "inceptionnet-fid-reference"
+META_MAX_BYTES = 1 << 16
+# deflate expands at most ~1032:1: a member declaring more than this x its compressed size lies
+MAX_DEFLATE_RATIO = 1100
+
+
+@dataclass(frozen=True)
+class _Member:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    data_bytes: int  # what the zip directory says follows the .npy header
+    compressed: int
+
+
+def _npy_header(z: zipfile.ZipFile, key: str, path: str | os.PathLike[str]) -> _Member:
+    """Shape and dtype an ``.npz`` member declares, read from its header alone (nothing allocated)."""
     name = f"{key}.npy" if f"{key}.npy" in z.namelist() else key
+    info = z.getinfo(name)
     with z.open(name) as fp:
         version = np.lib.format.read_magic(fp)
         read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
         if version not in read:
             raise UsageError(f"{path}: {key} is not a plain .npy array (format version {version})")
         shape, _, dtype = read[version](fp)
-    return tuple(int(s) for s in shape), np.dtype(dtype)
+        header_end = fp.tell()
+    return _Member(
+        tuple(int(s) for s in shape), np.dtype(dtype), info.file_size - header_end, info.compress_size
+    )
 
 
-def _check_stats_header(path: str | os.PathLike[str], dims: int | None) -> None:
+def _check_extra_members(z: zipfile.ZipFile, path: str | os.PathLike[str], keys: set[str], d: int) -> None:
+    """``features`` (n, d) floats, n >= 1, whose bytes the zip member really declares (and no more than
+    deflate can give from its compressed size: nothing is allocated for a lying header); ``meta`` a
+    uint8 vector of at most META_MAX_BYTES."""
+    if "features" in keys:
+        f = _npy_header(z, "features", path)
+        if f.dtype.kind != "f" or len(f.shape) != 2 or f.shape[1] != d or f.shape[0] < 1:
+            raise UsageError(
+                f"{path}: features {excerpt(f.shape)} of {excerpt(str(f.dtype))} are not an N x {d} array of "
+                "floats; save the reference again"
+            )
+        declared = f.shape[0] * f.shape[1] * f.dtype.itemsize
+        if declared != f.data_bytes or f.data_bytes > MAX_DEFLATE_RATIO * max(f.compressed, 1):
+            raise UsageError(
+                f"{path}: features declare {f.shape[0]} x {d} values that its zip member does not hold; "
+                "save the reference again"
+            )
+    if "meta" in keys:
+        m = _npy_header(z, "meta", path)
+        if m.dtype != np.uint8 or len(m.shape) != 1 or m.shape[0] > META_MAX_BYTES:
+            raise UsageError(f"{path}: meta is not a JSON text of at most {META_MAX_BYTES} bytes")
+
+
+def _check_stats_header(path: str | os.PathLike[str], dims: int | None) -> dict[str, _Member]:
     """Keys, dtypes and shapes of a statistics file checked from its headers, before any array is
     read: a header may declare any shape, so nothing is allocated until it is mu (d,) and sigma
-    (d, d) in floats with d = ``dims`` (or, without ``dims``, d <= the largest of ``DIMS``)."""
+    (d, d) in floats with d = ``dims`` (or, without ``dims``, d <= the largest of ``DIMS``), and
+    the optional features (n, d) and meta (``_check_extra_members``)."""
     with zipfile.ZipFile(path) as z:
         keys = {n.removesuffix(".npy") for n in z.namelist()}
-        if not {"mu", "sigma"} <= keys:
+        if not keys >= STATS_KEYS:
             raise UsageError(
                 f"{path}: an .npz statistics file needs arrays 'mu' and 'sigma', has {excerpt(sorted(keys))}"
             )
-        (mu_shape, mu_dtype), (s_shape, s_dtype) = (_npy_header(z, k, path) for k in ("mu", "sigma"))
-    for key, dtype in (("mu", mu_dtype), ("sigma", s_dtype)):
-        if dtype.kind != "f":
+        mu, sigma = (_npy_header(z, k, path) for k in ("mu", "sigma"))
+        for key, m in (("mu", mu), ("sigma", sigma)):
+            if m.dtype.kind != "f":
+                raise UsageError(
+                    f"{path}: {key} is an array of {excerpt(str(m.dtype))}, not of floats; make the statistics again"
+                )
+        d = mu.shape[0] if len(mu.shape) == 1 else -1
+        if d < 1 or sigma.shape != (d, d):
             raise UsageError(
-                f"{path}: {key} is an array of {excerpt(str(dtype))}, not of floats; make the statistics again"
+                f"{path}: mu {excerpt(mu.shape)} and sigma {excerpt(sigma.shape)} are not a D and a D x D array"
             )
-    d = mu_shape[0] if len(mu_shape) == 1 else -1
-    if d < 1 or s_shape != (d, d):
-        raise UsageError(
-            f"{path}: mu {excerpt(mu_shape)} and sigma {excerpt(s_shape)} are not a D and a D x D array"
-        )
-    if dims is not None and d != dims:
-        raise UsageError(f"{path}: statistics of {d}-d features, --dims is {dims}")
-    if d > max(DIMS):
-        raise UsageError(f"{path}: statistics of {d}-d features; the FID network gives at most {max(DIMS)}")
+        if dims is not None and d != dims:
+            raise UsageError(f"{path}: statistics of {d}-d features, --dims is {dims}")
+        if d > max(DIMS):
+            raise UsageError(
+                f"{path}: statistics of {d}-d features; the FID network gives at most {max(DIMS)}"
+            )
+        _check_extra_members(z, path, keys, d)
+        return {k: _npy_header(z, k, path) for k in REFERENCE_KEYS & keys}
 
 
-def load_stats(path: str | os.PathLike[str], dims: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``mu`` and ``sigma`` of a pytorch-fid ``.npz`` statistics file, checked: keys, dtypes and
-    shapes from the headers before anything is read (``_check_stats_header``), then finiteness and
-    sigma a covariance (``check_covariance``); each problem is one line naming the file."""
+def reference_count(path: str | os.PathLike[str], dims: int | None = None) -> int | None:
+    """The image count of a saved reference, from its headers (None: mu and sigma only)."""
+    members = _read_npz(path, dims, headers_only=True)
+    return members["features"].shape[0] if "features" in members else None
+
+
+def _read_npz(path: str | os.PathLike[str], dims: int | None, headers_only: bool = False) -> dict[str, Any]:
+    """The arrays of a checked statistics / reference file (``allow_pickle=False``), or with
+    ``headers_only`` what their headers declare; numpy's and zipfile's errors one line naming the file."""
     try:
-        _check_stats_header(path, dims)
+        members = _check_stats_header(path, dims)
+        if headers_only:
+            return members
         with np.load(path, allow_pickle=False) as f:
-            mu, sigma = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64)
+            return {k: np.asarray(f[k]) for k in members}
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise UsageError(f"{path}: not a readable .npz file ({first_line(e)})") from None
     except ValueError as e:  # numpy's own: a damaged header or member
         if isinstance(e, InceptionNetError):
             raise
         raise UsageError(f"{path}: not a readable .npz statistics file ({first_line(e)})") from None
-    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise NonFiniteError(f"{path}: mu or sigma holds NaN or infinity; make the statistics again")
-    check_covariance(sigma, str(path))
-    return mu, sigma
+
+
+def load_stats(path: str | os.PathLike[str], dims: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``mu`` and ``sigma`` of a pytorch-fid ``.npz`` statistics file (or a saved reference), checked:
+    keys, dtypes and shapes from the headers before anything is read (``_check_stats_header``), then
+    finiteness and sigma a covariance (``check_covariance``); each problem is one line naming the file."""
+    ref = load_reference(path, dims)
+    return ref.mu, ref.sigma
 
 
 # FID's statistics must be covariances: sigma symmetric within SYM_RTOL x max|sigma| (float32-saved
@@ -415,6 +516,137 @@ def save_stats(path: str | os.PathLike[str], mu: np.ndarray, sigma: np.ndarray) 
     atomic_write(path, write)
 
 
+@dataclass
+class Reference:
+    """One side of a comparison: mu and sigma (float64) and, where known, the per-image features
+    (N x d), the sha256 of the FID network that made them (``FIDNetwork.sha256``) and the ``--resize``
+    rule. From an image folder (``source_reference``), a saved file (``load_reference``), or features
+    (``Reference.of_features``: what a metric object accumulates). ``saved``: read from a file."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    features: np.ndarray | None = None
+    network: str | None = None
+    resize: str | None = None
+    source: str = ""
+    saved: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int | None:
+        """The number of images, where the features are kept (None: a mu / sigma file)."""
+        return None if self.features is None else int(self.features.shape[0])
+
+    @classmethod
+    def of_features(
+        cls, features: np.ndarray, *, network: str | None = None, resize: str | None = None,
+        source: str = "", allow_rank_deficient: bool = False,
+    ) -> Reference:  # fmt: skip
+        mu, sigma = stats_of(features, source, allow_rank_deficient)
+        return cls(mu, sigma, features, network, resize, source)
+
+    def features_for(self, what: str) -> np.ndarray:
+        """The features, or one line saying this reference was saved without them."""
+        if self.features is None:
+            raise without_features(self.source, what)
+        return self.features
+
+
+def without_features(source: str, what: str) -> UsageError:
+    return UsageError(
+        f"{what} needs features; {source} holds only mu and sigma (saved without features): save it again "
+        f"with this version (inceptionnet fid FOLDER --save-stats {source} --overwrite)"
+    )
+
+
+def is_reference_file(path: str | os.PathLike[str]) -> bool:
+    """An .npz of ours (a reference) or pytorch-fid's (mu, sigma): what ``--save-stats`` may replace."""
+    from ..fileio import npz_arrays
+
+    keys = npz_arrays(path)
+    return keys is not None and STATS_KEYS <= keys <= REFERENCE_KEYS
+
+
+def save_reference(path: str | os.PathLike[str], ref: Reference) -> None:
+    """mu, sigma (pytorch-fid's keys: pytorch-fid reads the file), the features (float32 when that is
+    lossless, as the network's features are) and ``meta`` (JSON in a uint8 array: format, network
+    sha256, resize, dims, images), ``np.savez_compressed``, written atomically; no pickles."""
+    from .. import __version__
+    from ..fileio import atomic_write
+
+    meta = {
+        "format": REFERENCE_FORMAT, "version": 1, "network_sha256": ref.network, "resize": ref.resize,
+        "dims": int(ref.mu.shape[0]), "images": ref.count, "inceptionnet": __version__,
+    }  # fmt: skip
+    arrays: dict[str, np.ndarray] = {"mu": ref.mu, "sigma": ref.sigma}
+    if ref.features is not None:
+        f32 = ref.features.astype(np.float32)
+        arrays["features"] = f32 if np.array_equal(f32, ref.features) else ref.features
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(path, write)
+
+
+def _parse_meta(raw: np.ndarray, path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: meta is not JSON ({first_line(e)}); save the reference again") from None
+    net, resize = (meta.get(k) if isinstance(meta, dict) else 0 for k in ("network_sha256", "resize"))
+    ok_net = net is None or (
+        isinstance(net, str) and len(net) == 64 and all(c in "0123456789abcdef" for c in net)
+    )
+    if not isinstance(meta, dict) or not ok_net or (resize is not None and resize not in RESIZE_MODES):
+        raise UsageError(f"{path}: meta {excerpt(meta)} is not a reference's; save the reference again")
+    return meta
+
+
+def load_reference(path: str | os.PathLike[str], dims: int | None = None) -> Reference:
+    """A saved reference (``save_reference``) or a pytorch-fid ``.npz`` of mu and sigma, checked
+    from its headers first (``_check_stats_header``), read with ``allow_pickle=False``; mu, sigma and
+    the features finite, sigma a covariance; each problem one line naming the file."""
+    arrays = _read_npz(path, dims)
+    mu, sigma = np.asarray(arrays["mu"], np.float64), np.asarray(arrays["sigma"], np.float64)
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise NonFiniteError(f"{path}: mu or sigma holds NaN or infinity; make the statistics again")
+    check_covariance(sigma, str(path))
+    features = None
+    if "features" in arrays:
+        features = np.asarray(arrays["features"], np.float64)
+        if not np.isfinite(features).all():
+            raise NonFiniteError(f"{path}: features hold NaN or infinity; save the reference again")
+    meta = _parse_meta(arrays["meta"], path) if "meta" in arrays else {}
+    return Reference(
+        mu, sigma, features, meta.get("network_sha256"), meta.get("resize"), str(path), saved=True
+    )
+
+
+def check_same_rules(refs: Sequence[Reference], net: FIDNetwork | None, resize: str) -> None:
+    """Every saved reference that records its network and resize was made by this run's (``net``,
+    ``resize``), or, with no network in this run, by the same as the other saved one: statistics of
+    other weights or another resize rule give a FID that means nothing (docs/METRICS.md)."""
+    saved = [r for r in refs if r.saved and (r.network is not None or r.resize is not None)]
+    if not saved:
+        return
+    want: tuple[str | None, str | None]
+    if net is not None:
+        want, against = (net.sha256, resize), f"this run uses network {net.sha256[:16]} and --resize {resize}"
+    else:
+        first = saved[0]
+        want = (first.network, first.resize)
+        against = f"{first.source} was made by network {str(first.network)[:16]} and --resize {first.resize}"
+    for r in saved:  # a field one side did not record (None) is not compared
+        if any(x is not None and y is not None and x != y for x, y in zip((r.network, r.resize), want)):
+            raise UsageError(
+                f"{r.source} was made by the FID network {str(r.network)[:16]} with --resize {r.resize}; "
+                f"{against}: compare only statistics of the same network and resize (save it again)"
+            )
+
+
 def _check_pair(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> None:
     """Two sets of statistics FID can compare: mu (d,) and sigma (d, d) each, the same d, finite,
     sigma covariances (``check_covariance``)."""
@@ -431,19 +663,67 @@ def _check_pair(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np
         raise UsageError(f"statistics of different dims: {mu1.shape[0]} and {mu2.shape[0]}")
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
-    """pytorch-fid's ``calculate_frechet_distance``: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
+FID_METHODS = ("eigh", "pytorch-fid")
 
-    Statistics that are not covariances are refused first (``check_covariance``: a non-symmetric
-    or indefinite sigma gives a number, even a negative one, that means nothing); a result in
-    [-FID_CLAMP_RTOL x (Tr S1 + Tr S2), 0) is rounding and returned as 0.0, one below it an error."""
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr sqrt(S1 S2) for covariances S1, S2, in float64, never complex: S1 S2 is similar to the
+    symmetric PSD M = sqrt(S1) S2 sqrt(S1), so the trace is the sum of the square roots of M's
+    eigenvalues. sqrt(S1) from ``eigh`` of S1 and M's eigenvalues from ``eigvalsh``, each with its
+    rounding negatives (a rank-deficient S) taken as 0. Where ``scipy.linalg.sqrtm`` of S1 S2 is
+    well behaved the two agree to ~1e-12 relative; where S1 S2 is singular sqrtm returns NaN or a
+    complex matrix and this stays exact (docs/METRICS.md). Two symmetric eigendecompositions: at
+    2048 dims about half the time of ``sqrtm`` (its Schur form of a non-symmetric matrix)."""
+    w, v = np.linalg.eigh(sigma1)
+    root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = root @ sigma2 @ root
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+
+
+def _pytorch_fid_trace(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> float:
+    """Tr sqrt(S1 S2) exactly as pytorch-fid's ``calculate_frechet_distance`` takes it: ``sqrtm`` of the
+    product, retried with ``eps`` on both diagonals when the result is not finite (a singular product),
+    the imaginary part dropped when its diagonal is within 1e-3 of 0."""
     try:
         from scipy import linalg
     except ImportError:
-        raise ImportError("FID needs scipy (scipy.linalg.sqrtm, as pytorch-fid): pip install scipy") from None
+        raise ImportError("pytorch-fid's FID needs scipy (scipy.linalg.sqrtm): pip install scipy") from None
+    with warnings.catch_warnings():  # "Matrix is singular": the caller warns once, in its words
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1.dot(sigma2))  # = sqrtm(..., disp=False)[0]; disp is deprecated
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise UsageError(
+                f"FID (pytorch-fid's rule): imaginary component {np.max(np.abs(covmean.imag)):.3g} in "
+                "sqrtm(S1 S2); leave out --allow-rank-deficient or use more images"
+            )
+        covmean = covmean.real
+    return float(np.trace(covmean))
 
+
+def frechet_distance(
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    eps: float = 1e-6,
+    *,
+    method: str = "eigh",
+) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) in float64, pytorch-fid's number.
+
+    ``method="eigh"``: Tr sqrt(S1 S2) by ``trace_sqrt_product`` (never complex, exact where
+    ``sqrtm`` fails); ``"pytorch-fid"``: pytorch-fid's own ``sqrtm`` with its ``eps`` retry, what it
+    computes for fewer images than dims + 1 (``--allow-rank-deficient``). Statistics that are not
+    covariances are refused first (``check_covariance``: a non-symmetric or indefinite sigma gives a
+    number, even a negative one, that means nothing); a result in [-FID_CLAMP_RTOL x (Tr S1 + Tr S2),
+    0) is rounding and returned as 0.0, one below it an error."""
+    if method not in FID_METHODS:
+        raise UsageError(f"FID method {excerpt(method)}: expected one of {', '.join(FID_METHODS)}")
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = (
         np.atleast_2d(np.asarray(sigma1, np.float64)),
@@ -451,16 +731,13 @@ def frechet_distance(
     )
     _check_pair(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise UsageError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2)")
-        covmean = covmean.real
+    if method == "eigh":
+        tr_covmean = trace_sqrt_product(sigma1, sigma2)
+    else:
+        tr_covmean = _pytorch_fid_trace(sigma1, sigma2, eps)
     traces = float(np.trace(sigma1) + np.trace(sigma2))
-    value = float(diff.dot(diff) + traces - 2 * np.trace(covmean))
+    # pytorch-fid's order of the sums, so its method gives its number to the last bit
+    value = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
     if not np.isfinite(value):
         raise NonFiniteError(f"FID is {value}: the statistics hold NaN or infinity")
     return _clamp_rounding(value, FID_CLAMP_RTOL * traces)
@@ -478,18 +755,62 @@ def _clamp_rounding(value: float, bound: float) -> float:
     )
 
 
-def source_stats(
-    src: str | os.PathLike[str], model: nn.Module | FIDNetwork | None, dims: int, **kw: Any
-) -> tuple[np.ndarray, np.ndarray, Features | None]:
-    """(mu, sigma, features) of an image folder, or (mu, sigma, None) of an ``.npz`` file. The image
-    count is checked before any work (dims + 1 needed)."""
+# FID of fewer images than dims + 1 (--allow-rank-deficient), measured (docs/METRICS.md, "FID and the
+# image count"): the number moves with the image count alone, so it compares only with FIDs of as many.
+RANK_DEFICIENT_NOTE = (
+    "biased: it grows as the image count falls (Fashion-MNIST, --dims 192: ~{x50} x the 500-image FID at "
+    "50 images), so compare it only with FIDs of the same image count (docs/METRICS.md)"
+)
+
+
+def source_reference(
+    src: str | os.PathLike[str], model: nn.Module | FIDNetwork | None, dims: int, *,
+    allow_rank_deficient: bool = False, **kw: Any,
+) -> Reference:  # fmt: skip
+    """The :class:`Reference` of an image folder (its features through ``model``; the image count
+    checked before any work: dims + 1 needed, 2 with ``allow_rank_deficient``) or of an ``.npz``
+    file (``load_reference``)."""
     if str(src).endswith(".npz"):
-        return (*load_stats(src, dims), None)
-    check_image_count(len(image_files(src)), dims, str(src))
+        return load_reference(src, dims)
+    check_image_count(len(image_files(src)), dims, str(src), allow_rank_deficient)
     if model is None:
         raise UsageError(f"{src}: an image folder needs the FID network (model=)")
-    feats = folder_features(src, model, dims=dims, **kw)
-    return (*stats_of(feats.features, str(src)), feats)
+    net = fid_network(model, kw.get("backend", "fast"))
+    feats = folder_features(src, net, dims=dims, **kw)
+    ref = Reference.of_features(
+        feats.features, network=net.sha256, resize=kw.get("resize", "pytorch-fid"), source=str(src),
+        allow_rank_deficient=allow_rank_deficient,
+    )  # fmt: skip
+    ref.skipped = feats.skipped
+    return ref
+
+
+def source_stats(
+    src: str | os.PathLike[str], model: nn.Module | FIDNetwork | None, dims: int, **kw: Any
+) -> tuple[np.ndarray, np.ndarray, Reference]:
+    """(mu, sigma, the whole :class:`Reference`) of an image folder or an ``.npz`` file."""
+    ref = source_reference(src, model, dims, **kw)
+    return ref.mu, ref.sigma, ref
+
+
+def reference_fid(a: Reference, b: Reference, *, allow_rank_deficient: bool = False) -> float:
+    """FID of two references. A side of fewer images than dims + 1 (where its count is known) is
+    refused, or with ``allow_rank_deficient`` computed as pytorch-fid does (``method="pytorch-fid"``:
+    its sqrtm and eps rule) with a :class:`RankDeficientWarning`; otherwise ``method="eigh"``."""
+    dims = int(a.mu.shape[0])
+    short = [r for r in (a, b) if r.count is not None and r.count < dims + 1]
+    for r in short:
+        check_image_count(r.count or 0, dims, r.source, allow_rank_deficient)
+    if short:
+        counts = " and ".join(f"{r.count} images ({r.source})" for r in short)
+        warnings.warn(
+            f"FID of {counts} at --dims {dims}, fewer than {dims + 1}: pytorch-fid's number, "
+            + RANK_DEFICIENT_NOTE,
+            RankDeficientWarning,
+            stacklevel=2,
+        )
+    method = "pytorch-fid" if short else "eigh"
+    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method=method)
 
 
 def fid(
@@ -505,20 +826,23 @@ def fid(
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
     show_progress: bool = True,
+    allow_rank_deficient: bool = False,
 ) -> float:
-    """FID between two image folders or ``.npz`` statistics files."""
+    """FID between two image folders or ``.npz`` files (saved references, or pytorch-fid's mu / sigma);
+    a saved reference must have been made with the same network and ``resize`` (``check_same_rules``)."""
     for src in (a, b):  # before loading the network: cheap checks first
         if not str(src).endswith(".npz"):
-            check_image_count(len(image_files(src)), dims, str(src))
+            check_image_count(len(image_files(src)), dims, str(src), allow_rank_deficient)
     if model is None and not (str(a).endswith(".npz") and str(b).endswith(".npz")):
         model = load_fid_model(weights, device)
     net = None if model is None else fid_network(model, backend)
     kw: dict[str, Any] = dict(
-        batch_size=batch_size, resize=resize, device=device, skip_bad=skip_bad, show_progress=show_progress
-    )
-    m1, s1, _ = source_stats(a, net, dims, **kw)
-    m2, s2, _ = source_stats(b, net, dims, **kw)
-    return frechet_distance(m1, s1, m2, s2)
+        batch_size=batch_size, resize=resize, backend=backend, device=device, skip_bad=skip_bad,
+        show_progress=show_progress, allow_rank_deficient=allow_rank_deficient,
+    )  # fmt: skip
+    refs = [source_reference(src, net, dims, **kw) for src in (a, b)]
+    check_same_rules(refs, net, resize)
+    return reference_fid(*refs, allow_rank_deficient=allow_rank_deficient)
 
 
 def _check_rows(x: np.ndarray, what: str) -> None:
