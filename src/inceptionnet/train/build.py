@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import data as D
 from ..errors import UsageError
-from ..models import InceptionBase, create_model, parse_model_kwargs
+from ..models import InceptionBase, create_model, get_weight_entry, parse_model_kwargs
 from ..models._registry import check_builder_kwargs
 from ..runtime import resolve_device
 from .engine import ema_multi_avg_fn, lr_factor
@@ -54,10 +54,22 @@ def pick_device(args: argparse.Namespace, local_rank: int) -> torch.device:
 
 
 def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The model's constructor flags: --model-kwargs and --aux-logits (as saved in checkpoints)."""
+    """The model's constructor flags: the --weights' own (a weight entry's, a file's metadata), then
+    --model-kwargs and --aux-logits over them. Saved in checkpoints: without the weights' flags a run
+    fine-tuned from ``googlenet_small`` ``fashion_mnist`` (width 0.25) saved {} and its best.pt could
+    not be opened again (built at width 1.0)."""
     kwargs = parse_model_kwargs(args.model_kwargs)
     if args.aux_logits is not None:
         kwargs["aux_logits"] = args.aux_logits
+    if args.weights:
+        entry = get_weight_entry(args.model, args.weights)
+        if entry is not None:
+            own = dict(entry.model_kwargs)
+        else:
+            from ..models._builder import load_weights
+
+            own = dict(load_weights(args.weights, args.model).meta.model_kwargs)
+        kwargs = {**own, **kwargs}
     return kwargs
 
 
