@@ -47,42 +47,44 @@ def losses(run: Path) -> list[float]:
     return [float(r["train_loss"]) for r in csv.DictReader((run / "metrics.csv").open())]
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_match_one_process_and_resume(tmp_path):
-    one, ddp = tmp_path / "one", tmp_path / "ddp"
-    assert cli(["train", *BASE, "--epochs", "2", "--batch-size", "32", "--output-dir", str(one)]) == 0
-    # 2 processes x 16 = the same global batch of 32; stop after one epoch, then resume under DDP
-    r = torchrun(*BASE, "--epochs", "2", "--batch-size", "16", "--output-dir", str(ddp), "--stop-after", "1")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("training googlenet_small") == 1  # only rank 0 prints
-    assert torch.load(ddp / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    r = torchrun(*BASE, "--epochs", "2", "--batch-size", "16", "--output-dir", str(ddp), "--resume", "auto")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resumed from" in r.stdout
-    ck = torch.load(ddp / "checkpoint.pt", weights_only=True)
-    assert ck["epoch"] == 2 and len(ck["rng"]) == 2  # one RNG state per rank
-    assert sorted(p.name for p in ddp.iterdir() if p.suffix == ".pt") == ["best.pt", "checkpoint.pt"]
-    assert losses(ddp) == pytest.approx(losses(one), rel=1e-3)
-
-
-@pytest.mark.slow
-def test_two_node_rendezvous_on_loopback(tmp_path):
-    port = str(free_port())
+def two_node_rendezvous(port: str, out0: Path, out1: Path, *args: str) -> list[tuple[str, str]]:
+    """Two launchers on loopback, one process each (node ranks 0 and 1): (stdout, stderr) per node."""
     procs = []
-    for node in (0, 1):
+    for node, out in ((0, out0), (1, out1)):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
                "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port,
-               "-m", "inceptionnet.train", *BASE, "--epochs", "1", "--batch-size", "16",
-               "--output-dir", str(tmp_path / f"node{node}")]  # fmt: skip
+               "-m", "inceptionnet.train", *args, "--output-dir", str(out)]  # fmt: skip
         procs.append(
             subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
         )
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
-    assert "batch 16x2" in outs[0][0]  # one world of two processes
-    assert (tmp_path / "node0" / "checkpoint.pt").exists()  # global rank 0 writes
-    assert not (tmp_path / "node1" / "checkpoint.pt").exists()
+    return outs
+
+
+@pytest.mark.slow
+def test_ddp_two_node_rendezvous_then_standalone_resume_match_one_process(tmp_path):
+    """One DDP run in two halves (each torchrun start costs three python + torch imports, so the two
+    launch modes share the run): epoch 1 as two nodes on loopback (--stop-after 1), epoch 2 resumed by
+    a standalone 2-process torchrun. The losses equal one process on the whole batch."""
+    one, ddp, node1 = tmp_path / "one", tmp_path / "ddp", tmp_path / "node1"
+    assert cli(["train", *BASE, "--epochs", "2", "--batch-size", "32", "--output-dir", str(one)]) == 0
+    # 2 processes x 16 = the same global batch of 32; stop after one epoch, then resume under DDP
+    run = [*BASE, "--epochs", "2", "--batch-size", "16"]
+    (out0, _), (out1, _) = two_node_rendezvous(str(free_port()), ddp, node1, *run, "--stop-after", "1")
+    assert "batch 16x2" in out0  # one world of two processes
+    assert out0.count("training googlenet_small") == 1 and "training" not in out1  # only rank 0 prints
+    assert torch.load(ddp / "checkpoint.pt", weights_only=True)["epoch"] == 1  # global rank 0 writes
+    assert not (node1 / "checkpoint.pt").exists()
+    r = torchrun(*run, "--output-dir", str(ddp), "--resume", "auto")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stdout
+    assert r.stdout.count("training googlenet_small") == 1  # only rank 0 prints
+    ck = torch.load(ddp / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 2 and len(ck["rng"]) == 2  # one RNG state per rank
+    assert sorted(p.name for p in ddp.iterdir() if p.suffix == ".pt") == ["best.pt", "checkpoint.pt"]
+    assert losses(ddp) == pytest.approx(losses(one), rel=1e-3)
 
 
 def test_sync_bn_on_cpu_is_a_clear_error(capsys):
