@@ -485,11 +485,17 @@ def _open_onnx(source: ModelSource, device: torch.device) -> Predictor:
 
     path = Path(str(source.path))
     f = open_onnx(path, device.type)
-    _check_graph_input(f.session.get_inputs()[0], f.icfg, f.fixed_batch, path)
+    run = ort_runner(f.session)
+    if f.meta.get("input_dtype") == "uint8":  # exported --uint8-input: fed the images' bytes (deploy.pt2)
+        from .deploy.pt2 import uint8_runner
+
+        run = uint8_runner(run, f.meta)
+    else:
+        _check_graph_input(f.session.get_inputs()[0], f.icfg, f.fixed_batch, path)
     name = f.meta.get("model_name")
     name = name if isinstance(name, str) and 0 < len(name) <= 100 else path.stem
     return Predictor(
-        _fixed_batch(ort_runner(f.session), f.fixed_batch), f.icfg, f.classes, name, source,
+        _fixed_batch(run, f.fixed_batch), f.icfg, f.classes, name, source,
         backend="onnxruntime", dtype="fp32", device=device, meta=f.meta, fixed_batch=f.fixed_batch,
     )  # fmt: skip
 
@@ -528,8 +534,31 @@ class ExportedFormat:
     open: Callable[[ModelSource, torch.device], Predictor]
 
 
+def _open_pt2(source: ModelSource, device: torch.device) -> Predictor:
+    """A torch.export program or AOTInductor package (``deploy.pt2``; told apart by the zip's contents)."""
+    from .data.config import class_names
+    from .deploy import pt2
+    from .deploy.export import input_config_from_metadata
+
+    path = Path(str(source.path))
+    f = pt2.open_program(path, device.type)
+    icfg = input_config_from_metadata(f.meta, str(path))
+    n = pt2.check_input(f, (f.fixed_batch or 1, icfg.in_chans, icfg.input_size, icfg.input_size), path)
+    classes = class_names(f.meta.get("classes"), str(path), error=CheckpointError, fix="export it again")
+    if classes and len(classes) != n:
+        raise CheckpointError(f"{path}: {len(classes)} class names in the metadata but {n} outputs")
+    name = f.meta.get("model_name")
+    run = pt2.uint8_runner(f.run, f.meta) if pt2.takes_uint8(f.meta) else f.run
+    return Predictor(
+        _fixed_batch(run, f.fixed_batch), icfg, classes or [str(i) for i in range(n)],
+        name if isinstance(name, str) and 0 < len(name) <= 100 else path.stem, source, backend=f.runtime,
+        dtype="fp32", device=device, meta=f.meta, fixed_batch=f.fixed_batch,
+    )  # fmt: skip
+
+
 EXPORTED: dict[str, ExportedFormat] = {
     "onnx": ExportedFormat("ONNX", (".onnx",), _open_onnx),
+    "pt2": ExportedFormat("PT2", (".pt2",), _open_pt2),  # torch.export and AOTInductor
 }
 # an exported file's suffix -> its format
 EXPORTED_FORMATS: dict[str, str] = {sfx: key for key, f in EXPORTED.items() for sfx in f.suffixes}

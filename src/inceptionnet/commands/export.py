@@ -59,7 +59,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-o", "--output", required=True,
-        help="output file (.onnx, .pt for TorchScript, .xml for OpenVINO IR, written with its .bin)",
+        help="output file (.onnx, .pt for TorchScript, .xml for OpenVINO IR, written with its .bin, "
+        ".pt2 for a torch.export program or, with --format aoti, an AOTInductor package)",
     )  # fmt: skip
     p.add_argument(
         "--overwrite", action="store_true",
@@ -69,8 +70,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--format",
         choices=FORMATS,
         default=None,
-        help="default: from the output's suffix (.onnx -> onnx, .pt -> torchscript, .xml -> openvino)",
+        help="default: from the output's suffix (.onnx -> onnx, .pt -> torchscript, .xml -> openvino, "
+        ".pt2 -> pt2; aoti: an AOTInductor package, compiled ahead of time, also .pt2)",
     )
+    p.add_argument(
+        "--uint8-input", action="store_true",
+        help="onnx / pt2 / aoti: the file takes uint8 N x H x W x C images at the input size and does the "
+        "scaling, mean/std, channel order and layout inside the graph",
+    )  # fmt: skip
     p.add_argument(
         "--int8", action="store_true",
         help="onnx / openvino: int8 static quantization calibrated on --calibration (verified by top-1 agreement)",
@@ -137,9 +144,7 @@ def _infer_format(args: argparse.Namespace) -> str:
         return str(args.format)
     fmt = SUFFIX_FORMATS.get(Path(args.output).suffix.lower())
     if fmt is None:
-        raise UsageError(
-            f"cannot tell the format from {args.output!r}; pass --format onnx|torchscript|openvino"
-        )
+        raise UsageError(f"cannot tell the format from {args.output!r}; pass --format {'|'.join(FORMATS)}")
     return fmt
 
 
@@ -202,7 +207,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
     return {"--checkpoint": args.checkpoint, "--weights": weights_file}
 
 
-_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}
+_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml", "pt2": ".pt2", "aoti": ".pt2"}
 
 
 def check_outputs(args: argparse.Namespace, fmt: str) -> Path:
@@ -211,6 +216,10 @@ def check_outputs(args: argparse.Namespace, fmt: str) -> Path:
     if fmt == "openvino" and Path(args.output).suffix.lower() != ".xml":
         raise UsageError(
             f"-o/--output {args.output}: an OpenVINO IR file ends in .xml (its weights go beside it in .bin)"
+        )
+    if fmt in ("pt2", "aoti") and Path(args.output).suffix.lower() != ".pt2":
+        raise UsageError(
+            f"-o/--output {args.output}: a {fmt} file ends in .pt2 (predict --onnx tells it by that)"
         )
     inputs = _inputs(args)
     files = output_files(args.output, fmt)
@@ -260,6 +269,7 @@ def main(args: argparse.Namespace) -> int:
         exported, out, fmt=fmt, input_size=(int(input_size[0]), int(input_size[1])), in_chans=icfg.in_chans,
         batch=batch, opset=args.opset, dynamo=args.dynamo, metadata=meta, reference=model,
         atol=args.atol, rtol=args.rtol, log=print, quiet=not args.debug, int8_calibration=calib,
+        uint8_input=args.uint8_input,
     )  # fmt: skip
     return 0
 
@@ -272,8 +282,10 @@ def _check_int8_flags(args: argparse.Namespace, fmt: str) -> None:
             require("openvino")
         except ImportError as e:  # a missing optional extra is the user's to fix: one line
             raise UsageError(f"--format openvino: {e}") from None
-    if args.int8 and fmt == "torchscript":
+    if args.int8 and fmt not in ("onnx", "openvino"):
         raise UsageError("--int8 applies to --format onnx or openvino")
+    if args.uint8_input and (fmt not in ("onnx", "pt2", "aoti") or args.int8):
+        raise UsageError("--uint8-input applies to --format onnx, pt2 or aoti, without --int8")
     if args.int8 and not args.calibration:
         raise UsageError(
             "--int8 needs --calibration NAME:SPLIT (e.g. fashion_mnist:train): int8 is calibrated on real images"

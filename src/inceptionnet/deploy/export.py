@@ -47,13 +47,14 @@ from ..fileio import atomic_write, make_shareable, not_a_regular_file
 from ..runtime import quiet_output
 from .verify import check_close
 
-FORMATS = ("onnx", "torchscript", "openvino")
+FORMATS = ("onnx", "torchscript", "openvino", "pt2", "aoti")
 SUFFIX_FORMATS = {
     ".onnx": "onnx",
     ".xml": "openvino",
     ".pt": "torchscript",
     ".ts": "torchscript",
     ".jit": "torchscript",
+    ".pt2": "pt2",  # --format aoti for an AOTInductor package (also .pt2)
 }
 TORCHSCRIPT_META = "inceptionnet.json"  # name of the metadata entry in a TorchScript file's extra files
 OURS_KEY = "inceptionnet_version"  # the metadata key every exported file carries (build_metadata)
@@ -277,7 +278,8 @@ def ort_runner(sess: Any) -> Callable[[Tensor], Tensor]:
     in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
 
     def run(x: Tensor) -> Tensor:
-        arr = x.detach().cpu().contiguous().float().numpy()
+        x = x.detach().cpu().contiguous()
+        arr = (x if x.dtype == torch.uint8 else x.float()).numpy()  # uint8: a file exported --uint8-input
         return torch.from_numpy(sess.run([out_name], {in_name: arr})[0])
 
     return run
@@ -368,6 +370,7 @@ def export_model(
     log: Callable[[str], None] | None = None,
     quiet: bool = True,
     int8_calibration: Tensor | None = None,
+    uint8_input: bool = False,
 ) -> ExportResult:
     """Export ``model``'s logits path to ``path`` (ONNX or TorchScript), verified before it is kept.
 
@@ -382,11 +385,17 @@ def export_model(
     quantized to int8 (ONNX Runtime static QDQ; an IR is converted from that QDQ graph, which OpenVINO
     runs in int8) on those images and verified by top-1 agreement with ``reference`` on them
     (>= ``MIN_INT8_AGREEMENT``) instead of the max abs diff.
+
+    ``fmt="pt2"`` / ``"aoti"``: a torch.export program / AOTInductor package (``deploy.pt2``).
+    ``uint8_input`` (pt2, aoti, onnx): the file takes uint8 N x H x W x C images and does the
+    preprocessing ``metadata`` describes inside the graph (``pt2.Uint8Input``).
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if int8_calibration is not None and fmt == "torchscript":
+    if int8_calibration is not None and fmt not in ("onnx", "openvino"):
         raise UsageError("int8 export is for the onnx and openvino formats")
+    if uint8_input and (fmt not in ("onnx", "pt2", "aoti") or int8_calibration is not None):
+        raise UsageError("uint8 input is for the onnx, pt2 and aoti formats, in fp32")
     if batch is not None and batch < 1:
         raise UsageError(f"batch must be a positive integer or None (dynamic), got {batch}")
     path = Path(path)
@@ -400,6 +409,13 @@ def export_model(
     h, w = input_size
     example = torch.randn(batch or EXAMPLE_BATCH, in_chans, h, w, generator=gen)
     x = torch.randn(batch or VERIFY_BATCH, in_chans, h, w, generator=gen)
+    if uint8_input:  # the same model and check on images as a decoder gives them
+        from . import pt2
+
+        metadata = {**(metadata or {}), **pt2.UINT8_META}
+        model, reference = (pt2.Uint8Input.from_metadata(m, metadata).eval() for m in (model, reference))
+        example, x = (torch.randint(0, 256, (t.shape[0], h, w, in_chans), generator=gen, dtype=torch.uint8)
+                      for t in (example, x))  # fmt: skip
     with torch.no_grad():
         ref = reference(x)  # eager first: a bad input size or channel count fails here, clearly
     assert isinstance(ref, Tensor)
@@ -411,6 +427,10 @@ def export_model(
     )  # fmt: skip
     if fmt == "openvino":
         _write_openvino(job, path)
+    elif fmt in ("pt2", "aoti"):
+        from .pt2 import write_program
+
+        atomic_write(path, partial(write_program, job, aoti=fmt == "aoti"))
     else:
         atomic_write(path, partial(_write_onnx if fmt == "onnx" else _write_torchscript, job))
     job.say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -622,6 +642,10 @@ def written_by_export(path: str | Path, fmt: str) -> bool:
     p = Path(path)
     if fmt == "openvino":
         return _is_our_ir(p.with_suffix(".xml"))
+    if fmt in ("pt2", "aoti"):
+        from .pt2 import written_by_us
+
+        return written_by_us(p)
     if fmt == "torchscript":
         return file_kind(p) == "torchscript" and any(
             n.endswith(f"/extra/{TORCHSCRIPT_META}") for n in zip_members(p)
@@ -674,6 +698,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
         proto = onnx.load(str(p), load_external_data=False)
         return decode_onnx_metadata({e.key: e.value for e in proto.metadata_props})
+    if p.suffix == ".pt2":
+        from .pt2 import read_metadata as read_pt2_metadata
+
+        return read_pt2_metadata(p) or {}
     extra = {TORCHSCRIPT_META: ""}
     with quiet_output():  # torch.jit.load's deprecation warning
         torch.jit.load(str(p), map_location="cpu", _extra_files=extra)

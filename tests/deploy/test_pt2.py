@@ -1,0 +1,227 @@
+"""PyTorch 2 export (issue 31): torch.export programs and AOTInductor packages (``.pt2``), reloaded
+without our package, refused with one line when damaged or foreign, run by predict; ``--uint8-input``
+checked on real Fashion-MNIST images against our Python preprocessing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import inceptionnet
+from helpers import SMALL_MODELS, one_error_line
+from inceptionnet import cli
+from inceptionnet import data as D
+from inceptionnet.checkpoint import ModelSource, open_for_inference, open_model
+from inceptionnet.deploy import export as E
+from inceptionnet.deploy import pt2, verify
+
+ATOL = 1e-4  # the issue's fp32 bound, as tests/deploy/test_export.py applies it
+N_IMAGES = 64  # real Fashion-MNIST test images for the uint8 check
+
+
+def _export(model: torch.nn.Module, name: str, out: Path, fmt: str = "pt2", **kw: object) -> E.ExportResult:
+    icfg = D.InputConfig(32, 1, (0.5,), (0.25,))
+    meta = E.build_metadata(name, icfg, (32, 32), 10, [f"c{i}" for i in range(10)])
+    return E.export_model(model, out, fmt=fmt, input_size=(32, 32), in_chans=1, metadata=meta, **kw)  # type: ignore[arg-type]
+
+
+def _random_model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return inceptionnet.create_model(name, num_classes=10, in_chans=1).eval()
+
+
+# Reloaded in a fresh interpreter (-I: no PYTHONPATH, no user site) with nothing of ours imported: the
+# README's lines, then the logits and the metadata written back for the test to compare.
+FRESH = """
+import json, sys, torch
+kind, path, x_path, out_path = sys.argv[1:]
+if kind == "aoti":
+    run = torch._inductor.aoti_load_package(path)
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        meta = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/extra/inceptionnet.json"))))
+else:
+    extra = {"inceptionnet.json": ""}
+    run = torch.export.load(path, extra_files=extra).module()
+    meta = json.loads(extra["inceptionnet.json"])
+with torch.no_grad():
+    y = run(torch.load(x_path))
+assert not any(m == "inceptionnet" or m.startswith("inceptionnet.") for m in sys.modules)
+torch.save({"y": y, "meta": meta}, out_path)
+"""
+
+
+def _run_fresh(kind: str, path: Path, x: torch.Tensor, tmp: Path) -> tuple[torch.Tensor, dict]:
+    torch.save(x, tmp / "x.pt")
+    subprocess.run(
+        [sys.executable, "-I", "-c", FRESH, kind, str(path), str(tmp / "x.pt"), str(tmp / "y.pt")],
+        check=True, cwd=tmp, timeout=600,
+    )  # fmt: skip
+    got = torch.load(tmp / "y.pt")
+    return got["y"], got["meta"]
+
+
+@pytest.mark.parametrize("name", SMALL_MODELS)
+def test_pt2_over_registry_reloads_without_inceptionnet(name: str, tmp_path: Path) -> None:
+    model = _random_model(name)
+    out = tmp_path / f"{name}.pt2"
+    r = _export(model, name, out)
+    assert r.format == "pt2" and r.max_abs_diff <= r.tolerance
+    x = torch.randn(5, 1, 32, 32)  # neither the traced batch (2) nor the verified one (3)
+    y, meta = _run_fresh("pt2", out, x, tmp_path)
+    with torch.no_grad():
+        verify.check_close(y, model(x), "fresh torch.export.load", atol=ATOL, rtol=0)
+    assert meta["model_name"] == name and meta["input_size"] == [1, 32, 32] and meta["mean"] == [0.5]
+    assert meta["classes"][3] == "c3" and meta["inceptionnet_version"] == inceptionnet.__version__
+    assert E.written_by_export(out, "pt2") and pt2.pt2_kind(out) == "pt2"
+
+
+@pytest.fixture(scope="module")
+def small_pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pt2") / "small.pt2"
+    _export(_random_model("googlenet_small"), "googlenet_small", out)
+    return out
+
+
+def test_damaged_truncated_and_foreign_pt2_refused_with_one_line(
+    small_pt2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = small_pt2.read_bytes()
+    truncated = tmp_path / "truncated.pt2"
+    truncated.write_bytes(data[: len(data) // 2])
+    damaged = tmp_path / "damaged.pt2"
+    with zipfile.ZipFile(small_pt2) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for i in src.infolist():  # the program's graph replaced by junk, the metadata kept
+            dst.writestr(i, b"{not json" if i.filename.endswith("/models/model.json") else src.read(i))
+    foreign = tmp_path / "foreign.pt2"
+    with zipfile.ZipFile(foreign, "w") as z:
+        z.writestr("notes/readme.txt", "hello")
+    no_meta = tmp_path / "plain.pt2"  # a torch.export program someone else saved: preprocessing unknown
+    torch.export.save(torch.export.export(torch.nn.Flatten(), (torch.zeros(1, 1, 2, 2),)), str(no_meta))
+    text = tmp_path / "text.pt2"
+    text.write_text("just text\n")
+    img = tmp_path / "i.png"
+    from PIL import Image
+
+    Image.new("L", (32, 32), 128).save(img)
+    for bad, needle in ((truncated, "not a torch.export program"), (damaged, "cannot load torch.export"),
+                        (foreign, "not a torch.export program"), (no_meta, "no inceptionnet metadata"),
+                        (text, "not a torch.export program")):  # fmt: skip
+        assert cli.main(["predict", "--onnx", str(bad), str(img)]) == 2, bad
+        line = one_error_line(capsys.readouterr().err, needle)
+        assert str(bad) in line
+        assert E.written_by_export(bad, "pt2") == (bad == damaged)  # ours by its metadata: replaceable
+
+
+def test_export_output_rule_knows_our_pt2(
+    small_pt2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    foreign = tmp_path / "theirs.pt2"
+    torch.export.save(torch.export.export(torch.nn.Flatten(), (torch.zeros(1, 1, 2, 2),)), str(foreign))
+    before = foreign.read_bytes()
+    argv = ["export", "googlenet_small", "--in-chans", "1", "--input-size", "32", "32"]
+    assert cli.main([*argv, "-o", str(foreign)]) == 2  # not ours: replaced only with --overwrite
+    one_error_line(capsys.readouterr().err, str(foreign))
+    assert foreign.read_bytes() == before
+    assert E.written_by_export(small_pt2, "pt2") and E.written_by_export(small_pt2, "aoti")
+    ckpt = tmp_path / "w.safetensors"  # export over its own input
+    from safetensors.torch import save_file
+
+    save_file(_random_model("googlenet_small").state_dict(), str(ckpt))
+    assert (
+        cli.main(["export", "googlenet_small", "--weights", str(ckpt), "--format", "pt2", "-o", str(ckpt)])
+        == 2
+    )
+    one_error_line(capsys.readouterr().err, "-o/--output")
+    assert cli.main([*argv, "--format", "aoti", "-o", str(tmp_path / "x.pt")]) == 2
+    one_error_line(capsys.readouterr().err, "ends in .pt2")
+
+
+@pytest.fixture(scope="module")
+def fmnist() -> tuple[torch.Tensor, torch.nn.Module]:
+    """Real Fashion-MNIST test images (uint8, N x 28 x 28) and the trained googlenet_small."""
+    x, _, _ = D.load_arrays("fashion_mnist", "test", None, 0)
+    return x[:N_IMAGES], inceptionnet.create_model("googlenet_small", weights="fashion_mnist").eval()
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_uint8_input_matches_python_preprocessing(
+    fmt: str, fmnist: tuple[torch.Tensor, torch.nn.Module], tmp_path: Path
+) -> None:
+    images, model = fmnist
+    out = tmp_path / f"u8.{fmt}"
+    argv = ["export", "googlenet_small", "--weights", "fashion_mnist", "--uint8-input", "-o", str(out)]
+    assert cli.main(argv) == 0
+    _, icfg, _, _ = open_model(ModelSource.model("googlenet_small", "fashion_mnist"))
+    tf = D.eval_transform(icfg, 1, 28)
+    prepared = torch.stack([tf(im[None]) for im in images])  # our Python preprocessing
+    with torch.no_grad():
+        want = model(prepared).argmax(1)
+    u8 = images[..., None].contiguous()  # N x H x W x C as a decoder gives them
+    if fmt == "pt2":
+        extra = {pt2.META_NAME: ""}
+        got = torch.export.load(str(out), extra_files=extra).module()(u8)
+        assert json.loads(extra[pt2.META_NAME])["input_dtype"] == "uint8"
+    else:
+        got = torch.from_numpy(E.ort_session(out).run(None, {E.INPUT_NAME: u8.numpy()})[0])
+    assert torch.equal(got.argmax(1), want)
+    assert torch.equal(pt2.to_uint8_images(prepared, E.read_metadata(out)), u8)  # predict's round trip
+    p = open_for_inference(ModelSource.exported(out))  # as predict / eval / serve open it
+    assert p.classes == list(model.default_cfg["classes"]) and torch.equal(p(prepared).argmax(1), want)
+
+
+def test_predict_on_pt2_gives_the_checkpoints_classes(
+    fmnist: tuple[torch.Tensor, torch.nn.Module], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    images, _ = fmnist
+    files = []
+    for i in range(8):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(images[i].numpy()).save(files[-1])
+    out = tmp_path / "fm.pt2"
+    assert cli.main(["export", "googlenet_small", "--weights", "fashion_mnist", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert (
+        cli.main(["predict", "--model", "googlenet_small", "--weights", "fashion_mnist", "--json", *files])
+        == 0
+    )
+    want = json.loads(capsys.readouterr().out)
+    assert cli.main(["predict", "--onnx", str(out), "--json", *files]) == 0
+    got = json.loads(capsys.readouterr().out)
+    top = [[t["label"] for t in r["top"]] for r in got]  # "top": [{label, index, prob}, ...]
+    assert len(top) == len(files) and top == [[t["label"] for t in r["top"]] for r in want]
+
+
+@pytest.fixture(scope="module")
+def aoti_package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    """One tiny AOTInductor package, compiled once (the C++ compile is the slow part)."""
+    model = _random_model("googlenet_small")
+    out = tmp_path_factory.mktemp("aoti") / "small.pt2"
+    _export(model, "googlenet_small", out, fmt="aoti")
+    return out, model
+
+
+@pytest.mark.slow
+def test_aoti_package_reloads_without_inceptionnet_and_is_told_apart(
+    aoti_package: tuple[Path, torch.nn.Module], small_pt2: Path, tmp_path: Path
+) -> None:
+    out, model = aoti_package
+    assert pt2.pt2_kind(out) == "aoti" and pt2.pt2_kind(small_pt2) == "pt2"
+    assert E.written_by_export(out, "aoti")
+    x = torch.randn(4, 1, 32, 32)
+    y, meta = _run_fresh("aoti", out, x, tmp_path)
+    with torch.no_grad():
+        verify.check_close(y, model(x), "fresh aoti_load_package", atol=ATOL, rtol=0)
+    assert meta["pt2_kind"] == "aoti" and meta["model_name"] == "googlenet_small"
+    p = open_for_inference(ModelSource.exported(out))
+    assert p.backend == "aotinductor" and p.classes[0] == "c0"
+    with torch.no_grad():
+        verify.check_close(p(x), model(x), "predictor on the package", atol=ATOL, rtol=0)
