@@ -57,6 +57,9 @@ UINT8_META = {"input_dtype": "uint8", "input_layout": "NHWC"}
 class Uint8Input(nn.Module):
     """``model`` taking uint8 N x H x W x C images: the preprocessing of ``to_model_input`` in the graph."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(
         self, model: nn.Module, mean: Any, std: Any, *, scale: bool = True, bgr: bool = False
     ) -> None:
