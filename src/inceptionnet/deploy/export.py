@@ -545,7 +545,9 @@ def check_int8_agreement(
 ) -> float:
     """Top-1 agreement of ``run`` with ``reference`` on ``images``; ExportError below the minimum."""
     from .quant import top1_agreement
+    from .verify import check_agreement_count
 
+    check_agreement_count(len(images), what, "give more calibration images (--calibration-size)", ExportError)
     with torch.no_grad():
         got = torch.cat([run(b) for b in images.split(batch)])
         ref = torch.cat([reference(b) for b in images.split(batch)])
