@@ -19,6 +19,7 @@ from inceptionnet.models._weights import entry_path, get_weight_entry
 
 SLICE = 1000  # the first 1,000 images of the 10,000-image test set
 MIN_TOP1 = 0.95
+EVAL_N = 250  # eval's images: checked against the Python API's predictions on the same images
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,21 @@ def test_slice() -> tuple[torch.Tensor, torch.Tensor]:
     x, y, classes = D.load_arrays("fashion_mnist", "test", None, 0)
     assert len(y) == 10_000 and classes == D.FASHION_MNIST_CLASSES
     return x[:SLICE].reshape(SLICE, 1, 28, 28), y[:SLICE]
+
+
+@pytest.fixture(scope="module")
+def api_predictions(test_slice: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """The Python API's top-1 classes on the slice (one pass over 1,000 images, shared by the API and
+    ``eval`` tests) and the model's default_cfg."""
+    model = create_model("googlenet_small", weights="fashion_mnist").eval()
+    assert (model.num_classes, model.in_chans) == (10, 1)  # taken from the entry
+    cfg = model.default_cfg
+    x, _ = test_slice
+    mean = torch.tensor(cfg["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(cfg["std"]).view(1, -1, 1, 1)
+    xs = (x.float() / 255 - mean) / std
+    with torch.inference_mode():
+        return torch.cat([model(b).argmax(1) for b in xs.split(250)]), cfg
 
 
 def test_entry_is_shipped_small_and_intact() -> None:
@@ -37,27 +53,28 @@ def test_entry_is_shipped_small_and_intact() -> None:
     assert entry.classes == D.FASHION_MNIST_CLASSES and entry.input_size == (1, 28, 28)
 
 
-def test_shipped_weights_accuracy_on_test_slice(test_slice: tuple[torch.Tensor, torch.Tensor]) -> None:
-    model = create_model("googlenet_small", weights="fashion_mnist").eval()
-    assert (model.num_classes, model.in_chans) == (10, 1)  # taken from the entry
-    cfg = model.default_cfg
-    x, y = test_slice
-    mean = torch.tensor(cfg["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(cfg["std"]).view(1, -1, 1, 1)
-    xs = (x.float() / 255 - mean) / std
-    with torch.inference_mode():
-        pred = torch.cat([model(b).argmax(1) for b in xs.split(250)])
-    acc = float((pred == y).float().mean())
+def test_shipped_weights_accuracy_on_test_slice(
+    test_slice: tuple[torch.Tensor, torch.Tensor], api_predictions: tuple[torch.Tensor, dict]
+) -> None:
+    pred, cfg = api_predictions
+    acc = float((pred == test_slice[1]).float().mean())
     assert acc >= MIN_TOP1, acc
     assert tuple(cfg["classes"]) == D.FASHION_MNIST_CLASSES
 
 
-def test_eval_cli_reports_the_accuracy(capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_cli_reports_the_accuracy(
+    capsys: pytest.CaptureFixture[str],
+    test_slice: tuple[torch.Tensor, torch.Tensor],
+    api_predictions: tuple[torch.Tensor, dict],
+) -> None:
+    # the first EVAL_N images of the slice: eval's accuracy is the Python API's on them, to the image
     rc = cli(["eval", "--model", "googlenet_small", "--weights", "fashion_mnist", "--dataset", "fashion_mnist",
-              "--split", "test", "--limit", str(SLICE), "--json", "--no-progress"])  # fmt: skip
+              "--split", "test", "--limit", str(EVAL_N), "--json", "--no-progress"])  # fmt: skip
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["images"] == SLICE and res["acc1"] >= MIN_TOP1
+    correct = api_predictions[0][:EVAL_N] == test_slice[1][:EVAL_N]
+    assert res["images"] == EVAL_N and res["acc1"] == pytest.approx(int(correct.sum()) / EVAL_N, abs=1e-9)
+    assert res["acc1"] >= MIN_TOP1
     assert set(res["per_class_acc1"]) == set(D.FASHION_MNIST_CLASSES)
 
 
