@@ -21,7 +21,13 @@ linalg = pytest.importorskip("scipy.linalg")
 # S1 = x x^T (rank 1) and S2 = Y^T Y (rank 5) in 6 dims, integer entries: exact in float64, S1 S2 singular
 X1 = np.array([-2.0, 3.0, 2.0, 2.0, 0.0, -2.0])
 Y2 = np.array(
-    [[-3, -3, 1, 0, 0, -2], [3, 2, 2, -3, -3, -2], [-1, -3, 3, 0, 3, 2], [-2, -2, 3, 1, -3, 2], [-3, 0, -1, 0, -1, 1]],
+    [
+        [-3, -3, 1, 0, 0, -2],
+        [3, 2, 2, -3, -3, -2],
+        [-1, -3, 3, 0, 3, 2],
+        [-2, -2, 3, 1, -3, 2],
+        [-3, 0, -1, 0, -1, 1],
+    ],
     dtype=np.float64,
 )
 
@@ -104,3 +110,37 @@ def test_pytorch_fid_method_equals_pytorch_fid_on_rank_deficient_stats() -> None
     assert M.frechet_distance(mu, s1, mu, s2, method="pytorch-fid") == pytorch_fid(mu, s1, mu, s2)
     with pytest.raises(UsageError, match="FID method 'scipy'"):
         M.frechet_distance(mu, s1, mu, s2, method="scipy")
+
+
+def write_folder(path, seed: int, noise: float, n: int) -> str:
+    from PIL import Image
+
+    path.mkdir()
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:32, 0:32]
+    for i in range(n):
+        base = (np.sin(xx / (3 + i % 5)) + np.cos(yy / (2 + i % 7))) * 60 + 128
+        img = base[..., None] + rng.randn(32, 32, 3) * noise
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path / f"{i:03d}.png")
+    return str(path)
+
+
+def test_cli_allow_rank_deficient_gives_pytorch_fids_number(fid_weights_file, tmp_path, capsys) -> None:
+    import json
+
+    from inceptionnet.commands import run
+
+    a, b = write_folder(tmp_path / "a", 0, 10.0, 20), write_folder(tmp_path / "b", 1, 40.0, 24)
+    common = ["--weights", fid_weights_file, "--dims", "64", "--device", "cpu", "--backend", "eager"]
+    assert run("fid", [a, b, *common]) == 2
+    assert "20 images give a rank-deficient 64x64 covariance" in capsys.readouterr().err
+    assert run("fid", [a, b, *common, "--allow-rank-deficient", "--json"]) == 0
+    cap = capsys.readouterr()
+    value = json.loads(cap.out)["fid"]
+    warn = cap.err.strip().splitlines()
+    assert len(warn) == 1 and warn[0].startswith("warning: FID of 20 images") and "24 images" in warn[0]
+    assert "biased" in warn[0] and "docs/METRICS.md" in warn[0]
+    net = M.load_fid_model(fid_weights_file)
+    fa, fb = (M.folder_features(x, net, dims=64, backend="eager", show_progress=False) for x in (a, b))
+    stats = [(f.features.mean(0), np.cov(f.features, rowvar=False)) for f in (fa, fb)]
+    assert value == pytorch_fid(*stats[0], *stats[1])  # the same features, pytorch-fid's function

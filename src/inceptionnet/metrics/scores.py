@@ -758,8 +758,9 @@ def _clamp_rounding(value: float, bound: float) -> float:
 # FID of fewer images than dims + 1 (--allow-rank-deficient), measured (docs/METRICS.md, "FID and the
 # image count"): the number moves with the image count alone, so it compares only with FIDs of as many.
 RANK_DEFICIENT_NOTE = (
-    "biased: it grows as the image count falls (Fashion-MNIST, --dims 192: ~{x50} x the 500-image FID at "
-    "50 images), so compare it only with FIDs of the same image count (docs/METRICS.md)"
+    "biased: it falls roughly as 1 / image count (Fashion-MNIST test vs train, --dims 192: 50 images give "
+    "~17x and 100 images ~7x the 1000-image FID), so compare it only with FIDs of as many images "
+    "(docs/METRICS.md)"
 )
 
 
