@@ -92,10 +92,13 @@ def test_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     work = tmp_path / "cwd"
     work.mkdir()
-    client = NotebookClient(
-        nb, km=kernel_manager(tmp_path), timeout=120, resources={"metadata": {"path": str(work)}}
-    )
-    client.execute()  # raises CellExecutionError, naming the cell, on the first error
+    km = kernel_manager(tmp_path)
+    client = NotebookClient(nb, km=km, timeout=120, resources={"metadata": {"path": str(work)}})
+    try:
+        client.execute()  # raises CellExecutionError, naming the cell, on the first error
+    finally:  # a kernel the client did not create outlives execute(): stop it (torch holds memory)
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
     text = output_text(nb)
