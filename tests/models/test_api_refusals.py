@@ -63,7 +63,7 @@ def test_out_of_order_or_repeated_indices_refused_by_forward_intermediates_and_p
 BAD_INDICES = ["12", 2.0, (1.0,), (True,), [None], True, {1, 3}, [0, "1"], object()]
 
 
-@pytest.mark.parametrize("indices", BAD_INDICES, ids=repr)
+@pytest.mark.parametrize("indices", BAD_INDICES, ids=lambda v: "object" if type(v) is object else repr(v))
 def test_indices_of_the_wrong_type_refused_everywhere(small, indices):
     # before: TypeErrors ('<' not supported, 'float' object is not iterable), or (True,) and {1, 3}
     # taken as stage 1 / as an unordered set
