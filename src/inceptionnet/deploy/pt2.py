@@ -123,8 +123,10 @@ class ExportJob(Protocol):
     meta: dict[str, Any]
     batch: int | None
     quiet: bool
-    say: Callable[[str], None]
     result: dict[str, Any]
+
+    @property
+    def say(self) -> Callable[[str], None]: ...
 
     def describe(self) -> str: ...
 
