@@ -166,6 +166,7 @@ def test_failed_verification_keeps_the_existing_file(tmp_path, monkeypatch, caps
         "8",
         "-o",
         str(out),
+        "--overwrite",  # the previous file is plain text, not an export of ours
     ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
