@@ -91,6 +91,17 @@ def announce_fast_path(p: Any) -> None:
     print(f"fast path: {fast.backend} {str(fast.dtype).removeprefix('torch.')}{agree}", file=sys.stderr)
 
 
+def add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    """The batched pipeline's flags (predict, embed): batch size and decoding processes."""
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default min(4, CPUs); 0: decode in this one)",
+    )
+
+
 def add_image_limit_args(p: argparse.ArgumentParser, max_pixels: int | None = None) -> None:
     """--max-pixels / --max-side: how large an image may be, decoded and resized for the model
     (``data.ImageLimits``; set for the whole command by ``with_image_limits``)."""

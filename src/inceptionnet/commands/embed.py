@@ -30,7 +30,7 @@ from .. import data as D
 from ..errors import ImageReadError, NonFiniteError, UsageError
 from ..fileio import atomic_write, check_output_file, is_safetensors
 from ..runtime import DEVICE_HELP, flush_denormal, resolve_device
-from ._args import add_image_limit_args
+from ._args import add_image_limit_args, add_pipeline_args
 
 FORMAT = "inceptionnet-embeddings"
 
@@ -66,13 +66,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="embed the feature map of this stage (0 = the first of feature_info; negative from the end), "
         "globally average-pooled, instead of the pooled final features",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="decoding processes (default min(4, CPUs); 0: decode in this one)",
-    )
+    add_pipeline_args(p)
     p.add_argument("--device", default="cpu", help=f"{DEVICE_HELP} (default cpu)")
     add_image_limit_args(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")

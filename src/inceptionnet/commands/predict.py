@@ -38,6 +38,7 @@ from ._args import (
     add_image_limit_args,
     add_model_args,
     add_onnx_arg,
+    add_pipeline_args,
     announce_fast_path,
     check_empty_flags,
     preprocess,
@@ -86,13 +87,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--resume", action="store_true",
         help="continue the -o file of an interrupted run (its .partial file): inputs already in it are skipped",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="decoding processes (default min(4, CPUs); 0: decode in this one)",
-    )
+    add_pipeline_args(p)
     p.add_argument("--strict", action="store_true", help="with -o: exit 2 when an input cannot be read")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
     return p
