@@ -38,7 +38,7 @@ test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=15 tests
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests notebooks
 	$(BIN)/mypy src
 
 clean:
