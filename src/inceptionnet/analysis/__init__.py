@@ -6,6 +6,8 @@ summary.py     summarize (the --format json dict) and render (text, markdown, cs
 table1.py      table1 / render_table1: a model as its paper's Table 1, published figures beside ours
 bottleneck.py  bottleneck / render_bottleneck / bottleneck_example: the 1x1 reductions of each block
 hints.py       reads the families' ANALYSIS_HINTS
+feature_maps.py  feature_maps / feature_map_figure: a layer's channels as a grid picture
+hooks.py       capture_outputs: modules' outputs during one forward (feature maps, the branch view)
 _measure.py    rows, one traced forward pass (FlopCounterMode), counts | _text.py  the table formats
 """
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteError, UsageError, excerpt
+from .hooks import capture_outputs
 
 __all__ = [
     "LayerMaps",
@@ -104,27 +105,13 @@ def feature_maps(model: nn.Module, x: Tensor, layers: Sequence[str]) -> list[Lay
         raise UsageError(
             f"{excerpt(unknown[0])} is not a layer of this model; choose from {', '.join(valid)}"
         )
-    acts: dict[str, Tensor] = {}
-
-    def keep(name: str) -> Any:
-        def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
-            if isinstance(out, Tensor) and out.dim() == 4:
-                acts[name] = out.detach()[0].float().cpu()
-
-        return hook
-
-    handles = [model.get_submodule(n).register_forward_hook(keep(n)) for n in layers]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    acts = capture_outputs(model, x, {n: model.get_submodule(n) for n in layers})
     out = []
     for name in layers:
-        if name not in acts:
+        a = acts.get(name)
+        if a is None or a.dim() != 4:
             raise UsageError(f"layer {name} gives no N x C x H x W feature map; choose a stage or block")
-        scaled = _per_channel_scaled(acts[name], name)
+        scaled = _per_channel_scaled(a[0].float().cpu(), name)
         grid, nrow = tile_grid(scaled)
         out.append(LayerMaps(name, scaled.numpy(), grid, nrow))
     return out

@@ -13,6 +13,10 @@ every rank, and every rank gets the same number.
   object with the same weights, backend and device. ``model=`` passes one (a module or a ready
   ``FIDNetwork``); ``feature=`` any module or callable instead, given the images as they are (no
   resize, no scaling) and returning N x D features, as torchmetrics' ``feature=`` module.
+* A saved reference (``reference=`` a file of ``scores.save_reference`` / ``fid --save-stats``, or a
+  ``Reference``; ``FID.from_reference(path)``): the real side comes from it, so only the generated
+  images go through ``update``; FID needs its mu / sigma, KID and precision/recall its features. Its
+  recorded FID network and resize rule must be this object's (checked at ``compute``).
 * Numbers: the functions of ``scores`` (and ``prdc``) on the accumulated features: FID from float64
   sums (constant memory, as torchmetrics), KID, IS and precision/recall from the features themselves.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,17 +39,21 @@ from .scores import (
     BACKENDS,
     DIMS,
     FIDNetwork,
+    Reference,
     check_image_count,
+    check_same_rules,
     fid_network,
     frechet_distance,
     inception_score,
     kernel_inception_distance,
     load_fid_model,
+    load_reference,
 )
 
 __all__ = ["FID", "KID", "InceptionScore", "PrecisionRecall"]
 
 FeatureFn = Callable[[Tensor], Tensor]
+M = TypeVar("M", bound="_ImageMetric")
 
 # (weights file, backend, device) -> the FID network: one per configuration while any object holds it
 _NETWORKS: weakref.WeakValueDictionary[tuple[Any, ...], FIDNetwork] = weakref.WeakValueDictionary()
@@ -162,6 +170,7 @@ class _ImageMetric:
         batch_size: int = 50,
         reset_real_features: bool = True,
         sync: bool = True,
+        reference: str | os.PathLike[str] | Reference | None = None,
     ) -> None:
         if sum(x is not None for x in (weights, model, feature)) > 1:
             raise UsageError(f"{self.name}: pass at most one of weights=, model= and feature=")
@@ -180,6 +189,40 @@ class _ImageMetric:
         self._model = model
         self._net: FIDNetwork | None = None
         self._clear(real=True)
+        self._reference = self._open_reference(reference)
+
+    @classmethod
+    def from_reference(cls: type[M], reference: str | os.PathLike[str] | Reference, **kw: Any) -> M:
+        """The metric against a saved reference (its real side): only ``update(images, real=False)``."""
+        return cls(reference=reference, **kw)
+
+    def _open_reference(self, reference: str | os.PathLike[str] | Reference | None) -> Reference | None:
+        if reference is None:
+            return None
+        if isinstance(reference, Reference):
+            ref = reference
+        else:  # the FID network's width is known; a feature= module's is not
+            ref = load_reference(reference, None if self.feature is not None else self.dims)
+        if self.feature is not None and ref.network is not None:
+            raise UsageError(
+                f"{self.name}: {ref.source or 'the reference'} holds features of the FID network "
+                f"{ref.network[:16]}, but this object's come from feature=: pass the same network instead"
+            )
+        return ref
+
+    def _real_reference(self, width: int) -> Reference | None:
+        """The reference, checked against this object's network, resize rule and feature width."""
+        ref = self._reference
+        if ref is None:
+            return None
+        if self.feature is None:
+            check_same_rules([ref], self.network, self.resize)
+        if ref.mu.shape[0] != width:
+            raise UsageError(
+                f"{self.name}: {ref.source or 'the reference'} holds {ref.mu.shape[0]}-d features, the "
+                f"generated images give {width}-d ones: use a reference made with the same features"
+            )
+        return ref
 
     @property
     def network(self) -> FIDNetwork:
@@ -231,6 +274,11 @@ class _ImageMetric:
 
     def update(self, images: Tensor, real: bool) -> None:
         """Add a batch of real (``real=True``) or generated images."""
+        if real and self._reference is not None:
+            raise UsageError(
+                f"{self.name}.update: the real side is the reference {self._reference.source or ''}; "
+                "pass generated images only (real=False)"
+            )
         if isinstance(images, Tensor) and images.dim() >= 1 and images.shape[0] == 0:
             return  # an empty shard: nothing to add
         self._add(self.features_of(images), bool(real))
@@ -260,7 +308,13 @@ class _KeepsFeatures(_ImageMetric):
         self._rows[real].append(f)
 
     def features(self, real: bool) -> np.ndarray:
-        """The N x D float64 features of the real or generated images, of every rank in rank order."""
+        """The N x D float64 features of the real or generated images, of every rank in rank order
+        (the real ones: the reference's, where one was given)."""
+        if real and self._reference is not None:
+            fake = self.features(False)
+            ref = self._real_reference(fake.shape[1])
+            assert ref is not None
+            return ref.features_for(f"{self.name} against a reference")
         rows = self._rows[real]
         local = torch.cat(rows) if rows else torch.empty(0, 0, dtype=torch.float64)
         what = f"{self.name} ({'real' if real else 'generated'} images)"
@@ -293,6 +347,12 @@ class FID(_ImageMetric):
 
     def stats(self, real: bool) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) of the real or generated images (every rank's), float64, sigma with ddof 1."""
+        if real and self._reference is not None:
+            ref = self._real_reference(self.stats(False)[0].shape[0])
+            assert ref is not None
+            if ref.count is not None:
+                check_image_count(ref.count, ref.mu.shape[0], ref.source)
+            return ref.mu, ref.sigma
         what = f"FID ({'real' if real else 'generated'} images)"
         n, total, outer = sum_over_ranks(*self._sums[real], what) if self.sync else self._sums[real]
         if n == 0:
@@ -331,6 +391,8 @@ class InceptionScore(_KeepsFeatures):
     logits = True
 
     def __init__(self, *, splits: int = 10, **kw: Any) -> None:
+        if kw.get("reference") is not None:
+            raise UsageError("InceptionScore scores the generated images alone: it takes no reference=")
         super().__init__(**kw)
         self.splits = splits
 

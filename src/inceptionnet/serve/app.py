@@ -5,6 +5,8 @@
                        options ``topk`` and ``invert`` as query parameters, form fields or JSON keys
     POST /v1/explain   one image -> top-5, Grad-CAM PNG of ``target`` (index or class name; default
                        top-1), and for GoogLeNet-family models the branch energies of ``block``
+    POST /v1/feature_maps  one image and ``layer`` -> that layer's channels as a gray grid PNG
+                       (serve/feature_maps.py); GET /v1/feature_maps/layers: the layer names
     GET  /v1/models    the model: input config, classes, backend, blocks
     GET  /healthz      liveness: {"status": "ok"}; 503 with {"status", "error"} when the batch worker
                        has stopped or one batch has run longer than --timeout (200 while warming up
@@ -71,11 +73,12 @@ from .oip import oip_router
 log = logging.getLogger("inceptionnet.serve")
 
 STATIC = Path(__file__).parent / "static"  # package data (pyproject's package-data)
-ROUTES = ("/", "/v1/predict", "/v1/explain", "/v1/models", "/healthz", "/readyz", "/metrics")
+ROUTES = ("/", "/v1/predict", "/v1/explain", "/v1/feature_maps", "/v1/feature_maps/layers", "/v1/models",
+          "/healthz", "/readyz", "/metrics")  # fmt: skip
 # the v2 routes open without a key: the protocol's health checks (liveness, readiness, model readiness)
 OPEN_V2 = re.compile(r"/v2/health/(live|ready)|/v2/models/[^/]+(/versions/[^/]+)?/ready")
 WORKER_HEADER = "X-Inceptionnet-Worker"  # the worker's pid, under --workers N > 1
-FIELDS = {"file", "topk", "invert", "target", "block"}  # the form fields / JSON keys we read
+FIELDS = {"file", "topk", "invert", "target", "block", "layer"}  # the form fields / JSON keys we read
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -365,6 +368,9 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
     _add_error_handlers(app)
     _add_predict(app, engine, cfg, metrics, state)
     _add_explain(app, engine, cfg, state)
+    from .feature_maps import add_feature_maps  # it uses this module's request helpers
+
+    add_feature_maps(app, engine, cfg, state)
     app.include_router(oip_router(
         engine, max_elements=cfg.max_files, classify=functools.partial(classify, state, cfg, metrics),
         decode=functools.partial(decode_all, engine, invert=False),
@@ -574,38 +580,15 @@ def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str
 
     @app.post("/v1/explain", dependencies=[Depends(require_key)])
     async def explain_image(request: Request) -> dict[str, Any]:
-        if engine.model is None:
-            raise HTTPException(
-                409,
-                "explanations need the PyTorch model: serve --checkpoint or --model/--weights, not --onnx",
-            )
-        images, options = await read_request(request, cfg)
-        if len(images) != 1:
-            raise HTTPException(400, f"/v1/explain takes one image, got {len(images)}")
+        name, x, options = await one_image(request, engine, cfg, "/v1/explain")
         target = target_index(options.get("target"))
         block = options.get("block", default_block(four_branch_blocks(engine.model)))
         block = None if block in (None, "", "none") else str(block)
-        (x,) = await decode_all(engine, images, _flag(options.get("invert", False), "invert"))
-        if state["explaining"] >= cfg.max_explain:
-            raise HTTPException(
-                503, "busy explaining other images; retry shortly", headers={"Retry-After": "1"}
-            )
-        state["explaining"] += 1
-        try:
-            e = await asyncio.wait_for(
-                run_in_threadpool(explain, engine.model, engine.icfg, x, target=target, block=block),
-                cfg.timeout_s,
-            )
-        except NonFiniteError as err:
-            raise HTTPException(500, str(err)) from None
-        except UsageError as err:  # a block the model does not have, a class index out of range
-            raise HTTPException(400, str(err)) from None
-        except TimeoutError:
-            raise HTTPException(504, f"no explanation within {cfg.timeout_s:g} s (--timeout)") from None
-        finally:
-            state["explaining"] -= 1
+        e = await explaining(
+            state, cfg, "explanation", explain, engine.model, engine.icfg, x, target=target, block=block
+        )
         return {
-            "model": engine.name, "weights": engine.weights_id, "file": images[0][0],
+            "model": engine.name, "weights": engine.weights_id, "file": name,
             "top": top_rows(torch.from_numpy(e.probs), engine.classes, 5),
             "target": {"index": e.target, "label": engine.classes[e.target]}, "cam_layer": e.cam_layer,
             "input_png": data_url(overlay(e.image, e.cam, alpha=0.0)), "cam_png": data_url(overlay(e.image, e.cam)),
@@ -615,3 +598,41 @@ def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str
                 for lab, share, m in zip(e.branch_labels, e.branch_shares, e.branch_maps if e.branch_maps is not None else [], strict=True)
             ],
         }  # fmt: skip
+
+
+async def one_image(
+    request: Request, engine: Engine, cfg: ServeConfig, route: str
+) -> tuple[str, Any, dict[str, Any]]:
+    """(file name, model input, options) of a request for one image to a route that needs the eager
+    model (/v1/explain, /v1/feature_maps): 409 for an ONNX model, the upload and size checks of
+    ``read_request`` and ``decode_all``, 400 for more than one image."""
+    if engine.model is None:
+        raise HTTPException(
+            409, f"{route} needs the PyTorch model: serve --checkpoint or --model/--weights, not --onnx"
+        )
+    images, options = await read_request(request, cfg)
+    if len(images) != 1:
+        raise HTTPException(400, f"{route} takes one image, got {len(images)}")
+    (x,) = await decode_all(engine, images, _flag(options.get("invert", False), "invert"))
+    return images[0][0], x, options
+
+
+async def explaining(
+    state: dict[str, Any], cfg: ServeConfig, what: str, fn: Callable[..., Any], *args: Any, **kw: Any
+) -> Any:
+    """``fn(*args, **kw)`` in a thread, at most ``cfg.max_explain`` at once (503 beyond), within
+    --timeout (504); its NonFiniteError a 500, its UsageError (a block, layer or class the model
+    does not have) a 400."""
+    if state["explaining"] >= cfg.max_explain:
+        raise HTTPException(503, "busy explaining other images; retry shortly", headers={"Retry-After": "1"})
+    state["explaining"] += 1
+    try:
+        return await asyncio.wait_for(run_in_threadpool(fn, *args, **kw), cfg.timeout_s)
+    except NonFiniteError as err:
+        raise HTTPException(500, str(err)) from None
+    except UsageError as err:
+        raise HTTPException(400, str(err)) from None
+    except TimeoutError:
+        raise HTTPException(504, f"no {what} within {cfg.timeout_s:g} s (--timeout)") from None
+    finally:
+        state["explaining"] -= 1

@@ -8,8 +8,9 @@ each of the four branches of an Inception block fires where.
   activation, upsampled to the input and scaled to its own maximum (where it fires); its share is
   its part of the block's total squared activation (how much it fires).
 
-``explain(...) -> Explanation`` gives arrays; ``overlay_png`` and ``explanation_figure`` draw them
-(the server's page and ``inceptionnet explain``).
+``explain(...) -> Explanation`` gives arrays; ``overlay`` (+ ``png_bytes``) and ``explanation_figure`` draw them
+(the server's page and ``inceptionnet explain``). ``layer_grid``: a layer's feature-map grid
+(``analysis.feature_maps``) for the page's "Feature maps" view.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import data as D
+from ..analysis.feature_maps import LayerMaps, feature_layer_names, feature_maps
+from ..analysis.hooks import capture_outputs
 from ..errors import NonFiniteError, UsageError
 
 # hooks and autograd state live on the module: one explanation at a time per process
@@ -115,22 +118,8 @@ def branch_energy(model: nn.Module, x: Tensor, block: str) -> tuple[list[str], n
         raise UsageError(f"--block {block!r} is not an Inception block of this model ({have})")
     mod = model.get_submodule(block)
     branches = [mod.get_submodule(f"branch{i}") for i in range(1, 5)]
-    acts: dict[int, Tensor] = {}
-
-    def keep(i: int) -> Any:
-        def hook(_m: nn.Module, _inp: Any, out: Tensor) -> None:
-            acts[i] = out.detach().float()
-
-        return hook
-
-    handles = [b.register_forward_hook(keep(i)) for i, b in enumerate(branches)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    energy = [acts[i].pow(2) for i in range(4)]
+    acts = capture_outputs(model, x, dict(enumerate(branches)))
+    energy = [acts[i].float().pow(2) for i in range(4)]
     total = sum(float(e.sum()) for e in energy)
     shares = [float(e.sum()) / total if total > 0 else 0.0 for e in energy]
     maps = [F.interpolate(e.mean(1, keepdim=True), size=tuple(x.shape[-2:]), mode="bilinear") for e in energy]
@@ -145,8 +134,7 @@ def explain(
     num_classes = int(getattr(model, "num_classes", 0))
     if target is not None and not 0 <= target < num_classes:
         raise UsageError(f"class index {target} is out of range: the model has {num_classes} classes")
-    param = next(model.parameters(), None)
-    xb = x.unsqueeze(0).float().to(param.device if param is not None else "cpu")
+    xb = batch_of_one(model, x)
     layer = str(model.feature_info[-1]["module"])  # type: ignore[index]
     with _LOCK:
         model.eval()
@@ -165,6 +153,29 @@ def explain(
             out.block = block
             out.branch_labels, out.branch_maps, out.branch_shares = branch_energy(model, xb, block)
     return out
+
+
+def batch_of_one(model: nn.Module, x: Tensor) -> Tensor:
+    """One model input (C x H x W) as a 1 x C x H x W float batch on the model's device."""
+    param = next(model.parameters(), None)
+    return x.unsqueeze(0).float().to(param.device if param is not None else "cpu")
+
+
+def layer_grid(model: nn.Module, x: Tensor, layer: str) -> LayerMaps:
+    """The feature-map grid of ``layer`` (``analysis.feature_maps``) for one model input ``x``
+    (C x H x W, as ``Engine.decode`` gives it); one at a time with the explanations (hooks)."""
+    with _LOCK:
+        model.eval()
+        return feature_maps(model, batch_of_one(model, x), [layer])[0]
+
+
+def default_layer(model: nn.Module) -> str | None:
+    """The layer the page shows first: the branch view's default block, else the middle layer."""
+    names = feature_layer_names(model)
+    block = default_block(four_branch_blocks(model))
+    if block in names:
+        return block
+    return names[len(names) // 2] if names else None
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, side: int = 224, alpha: float = 0.5) -> np.ndarray:

@@ -125,6 +125,36 @@ function showBranches(e) {
   $("branches").hidden = e.branches.length === 0;
 }
 
+// POST /v1/feature_maps: the chosen layer's channels as one gray grid PNG, beside Grad-CAM.
+async function featureMaps() {
+  if (!image || !model.explain) return;
+  const layer = $("layer").value;
+  status(`feature maps of ${layer}…`);
+  try {
+    const r = await authed("/v1/feature_maps", { method: "POST", body: formFor({ layer }) });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      throw new Error(body.error || `HTTP ${r.status}`);
+    }
+    const old = $("fmap").src;
+    $("fmap").src = URL.createObjectURL(await r.blob());
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    $("fmap-shape").textContent = `(${r.headers.get("X-Feature-Maps-Shape") || "?"}: channels x height x width)`;
+    status(`${image.name}: feature maps of ${layer}`);
+  } catch (err) {
+    status(err.message, true);
+  }
+}
+
+async function loadLayers() {
+  const r = await authed("/v1/feature_maps/layers");
+  if (!r.ok) return;
+  const body = await r.json();
+  for (const name of body.layers) $("layer").add(new Option(name, name));
+  if (body.default) $("layer").value = body.default;
+  $("fmap-figure").hidden = body.layers.length === 0;
+}
+
 async function show(file) {
   image = file;
   status(`classifying ${file.name}…`);
@@ -138,6 +168,7 @@ async function show(file) {
     return;
   }
   await explain();
+  if ($("fmap").src) await featureMaps();  // the grid was open: show the new image's
 }
 
 async function start() {
@@ -152,6 +183,9 @@ async function start() {
   $("cam-figure").hidden = !model.explain;
   $("target").addEventListener("change", explain);
   $("block").addEventListener("change", explain);
+  $("fmap-button").addEventListener("click", featureMaps);
+  $("layer").addEventListener("change", featureMaps);
+  if (model.explain) await loadLayers();
   $("invert").addEventListener("change", () => image && show(image));
   $("file").addEventListener("change", () => $("file").files[0] && show($("file").files[0]));
   const drop = $("drop");
