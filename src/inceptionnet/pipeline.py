@@ -15,9 +15,10 @@
   eval transform, in ``workers`` DataLoader processes (bounded prefetch: 2 batches each) while the
   main process runs the model. An unreadable image becomes a failed entry (named, counted, left out
   of the output), never an exception; a file that vanished since it was listed is one of them.
-* **Outputs** (``OutputFile``): ``.csv`` (``path,label_1,index_1,prob_1,...``) or ``.jsonl`` (one
-  ``{"path", "top": [{"label", "index", "prob"}]}`` a line), written as the batches come to
-  ``FILE.partial`` (appended, flushed), renamed onto FILE when every input is done. ``resume=True``
+* **Outputs** (``OutputFile``): ``.csv`` (``path,label_1,index_1,prob_1,...``), ``.jsonl`` (one
+  ``{"path", "top": [{"label", "index", "prob"}]}`` a line) or ``.parquet`` (the CSV's columns; with
+  pyarrow), written as the batches come to ``FILE.partial`` (appended, flushed; JSON lines for
+  parquet), renamed onto FILE when every input is done (parquet: written from it atomically). ``resume=True``
   keeps the rows of an earlier partial file (a crash, Ctrl-C, kill -9: a last line cut short is
   dropped) and skips those inputs: nothing recomputed, nothing lost.
 * **Many processes** (``torchrun``): rank r takes inputs i % world == r; after each batch the ranks'
@@ -36,7 +37,6 @@ import io
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -49,14 +49,14 @@ import torch
 from torch import Tensor
 
 from . import data as D
-from .data.images import current_limits
+from .data.images import ResizeTo, current_limits
 from .errors import ImageReadError, NonFiniteError, UsageError, excerpt
 from .fileio import json_text, not_a_regular_file
 from .runtime import is_dist, progress_shown
 
 BULK = 64  # more inputs than this is bulk work: the fast path by default (predict)
 PARTIAL_SUFFIX = ".partial"
-FORMATS = (".csv", ".jsonl")
+FORMATS = (".csv", ".jsonl", ".parquet")
 GLOB_CHARS = frozenset("*?[")
 
 
@@ -148,16 +148,18 @@ class Batch:
 
 class ImageFiles(torch.utils.data.Dataset[Sample]):
     """``(index, path)`` items as model inputs: ``read_image`` (``limits``, taken when made, so that
-    worker processes keep the command's --max-pixels / --max-side), gray levels inverted with
-    ``invert``, then ``transform``. Unreadable images are samples with an ``error``."""
+    worker processes keep the command's --max-pixels / --max-side; ``resize_to``: the resize checked
+    from the header, by default the transform's first; ``draft``: large JPEGs decoded at a reduced
+    scale, --jpeg-draft), gray levels inverted with ``invert``, then ``transform``. Unreadable images
+    are samples with an ``error``."""
 
     def __init__(
         self, items: Sequence[tuple[int, str]], in_chans: int, transform: Any, *, invert: bool = False,
-        limits: D.ImageLimits | None = None,
+        limits: D.ImageLimits | None = None, resize_to: ResizeTo | None = None, draft: bool = False,
     ) -> None:  # fmt: skip
         self.items = list(items)
-        self.in_chans, self.transform, self.invert = in_chans, transform, invert
-        self.resize_to = D.resize_target(transform)
+        self.in_chans, self.transform, self.invert, self.draft = in_chans, transform, invert, draft
+        self.resize_to = D.resize_target(transform) if resize_to is None else resize_to
         self.limits = current_limits(limits)
 
     def __len__(self) -> int:
@@ -166,7 +168,9 @@ class ImageFiles(torch.utils.data.Dataset[Sample]):
     def __getitem__(self, i: int) -> Sample:
         index, path = self.items[i]
         try:
-            x = D.read_image(path, self.in_chans, resize_to=self.resize_to, limits=self.limits)
+            x = D.read_image(
+                path, self.in_chans, resize_to=self.resize_to, limits=self.limits, draft=self.draft
+            )
         except ImageReadError as e:
             return Sample(index, path, None, str(e))
         if self.invert:
@@ -195,7 +199,7 @@ def loader(dataset: ImageFiles, batch_size: int, workers: int) -> Iterable[Batch
 
 def image_tensor(
     paths: Sequence[str], in_chans: int, transform: Any, *, limit: int, invert: bool = False,
-    workers: int = 0, batch_size: int = 32,
+    workers: int = 0, batch_size: int = 32, draft: bool = False,
 ) -> Tensor:  # fmt: skip
     """Up to ``limit`` readable images of ``paths``, spread evenly over them, as one model-ready
     tensor (int8 calibration images taken from the inputs themselves); unreadable ones are passed
@@ -203,7 +207,7 @@ def image_tensor(
     step = max(1, len(paths) // max(limit, 1))
     items = list(enumerate(paths))[::step][: limit * 2]
     xs: list[Tensor] = []
-    for b in loader(ImageFiles(items, in_chans, transform, invert=invert), batch_size, workers):
+    for b in loader(ImageFiles(items, in_chans, transform, invert=invert, draft=draft), batch_size, workers):
         if b.x is not None:
             xs.append(b.x)
         if sum(len(x) for x in xs) >= limit:
@@ -211,6 +215,40 @@ def image_tensor(
     if not xs:
         raise ImageReadError(f"none of the {len(items)} images tried for calibration could be read")
     return torch.cat(xs)[:limit]
+
+
+def auto_workers(workers: int | None, n: int, batch_size: int) -> int:
+    """Decoding processes: ``workers`` as given, else ``default_workers()`` for more than one batch
+    (one batch: nothing to overlap, no process to start)."""
+    if workers is not None:
+        return workers
+    return default_workers() if n > batch_size else 0
+
+
+class LabeledBatches:
+    """``(images, labels)`` batches of ``samples`` ((path, label); an image folder's) decoded by the
+    pipeline's loader (``workers`` processes, ``auto_workers``), as ``train.engine.evaluate`` reads
+    them; the first unreadable image raises ``ImageReadError`` naming it."""
+
+    def __init__(
+        self, samples: Sequence[tuple[str, int]], in_chans: int, transform: Any, *, batch_size: int,
+        workers: int | None = None, draft: bool = False,
+    ) -> None:  # fmt: skip
+        self.samples, self.batch_size = list(samples), batch_size
+        self.workers = auto_workers(workers, len(self.samples), batch_size)
+        items = [(i, str(p)) for i, (p, _) in enumerate(self.samples)]
+        self.dataset = ImageFiles(items, in_chans, transform, draft=draft)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.samples) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        labels = torch.tensor([int(y) for _, y in self.samples], dtype=torch.long)
+        for b in loader(self.dataset, self.batch_size, self.workers):
+            if b.failed:
+                raise ImageReadError(b.failed[0][2])
+            if b.x is not None:
+                yield b.x, labels[b.indices]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,6 +338,7 @@ def stream(
     invert: bool = False,
     show_progress: bool = True,
     desc: str = "predict",
+    draft: bool = False,
 ) -> Summary:
     """``items`` ((index, path), the same list on every rank) through ``run`` (a batch -> outputs),
     ``rows_of(paths, outputs)`` making each input's row on its rank; ``emit`` gets the results of
@@ -308,10 +347,9 @@ def stream(
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     mine = [it for j, it in enumerate(items) if j % world == rank]
-    n_workers = default_workers() if workers is None else workers
-    if workers is None and len(mine) <= batch_size:
-        n_workers = 0  # one batch: nothing to overlap, no process to start
-    batches = iter(loader(ImageFiles(mine, in_chans, transform, invert=invert), batch_size, n_workers))
+    n_workers = auto_workers(workers, len(mine), batch_size)
+    dataset = ImageFiles(mine, in_chans, transform, invert=invert, draft=draft)
+    batches = iter(loader(dataset, batch_size, n_workers))
     steps = math.ceil(math.ceil(len(items) / world) / batch_size)  # the same on every rank
     summary, start = Summary(), time.perf_counter()
     with _bar(len(items), desc, show_progress and rank == 0) as bar:
@@ -397,6 +435,22 @@ class RowFormat:
     def ours(self, first_line: str) -> bool:
         raise NotImplementedError
 
+    def ours_file(self, path: Path) -> bool:
+        """``path`` starts as a predictions file of this format would."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return self.ours(f.readline(4096))
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    def read_back(self, path: Path) -> bytes:
+        """A finished FILE as the partial file's bytes (to continue it with --resume)."""
+        return path.read_bytes()
+
+    def finalise(self, partial: Path, output: Path) -> None:
+        """The complete partial file (fsynced) onto FILE."""
+        os.replace(partial, output)
+
 
 class CsvRows(RowFormat):
     """``path,label_1,index_1,prob_1,...,label_K,index_K,prob_K``, probabilities in full precision."""
@@ -442,24 +496,75 @@ class JsonlRows(RowFormat):
         return isinstance(row, dict) and set(row) == {"path", "top"}
 
 
+class ParquetRows(JsonlRows):
+    """``.parquet``, columns as the CSV's (``path``, ``label_j``, ``index_j``, ``prob_j``). Parquet cannot
+    be appended: the rows go to the partial file as JSON lines as they come (kept for --resume) and
+    become FILE, through ``fileio.atomic_write``, at the end. Needs pyarrow (``row_format`` says so)."""
+
+    suffix = ".parquet"
+
+    def columns(self) -> list[str]:
+        return ["path"] + [f"{c}_{j}" for j in range(1, self.topk + 1) for c in ("label", "index", "prob")]
+
+    def ours_file(self, path: Path) -> bool:
+        import pyarrow.parquet as pq
+
+        try:
+            return bool(pq.read_schema(path).names == self.columns())
+        except Exception:  # noqa: BLE001 - pyarrow's errors for a file that is not parquet
+            return False
+
+    def read_back(self, path: Path) -> bytes:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+        top = [[{k: r[f"{k}_{j}"] for k in ("label", "index", "prob")} for j in range(1, self.topk + 1)]
+               for r in rows]  # fmt: skip
+        return "".join(self.line(r["path"], t) for r, t in zip(rows, top, strict=True)).encode("utf-8")
+
+    def finalise(self, partial: Path, output: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .fileio import atomic_write
+
+        cols: dict[str, list[Any]] = {c: [] for c in self.columns()}
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            cols["path"].append(row["path"])
+            for j, t in enumerate(row["top"], 1):
+                for k in ("label", "index", "prob"):
+                    cols[f"{k}_{j}"].append(t[k])
+        types = {"path": pa.string(), "label": pa.string(), "index": pa.int64(), "prob": pa.float64()}
+        schema = pa.schema([(c, types[c.split("_")[0]]) for c in cols])
+        table = pa.table(cols, schema=schema)
+        atomic_write(output, lambda tmp: pq.write_table(table, tmp))
+        partial.unlink()
+
+
 def row_format(output: str | os.PathLike[str], topk: int, flag: str = "-o") -> RowFormat:
-    """The format ``output``'s suffix names (.csv or .jsonl)."""
+    """The format ``output``'s suffix names (.csv, .jsonl or .parquet: pyarrow installed)."""
     suffix = Path(output).suffix.lower()
+    if suffix == ParquetRows.suffix:
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                f"{flag} {excerpt(str(output))}: writing .parquet needs pyarrow: pip install pyarrow "
+                "(or write .csv / .jsonl)"
+            ) from None
+        return ParquetRows(topk)
     for cls in (CsvRows, JsonlRows):
         if suffix == cls.suffix:
             return cls(topk)
     raise UsageError(
-        f"{flag} {excerpt(str(output))}: the suffix says the format: {' or '.join(FORMATS)} (e.g. preds.csv)"
+        f"{flag} {excerpt(str(output))}: the suffix says the format: {', '.join(FORMATS[:-1])} or {FORMATS[-1]} (e.g. preds.csv)"
     )
 
 
 def is_our_output(path: Path, fmt: RowFormat) -> bool:
     """``path`` starts as a predictions file of ``fmt`` would (the output rule's ``ours``)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return fmt.ours(f.readline(4096))
-    except (OSError, UnicodeDecodeError):
-        return False
+    return fmt.ours_file(path)
 
 
 def partial_path(output: str | os.PathLike[str]) -> Path:
@@ -481,6 +586,7 @@ class OutputFile:
         self._f: TextIO | None = None
         self._source: Path | None = None  # the file resumed from: the partial file or a finished FILE
         self._cut = 0  # the bytes of its complete lines
+        self._raw = b""  # a finished FILE read back as the partial file's bytes
 
     def start(self) -> Counter[str]:
         """The paths already done (with ``resume``: those of the earlier partial file, or of a finished
@@ -494,12 +600,13 @@ class OutputFile:
             elif self.output.is_file() and is_our_output(self.output, self.fmt):
                 self._source = self.output  # finished: only inputs it lacks are added
         if self._source is not None:
+            self._raw = self.fmt.read_back(self.output) if self._source == self.output else b""
             self.done = Counter(self._paths(self._complete_text(self._source)))
         return self.done
 
     def _complete_text(self, src: Path) -> str:
         """The complete lines of ``src`` (a last line cut short by a kill is not one), checked as ours."""
-        raw = src.read_bytes()
+        raw = self._raw if src == self.output else src.read_bytes()
         self._cut = raw.rfind(b"\n") + 1
         try:
             text = raw[: self._cut].decode("utf-8")
@@ -522,7 +629,7 @@ class OutputFile:
             self._f.write(self.fmt.header())
             return self._f
         if src == self.output:
-            shutil.copyfile(self.output, self.partial)
+            self.partial.write_bytes(self._raw)
         if self._cut < self.partial.stat().st_size:
             os.truncate(self.partial, self._cut)  # the line cut short by the kill: that input is done again
         self._f = open(self.partial, "a", encoding="utf-8")  # noqa: SIM115 - open across batches
@@ -554,7 +661,7 @@ class OutputFile:
         os.fsync(f.fileno())
         f.close()
         self._f = None
-        os.replace(self.partial, self.output)
+        self.fmt.finalise(self.partial, self.output)
         return self.output
 
     def close(self) -> None:

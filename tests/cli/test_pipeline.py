@@ -133,6 +133,49 @@ def test_resume_after_interruption_gives_the_same_file(images, tmp_path, capsys,
     assert rc == 0 and out.read_bytes() == ref.read_bytes() and f"{N} already done" in err
 
 
+def test_parquet_without_pyarrow_says_how_to_install_it(images, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    rc, _, err = _predict([str(images[0]), "-o", str(tmp_path / "p.parquet")], capsys)
+    assert rc == 2 and "error: -o" in err and "pip install pyarrow" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_parquet_output_and_resume(images, tmp_path, capsys, monkeypatch) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    root, _ = images
+    argv = [str(root), "--batch-size", "4", "--workers", "0", "--topk", "2"]
+    ref = tmp_path / "ref.jsonl"
+    assert _predict([*argv, "-o", str(ref)], capsys)[0] == 0
+    want = [{"path": r["path"], **{f"{k}_{j}": t[k] for j, t in enumerate(r["top"], 1) for k in t}}
+            for r in _jsonl(ref)]  # fmt: skip
+    out = tmp_path / "p.parquet"
+    write, calls = P.OutputFile.write, []
+
+    def interrupted(self, results):  # Ctrl-C after the second batch was written
+        write(self, results)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(P.OutputFile, "write", interrupted)
+    assert _predict([*argv, "-o", str(out)], capsys)[0] == 130 and not out.exists()
+    monkeypatch.setattr(P.OutputFile, "write", write)
+    rc, _, err = _predict([*argv, "-o", str(out), "--resume"], capsys)
+    assert rc == 0 and "8 already done (--resume)" in err and not P.partial_path(out).exists()
+    table = pq.read_table(out)
+    assert table.column_names == ["path", "label_1", "index_1", "prob_1", "label_2", "index_2", "prob_2"]
+    assert table.to_pylist() == want
+    # a finished file resumed with more inputs: its rows read back, the new ones added
+    extra = tmp_path / "extra.png"
+    shutil.copy(Path(want[0]["path"]), extra)
+    rc, _, err = _predict([str(root), str(extra), *argv[1:], "-o", str(out), "--resume"], capsys)
+    assert rc == 0 and f"{N} already done" in err
+    rows = pq.read_table(out).to_pylist()
+    assert rows[:N] == want and rows[N]["path"] == str(extra) and rows[N]["index_1"] == want[0]["index_1"]
+    assert rows[N]["prob_1"] == pytest.approx(want[0]["prob_1"], abs=1e-5)  # a batch of 1, not of 4
+
+
 def test_resume_refuses_another_format(images, tmp_path, capsys) -> None:
     root, _ = images
     out = tmp_path / "p.csv"
@@ -234,7 +277,7 @@ def test_bulk_work_takes_the_fast_path_calibrated_on_its_inputs(
 @pytest.mark.parametrize(
     "argv, msg",
     [
-        (["-o", "p.txt"], "the suffix says the format: .csv or .jsonl"),
+        (["-o", "p.txt"], "the suffix says the format: .csv, .jsonl or .parquet"),
         (["--resume"], "--resume applies to an -o file"),
         (["-o", "p.csv", "--json"], "--json prints to the terminal"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),

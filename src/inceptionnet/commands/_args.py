@@ -100,6 +100,16 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="decoding processes (default min(4, CPUs); 0: decode in this one)",
     )
+    add_jpeg_draft_arg(p)
+
+
+def add_jpeg_draft_arg(p: argparse.ArgumentParser) -> None:
+    """--jpeg-draft: JPEGs at least twice the model's resize decoded at a reduced scale (opt-in)."""
+    p.add_argument(
+        "--jpeg-draft", action="store_true",
+        help="decode JPEGs at least twice the model's resize at 1/2, 1/4 or 1/8 scale (libjpeg's DCT "
+        "scaling: faster on large photos, slightly different pixels)",
+    )  # fmt: skip
 
 
 def add_image_limit_args(p: argparse.ArgumentParser, max_pixels: int | None = None) -> None:
@@ -172,6 +182,10 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
         help="fast: BN folded, 1x1 convs merged, channels_last (checked against eager); eager: as is",
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="decoding processes (default min(4, CPUs) for more than one batch; 0: decode in this one)",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and count them")
     add_image_limit_args(p)
@@ -182,7 +196,7 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
 def feature_kwargs(args: argparse.Namespace, device: Any) -> dict[str, Any]:
     return dict(
         batch_size=args.batch_size, resize=args.resize, backend=args.backend, device=device,
-        skip_bad=args.skip_bad_images,
+        skip_bad=args.skip_bad_images, workers=getattr(args, "workers", None),
     )  # fmt: skip
 
 

@@ -119,6 +119,7 @@ def run_embed(
     device: str = "cpu",
     overwrite: bool = False,
     workers: int | None = None,
+    jpeg_draft: bool = False,
 ) -> tuple[int, list[str]]:
     """Embed ``inputs`` into ``output``; returns (vectors written, error lines of unreadable files)."""
     from .. import pipeline as P
@@ -168,6 +169,7 @@ def run_embed(
         P.stream(
             list(enumerate(map(str, files))), lambda x: embed(x.to(dev)), lambda _, y: list(y), emit,
             in_chans=icfg.in_chans, transform=transform, batch_size=batch_size, workers=workers, desc="embed",
+            draft=jpeg_draft,
         )  # fmt: skip
     if not vectors:
         raise ImageReadError(f"none of the {len(files)} files could be read; nothing written")
@@ -219,6 +221,6 @@ def main(args: argparse.Namespace) -> int:
     _, errors = run_embed(
         items, args.output, model_name=model_name, weights=args.weights, checkpoint=args.checkpoint,
         stage=args.stage, batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
-        workers=args.workers,
+        workers=args.workers, jpeg_draft=args.jpeg_draft,
     )  # fmt: skip
     return 2 if errors else 0

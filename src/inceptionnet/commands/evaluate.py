@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import data as D
 from ..checkpoint import ModelSource, accelerate, check_fast_flags, open_for_inference
-from ..data.transforms import TTA_MODES
+from ..data.transforms import TTA_MODES, tta_transform
 from ..errors import NonFiniteError, UsageError
 from ..fileio import json_text
 from ..runtime import resolve_device
@@ -27,6 +27,7 @@ from ..train.engine import CallableModule, eval_loader, evaluate, make_tta
 from ._args import (
     add_fast_args,
     add_image_limit_args,
+    add_jpeg_draft_arg,
     add_model_args,
     announce_fast_path,
     check_empty_flags,
@@ -39,13 +40,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a model on a data set split.", add_help=add_help)
     add_model_args(p)
     p.add_argument("--dataset", default=None, help="data set (default: the checkpoint's, else fashion_mnist)")
-    p.add_argument("--data", "--data-path", dest="data", default=None, help="data root")
+    p.add_argument(
+        "--data", "--data-path", dest="data", default=None,
+        help="data root; or an image folder (DIR/CLASS/IMAGE, or DIR/{train,val,test}/CLASS/IMAGE)",
+    )  # fmt: skip
     p.add_argument("--split", default="test", choices=D.SPLITS, help="which split")
     p.add_argument(
         "--val-split", type=int, default=0, help="held-out size, to rebuild the same val split as training"
     )
     p.add_argument("-b", "--batch-size", type=int, default=256)
-    p.add_argument("-j", "--workers", type=int, default=0)
+    p.add_argument(
+        "-j", "--workers", type=int, default=None,
+        help="decoding processes (default: min(4, CPUs) for an image folder, 0 for the other data sets)",
+    )  # fmt: skip
+    add_jpeg_draft_arg(p)
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (0: all)")
     p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
     p.add_argument("--amp", default="off", choices=AMP_MODES, help="mixed precision (default off)")
@@ -63,7 +71,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     for flag, v in (("--workers", args.workers), ("--limit", args.limit), ("--val-split", args.val_split)):
-        if v < 0:
+        if v is not None and v < 0:
             raise UsageError(f"{flag} must not be negative, got {v}")
     if args.amp not in AMP_MODES:  # the Python API passes a Namespace without argparse's check
         raise UsageError(f"unknown --amp {args.amp!r}; choose one of {', '.join(AMP_MODES)}")
@@ -85,14 +93,19 @@ def main(args: argparse.Namespace) -> int:
     eager = open_for_inference(ModelSource.from_args(args), device, allow_nan=args.allow_nan)
     model, icfg, classes = eager.module, eager.input_config, eager.classes
     assert isinstance(model, nn.Module)
-    dataset = args.dataset or icfg.dataset or "fashion_mnist"
-    info = D.dataset_info(dataset, args.data)
-    if len(info.classes) != len(classes):
-        raise UsageError(f"the model has {len(classes)} classes but {dataset} has {len(info.classes)}")
-    loader = eval_loader(
-        info, args.split, args.data, icfg, classes, tta=args.tta, batch_size=args.batch_size,
-        workers=args.workers, limit=args.limit, val_split=args.val_split,
-    )  # fmt: skip
+    folder = image_folder_split(args, icfg.dataset, classes)
+    dataset = "imagefolder" if folder is not None else args.dataset or icfg.dataset or "fashion_mnist"
+    loader: Any
+    if folder is not None:  # decoded by the pipeline's workers (inceptionnet.pipeline)
+        loader = _folder_batches(args, folder, icfg, classes)
+    else:
+        info = D.dataset_info(dataset, args.data)
+        if len(info.classes) != len(classes):
+            raise UsageError(f"the model has {len(classes)} classes but {dataset} has {len(info.classes)}")
+        loader = eval_loader(
+            info, args.split, args.data, icfg, classes, tta=args.tta, batch_size=args.batch_size,
+            workers=args.workers or 0, limit=args.limit, val_split=args.val_split,
+        )  # fmt: skip
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net: nn.Module = model
@@ -112,6 +125,50 @@ def main(args: argparse.Namespace) -> int:
         )
     print_results(args, type(model).__name__ if not args.model else args.model, dataset, classes, res)
     return 0
+
+
+def _class_dirs(d: Path) -> set[str]:
+    try:
+        return {e.name for e in d.iterdir() if e.is_dir() and not e.name.startswith(".")}
+    except OSError:
+        return set()
+
+
+def image_folder_split(
+    args: argparse.Namespace, model_dataset: str | None, classes: list[str]
+) -> Path | None:
+    """The split folder eval reads when ``--data DIR`` is an image folder (else None): ``DIR/SPLIT``
+    (``test`` falls back to ``val``) with ``--dataset imagefolder`` or a model trained on one, or when
+    its folders are class folders of the model; DIR itself when its own folders are (``DIR/CLASS/IMAGE``)."""
+    if args.data is None:
+        return None
+    base = Path(args.data).expanduser()
+    named = (args.dataset or model_dataset) == "imagefolder"
+    if args.dataset not in (None, "imagefolder") or not base.is_dir():
+        return None  # another data set, or a missing folder (named by the data set's own reader)
+    own = _class_dirs(base)
+    if own and not own & set(D.SPLITS) and (named or own <= set(classes)):
+        return base  # DIR/CLASS/IMAGE: the split folder itself (another class is named by ImageFolderFiles)
+    split = base / args.split if (base / args.split).is_dir() or args.split != "test" else base / "val"
+    if named or (_class_dirs(split) and _class_dirs(split) <= set(classes)):
+        return D.imagefolder_root(args.data, args.split)
+    return None
+
+
+def _folder_batches(args: argparse.Namespace, root: Path, icfg: D.InputConfig, classes: list[str]) -> Any:
+    """The (images, labels) batches of an image folder's split, its classes ordered as the model's,
+    decoded by the pipeline (``--workers`` processes, ``--jpeg-draft``)."""
+    from .. import pipeline as P
+
+    if args.tta == "none":
+        transform: Any = D.eval_transform(icfg, 3, 0)
+    else:  # mixed sizes cannot batch: made square at the largest scale (as train.engine.eval_loader)
+        transform = tta_transform(icfg, 3, square=True)
+    ds = D.ImageFolderFiles(root, 3, transform, classes=classes)
+    samples = ds.samples[: args.limit] if args.limit else ds.samples
+    return P.LabeledBatches(
+        samples, 3, transform, batch_size=args.batch_size, workers=args.workers, draft=args.jpeg_draft
+    )
 
 
 def print_results(

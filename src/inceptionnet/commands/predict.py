@@ -16,7 +16,7 @@ otherwise (``none``: the plain eager model); int8 is calibrated on the inputs th
 
 Without ``-o`` the results are printed (``--json``: one JSON list); an unreadable file prints
 ``error: cannot read image ...``, the other images are still predicted and the exit code is 2.
-With ``-o preds.csv | preds.jsonl`` rows are written as they come to ``preds.csv.partial`` and renamed
+With ``-o preds.csv | preds.jsonl | preds.parquet`` rows are written as they come to ``preds.csv.partial`` and renamed
 onto ``preds.csv`` at the end; unreadable files are named, counted and left out, a summary line
 follows, and the exit code is 0 unless ``--strict``; ``--resume`` continues an interrupted run.
 """
@@ -79,7 +79,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="invert gray levels (dark garments on white, for Fashion-MNIST models)",
     )
     p.add_argument("--json", action="store_true", help="print JSON (without -o)")
-    p.add_argument("-o", "--output", default=None, help="write the predictions to this .csv or .jsonl file")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="write the predictions to this .csv, .jsonl or .parquet (pyarrow) file",
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an -o file that is not an earlier predictions file"
     )
@@ -104,7 +109,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers must not be negative, got {args.workers}")
     if args.output and args.json:
-        raise UsageError("--json prints to the terminal; with -o the suffix says the format (.csv or .jsonl)")
+        raise UsageError(
+            "--json prints to the terminal; with -o the suffix says the format (.csv, .jsonl or .parquet)"
+        )
     if (args.resume or args.overwrite) and not args.output:
         raise UsageError(
             f"{'--resume' if args.resume else '--overwrite'} applies to an -o file; give -o preds.csv"
@@ -158,7 +165,7 @@ def run(args: argparse.Namespace, rank: int, local_rank: int) -> int:
             summary = P.stream(
                 todo, predictor, P.top_rows(predictor.classes, args.topk, getattr(args, "allow_nan", False)), emit,
                 in_chans=icfg.in_chans, transform=transform, batch_size=args.batch_size, workers=args.workers,
-                invert=args.invert, show_progress=not args.quiet,
+                invert=args.invert, show_progress=not args.quiet, draft=getattr(args, "jpeg_draft", False),
             )  # fmt: skip
     except KeyboardInterrupt:
         if out is not None:
@@ -246,6 +253,7 @@ def _calibration(args: argparse.Namespace, p: Any, paths: list[str]) -> Any:
         images, icfg.in_chans, D.eval_transform(icfg, icfg.in_chans, native_size=-1),
         limit=DEFAULT_CALIBRATION_SIZE, invert=args.invert, batch_size=args.batch_size,
         workers=P.default_workers() if args.workers is None else args.workers,
+        draft=getattr(args, "jpeg_draft", False),
     )  # fmt: skip
 
 

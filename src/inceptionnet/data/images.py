@@ -217,7 +217,7 @@ def _read_image_bytes(p: Path) -> bytes:
 
 def read_image(
     path: str | os.PathLike[str], in_chans: int, *, resize_to: ResizeTo | None = None,
-    limits: ImageLimits | None = None, formats: tuple[str, ...] | None = None,
+    limits: ImageLimits | None = None, formats: tuple[str, ...] | None = None, draft: bool = False,
 ) -> Tensor:  # fmt: skip
     """A uint8 C x H x W tensor with ``in_chans`` channels from an image file, as an image viewer
     shows it (``image_to_tensor``: EXIF orientation, the first frame of an animation, transparency
@@ -228,11 +228,15 @@ def read_image(
     only ``image_formats(formats)`` are opened. Anything unreadable raises ``ImageReadError`` naming
     the file: a missing, empty, damaged or unknown file, a folder, a FIFO, a file over
     ``MAX_IMAGE_BYTES``, an image over the limits (``ImageTooLargeError``).
+
+    ``draft`` (with ``resize_to``): a JPEG at least twice the resize is decoded at a reduced scale
+    (libjpeg's DCT scaling, 1/2, 1/4 or 1/8: ``draft_size``), never below the resize.
     """
     p = Path(path)
     return decode_image(
-        _read_image_bytes(p), in_chans, name=str(p), resize_to=resize_to, limits=limits, formats=formats
-    )
+        _read_image_bytes(p), in_chans, name=str(p), resize_to=resize_to, limits=limits, formats=formats,
+        draft=draft,
+    )  # fmt: skip
 
 
 def _pil_guard(limit: int) -> str:
@@ -252,8 +256,23 @@ def _pil_guard(limit: int) -> str:
 _PIL_SET: int | None = None  # the value _pil_guard last gave PIL's limit
 
 
-def _open(raw: bytes, p: str, formats: tuple[str, ...], lim: ImageLimits, resize_to: ResizeTo | None) -> Any:
-    """PIL's image of ``raw``, its size checked from the header before its pixels are decoded."""
+def draft_size(width: int, height: int, resize_to: ResizeTo) -> tuple[int, int]:
+    """The (width, height) to ask PIL's ``Image.draft`` for so that the decoded JPEG still covers the
+    resize ``resize_to`` in either orientation (EXIF may turn it): libjpeg then picks the largest
+    scale 1/2, 1/4 or 1/8 that keeps both sides at least this large (none below twice)."""
+    if isinstance(resize_to, int):  # a short side: the same whichever way the picture is turned
+        out_h, out_w = resized_size(height, width, resize_to)
+        return out_w, out_h
+    side = max(int(resize_to[0]), int(resize_to[1]))  # an exact size: its long side both ways
+    return side, side
+
+
+def _open(
+    raw: bytes, p: str, formats: tuple[str, ...], lim: ImageLimits, resize_to: ResizeTo | None,
+    draft: bool = False,
+) -> Any:  # fmt: skip
+    """PIL's image of ``raw``, its size checked from the header before its pixels are decoded
+    (``draft``: a large JPEG decoded at a reduced scale that still covers ``resize_to``)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -270,13 +289,15 @@ def _open(raw: bytes, p: str, formats: tuple[str, ...], lim: ImageLimits, resize
         ) from None
     w, h = im.size
     check_image_size(w, h, name=p, resize_to=resize_to, limits=lim)
+    if draft and resize_to is not None and im.format == "JPEG":
+        im.draft(im.mode, draft_size(w, h, resize_to))
     im.load()  # the first frame of an animation or a multi-page file
     return im
 
 
 def decode_image(
     raw: bytes, in_chans: int, name: str = "upload", *, resize_to: ResizeTo | None = None,
-    limits: ImageLimits | None = None, formats: tuple[str, ...] | None = None,
+    limits: ImageLimits | None = None, formats: tuple[str, ...] | None = None, draft: bool = False,
 ) -> Tensor:  # fmt: skip
     """``read_image`` on the bytes of an image file (an upload); errors name the image ``name``."""
     from PIL import Image
@@ -291,7 +312,7 @@ def decode_image(
         # file"): viewers show the picture without a word, so do we (a warning would be 2 more lines)
         warnings.simplefilter("ignore", UserWarning)
         try:
-            im = _open(raw, p, fmts, lim, resize_to)
+            im = _open(raw, p, fmts, lim, resize_to, draft)
         except ImageReadError:
             raise
         except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, SyntaxError, ValueError,

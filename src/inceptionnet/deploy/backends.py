@@ -63,11 +63,16 @@ class Backend:
     requires: tuple[str, ...] = ()  # modules it imports ...
     extra: str | None = None  # ... and the pip extra that installs them
     graph: str = "merged"  # "merged": fold.optimize_module (BN folded, 1x1 merged); "folded": BN only
+    graphs: tuple[tuple[str, str], ...] = ()  # (dtype, graph) where a dtype starts from another graph
     weights_in_dtype: bool = False  # the graph's weights are cast to the dtype (PyTorch backends)
     slow: bool = False  # left out of default candidate lists and bench's default rows
     per_batch: bool = False  # bench builds it once per batch size (its engine settings depend on it)
     peer: PeerFn | None = None  # bench's "tv-<name>[-dtype]" rows
     describe: Callable[[int], str] | None = None  # what bench's row adds to its note, given the batch
+
+    def graph_for(self, dtype: str) -> str:
+        """The graph ``dtype`` starts from: ``graph`` unless ``graphs`` names another."""
+        return dict(self.graphs).get(dtype, self.graph)
 
     def missing(self) -> str | None:
         """Why the backend cannot run here (a package is not installed), or None."""
@@ -177,13 +182,32 @@ def _build_ort(job: BuildJob) -> Runner:
 
 
 def _build_openvino(job: BuildJob) -> Runner:
+    """fp32 / bf16: the verified ONNX file compiled by OpenVINO. int8: the route of ``export --format
+    openvino --int8``: ORT's static QDQ graph of that file (``quant.quantize_onnx_qdq``), which OpenVINO
+    runs in int8 (NNCF on the merged graph lost the top-1 on inception_v3: issue 34)."""
     from . import openvino as OV
 
-    OV.require("nncf" if DTYPE_TABLE[job.dtype].calibrated else "openvino")
+    OV.require("openvino")
+    batch = int(job.example.shape[0])
     with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_graph_onnx(job.graph, job.reference, job.example, path, job.quiet)
-        return OV.engine(path, job.dtype, int(job.example.shape[0]), job.calib)
+        if job.calib is None:
+            return OV.engine(path, job.dtype, batch)
+        _require_ort("the openvino backend's int8 (ONNX Runtime's QDQ graph)")
+        from .quant import quantize_onnx_qdq
+
+        quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", job.calib)
+        return OV.Runner(OV.compile_model(OV.read_onnx(Path(tmp) / "int8.onnx"), job.dtype, batch))
+
+
+def _require_ort(what: str) -> None:
+    try:
+        importlib.import_module("onnxruntime")
+    except ImportError as e:
+        raise ImportError(
+            f"{what} needs onnxruntime: pip install 'inceptionnet[onnx]' ({first_line(e)})"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,6 +275,7 @@ REGISTRY: dict[str, Backend] = {
             cpu_only=True,
             requires=("onnx", "openvino"),
             extra="openvino",
+            graphs=(("int8", "folded"),),  # int8: ORT's QDQ graph of the BN-folded file, as onnxruntime-int8
             per_batch=True,
             peer=_openvino_peer,
             describe=_openvino_describe,

@@ -26,7 +26,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from ..errors import (
     excerpt,
     first_line,
 )
+from ..pipeline import Batch, ImageFiles, auto_workers, loader
 from ..runtime import flush_denormal, is_dist, progress
 from .resize import RESIZE_MODES, SIZE, preprocess
 
@@ -235,37 +236,42 @@ def check_image_count(n: int, dims: int, source: str = "", allow_rank_deficient:
         )
 
 
-def _read(files: Sequence[Path], skip_bad: bool, skipped: list[str]) -> Iterator[tuple[Path, Tensor]]:
-    for f in files:
-        try:
-            yield f, D.read_image(f, 3, resize_to=(SIZE, SIZE))  # sizes checked before decoding
-        except ImageReadError as e:
-            if not skip_bad:
-                raise ImageReadError(f"{e} (--skip-bad-images leaves unreadable files out)") from None
-            skipped.append(str(f))
+def _batches(
+    files: Sequence[Path], batch_size: int, resize: str, skip_bad: bool, skipped: list[str], workers: int | None
+) -> Iterator[Batch]:  # fmt: skip
+    """The images of ``files`` as the FID network's inputs, ``batch_size`` at a time, decoded by the
+    pipeline's loader (``pipeline.ImageFiles``: ``workers`` processes, ``auto_workers``), read as RGB
+    with the 299x299 resize checked from each header; an unreadable file stops with its name, or
+    with ``skip_bad`` is left out and counted in ``skipped``."""
+    items = [(i, str(f)) for i, f in enumerate(files)]
+    ds = ImageFiles(items, 3, partial(preprocess, mode=resize), resize_to=(SIZE, SIZE))
+    for b in loader(ds, batch_size, auto_workers(workers, len(items), batch_size)):
+        if b.failed and not skip_bad:
+            raise ImageReadError(f"{b.failed[0][2]} (--skip-bad-images leaves unreadable files out)")
+        skipped += [path for _, path, _ in b.failed]
+        if b.x is not None:
+            yield b
 
 
 def _extract(
     files: Sequence[Path], net: FIDNetwork, dims: int, batch_size: int, resize: str,
-    device: torch.device | str, skip_bad: bool, desc: str, show_progress: bool,
+    device: torch.device | str, skip_bad: bool, desc: str, show_progress: bool, workers: int | None = None,
 ) -> Features:  # fmt: skip
     feats: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     done: list[str] = []
     skipped: list[str] = []
-    images = _read(files, skip_bad, skipped)
     total = (len(files) + batch_size - 1) // batch_size
-    for _ in progress(range(total), total=total, desc=desc, enabled=show_progress):
-        batch = [(f, preprocess(img, resize)) for f, img in islice(images, batch_size)]
-        if not batch:
-            break
-        f, lg = net(torch.stack([x for _, x in batch]).to(device), dims)
+    batches = _batches(files, batch_size, resize, skip_bad, skipped, workers)
+    for b in progress(batches, total=total, desc=desc, enabled=show_progress):
+        assert b.x is not None
+        f, lg = net(b.x.to(device), dims)
         if not torch.isfinite(f).all() or (lg is not None and not torch.isfinite(lg).all()):
             raise NonFiniteError(
                 f"the FID network gave non-finite features for images of {desc} (damaged --weights?)"
             )
         feats.append(f.cpu().double().numpy())
-        done += [str(p) for p, _ in batch]
+        done += b.paths
         if lg is not None:
             logits.append(lg.cpu().double().numpy())
     d = feats[0].shape[1] if feats else dims
@@ -314,21 +320,25 @@ def folder_features(
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
     show_progress: bool = True,
+    workers: int | None = None,
 ) -> Features:
     """Features of every image of ``folder``, read ``batch_size`` at a time (``model``: the FID
-    network, run with ``backend`` unless it is a ready :class:`FIDNetwork`). ``skip_bad`` leaves
-    unreadable files out (``.skipped``); otherwise the first one stops with its name."""
+    network, run with ``backend`` unless it is a ready :class:`FIDNetwork`) and decoded by the
+    pipeline's loader in ``workers`` processes (default: min(4, CPUs) for more than one batch).
+    ``skip_bad`` leaves unreadable files out (``.skipped``); otherwise the first one stops with its name."""
     if dims not in DIMS:
         raise UsageError(f"--dims {dims}: expected one of {', '.join(map(str, DIMS))}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must not be negative, got {workers}")
     if resize not in RESIZE_MODES:
         raise UsageError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}")
     files = image_files(folder)
     net = fid_network(model, backend)
     out = _sharded(
         lambda part: _extract(
-            part, net, dims, batch_size, resize, device, skip_bad, str(folder), show_progress
+            part, net, dims, batch_size, resize, device, skip_bad, str(folder), show_progress, workers
         ),
         files,
     )
