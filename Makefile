@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision first, pinned: pip takes them from this machine's local wheels.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev,openvino]'  # openvino: the optional fast-path backend (openvino + nncf)
+	$(BIN)/pip install -q -e '.[dev,openvino,executorch]'  # openvino: the fast-path backend (openvino + nncf); executorch: export --format executorch
 	# Reference implementations for compatibility tests only; they pin old torch, hence --no-deps.
 	$(BIN)/pip install -q --no-deps pretrainedmodels==0.7.4 facenet-pytorch==2.6.0 pytorch-fid==0.3.0 torch-fidelity==0.4.0 clean-fid==0.1.35 prdc==0.2
 	$(BIN)/pip install -q six munch

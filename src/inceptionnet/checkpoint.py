@@ -16,8 +16,8 @@ A source of each kind:
   file is built as its metadata says, checked against the name), or with no weights (random init,
   ``num_classes`` / ``in_chans`` / ``model_kwargs``: export and bench).
 - ``exported``: a file ``deploy.export`` wrote; ``EXPORTED`` holds one ``ExportedFormat`` record per
-  format (its name in messages, its suffixes, its opener). ONNX today: OpenVINO IR or ``.pt2`` is
-  one more record.
+  format (its name in messages, its suffixes, its opener): ONNX, PT2 (``.pt2``) and ExecuTorch
+  (``.pte``); OpenVINO IR would be one more record.
 
 Inference is stricter than ``create_model(weights=...)`` (which a fine-tuner uses): a classifier
 that does not fit the class list is an error (not a random new head), damaged metadata
@@ -536,12 +536,25 @@ class ExportedFormat:
 
 def _open_pt2(source: ModelSource, device: torch.device) -> Predictor:
     """A torch.export program or AOTInductor package (``deploy.pt2``; told apart by the zip's contents)."""
+    from .deploy import pt2
+
+    return _program_predictor(source, device, pt2.open_program)
+
+
+def _open_pte(source: ModelSource, device: torch.device) -> Predictor:
+    """An ExecuTorch program (``deploy.executorch``), run in ExecuTorch's runtime."""
+    from .deploy.executorch import open_pte
+
+    return _program_predictor(source, device, open_pte)
+
+
+def _program_predictor(source: ModelSource, device: torch.device, opener: Callable[..., Any]) -> Predictor:
     from .data.config import class_names
     from .deploy import pt2
     from .deploy.export import input_config_from_metadata
 
     path = Path(str(source.path))
-    f = pt2.open_program(path, device.type)
+    f = opener(path, device.type)
     icfg = input_config_from_metadata(f.meta, str(path))
     n = pt2.check_input(f, (f.fixed_batch or 1, icfg.in_chans, icfg.input_size, icfg.input_size), path)
     classes = class_names(f.meta.get("classes"), str(path), error=CheckpointError, fix="export it again")
@@ -559,6 +572,7 @@ def _open_pt2(source: ModelSource, device: torch.device) -> Predictor:
 EXPORTED: dict[str, ExportedFormat] = {
     "onnx": ExportedFormat("ONNX", (".onnx",), _open_onnx),
     "pt2": ExportedFormat("PT2", (".pt2",), _open_pt2),  # torch.export and AOTInductor
+    "executorch": ExportedFormat("ExecuTorch", (".pte",), _open_pte),  # needs inceptionnet[executorch]
 }
 # an exported file's suffix -> its format
 EXPORTED_FORMATS: dict[str, str] = {sfx: key for key, f in EXPORTED.items() for sfx in f.suffixes}
@@ -568,9 +582,9 @@ def _open_exported(source: ModelSource, device: torch.device, backend: str | Non
     fmt = EXPORTED[source.format or "onnx"]
     name = fmt.name
     if backend is not None:
-        raise UsageError(f"--{source.format} runs the exported file with {name} Runtime; drop --backend")
+        raise UsageError(f"--onnx runs the exported {name} file in its own runtime; drop --backend")
     if dtype not in ("fp32", None):
-        raise UsageError(f"--{source.format} runs the exported file as it was exported; drop --dtype")
+        raise UsageError(f"--onnx runs the exported {name} file as it was exported; drop --dtype")
     return fmt.open(source, device)
 
 

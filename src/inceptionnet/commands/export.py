@@ -1,12 +1,14 @@
-"""``inceptionnet export``: a model, checkpoint or weights file to ONNX, TorchScript or OpenVINO IR,
-verified against eager PyTorch before the file is written (``deploy.export.export_model`` does the work).
+"""``inceptionnet export``: a model, checkpoint or weights file to ONNX, OpenVINO IR, a torch.export
+program or AOTInductor package (``.pt2``), ExecuTorch (``.pte``) or TorchScript (legacy), verified
+against eager PyTorch before the file is written (``deploy.export.export_model`` does the work).
 
     inceptionnet export --checkpoint best.pt --format openvino -o model.xml        # IR: model.xml + model.bin
     inceptionnet export --checkpoint best.pt --int8 --calibration fashion_mnist:train -o model-int8.onnx
+    inceptionnet export --checkpoint best.pt -o model.pte                          # ExecuTorch, XNNPACK
 
 ``--int8``: static post-training quantization on ``--calibration`` images (ONNX Runtime QDQ with
-per-channel weights; OpenVINO IR: converted from that QDQ graph, run in int8 by OpenVINO), verified by
-top-1 agreement >= 99 % with eager fp32 on them.
+per-channel weights; OpenVINO IR: converted from that QDQ graph, run in int8 by OpenVINO; ExecuTorch:
+PT2E with its XNNPACKQuantizer), verified by top-1 agreement >= 99 % with eager fp32 on them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from ..deploy.export import (
     DEFAULT_OPSET,
     DYNAMO_MIN_OPSET,
     FORMATS,
+    INT8_FORMATS,
     SUFFIX_FORMATS,
+    UINT8_FORMATS,
     build_metadata,
     export_model,
     output_files,
@@ -43,7 +47,9 @@ MAX_INPUT_SIZE = 4096  # the export runs the model on random batches of this siz
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Export a model to ONNX or TorchScript, verified against eager PyTorch.",
+        description="Export a model to ONNX, OpenVINO IR, PyTorch 2 (.pt2: torch.export or AOTInductor), "
+        "ExecuTorch (.pte) or TorchScript, verified against eager PyTorch. TorchScript is legacy (PyTorch "
+        "deprecates it): use pt2 or aoti for PyTorch runtimes, onnx for others, executorch for phones.",
         add_help=add_help,
     )
     p.add_argument(
@@ -59,8 +65,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "-o", "--output", required=True,
-        help="output file (.onnx, .pt for TorchScript, .xml for OpenVINO IR, written with its .bin, "
-        ".pt2 for a torch.export program or, with --format aoti, an AOTInductor package)",
+        help="output file (.onnx, .xml for OpenVINO IR, written with its .bin, .pt2 for a torch.export "
+        "program or, with --format aoti, an AOTInductor package, .pte for ExecuTorch, .pt for TorchScript)",
     )  # fmt: skip
     p.add_argument(
         "--overwrite", action="store_true",
@@ -70,17 +76,21 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--format",
         choices=FORMATS,
         default=None,
-        help="default: from the output's suffix (.onnx -> onnx, .pt -> torchscript, .xml -> openvino, "
-        ".pt2 -> pt2; aoti: an AOTInductor package, compiled ahead of time, also .pt2)",
+        help="default: from the output's suffix (.onnx -> onnx, .xml -> openvino, .pt2 -> pt2, .pte -> "
+        "executorch (XNNPACK; needs inceptionnet[executorch]), .pt -> torchscript; aoti: an AOTInductor "
+        "package, compiled ahead of time, also .pt2). torchscript is legacy, deprecated by PyTorch: use pt2 "
+        "or aoti (PyTorch / C++ without Python), onnx (other runtimes) or executorch (phones) instead",
     )
     p.add_argument(
         "--uint8-input", action="store_true",
-        help="onnx / pt2 / aoti: the file takes uint8 N x H x W x C images at the input size and does the "
-        "scaling, mean/std, channel order and layout inside the graph",
+        help="all formats but torchscript: the file takes uint8 N x H x W x C images at the input size and "
+        "does the scaling, mean/std, channel order and layout inside the graph (OpenVINO IR: its "
+        "PrePostProcessor)",
     )  # fmt: skip
     p.add_argument(
         "--int8", action="store_true",
-        help="onnx / openvino: int8 static quantization calibrated on --calibration (verified by top-1 agreement)",
+        help="onnx / openvino / executorch: int8 static quantization calibrated on --calibration (verified by "
+        "top-1 agreement)",
     )  # fmt: skip
     p.add_argument(
         "--calibration", default=None, metavar="NAME:SPLIT",
@@ -207,7 +217,8 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
     return {"--checkpoint": args.checkpoint, "--weights": weights_file}
 
 
-_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml", "pt2": ".pt2", "aoti": ".pt2"}
+_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml", "pt2": ".pt2", "aoti": ".pt2",
+           "executorch": ".pte"}  # fmt: skip
 
 
 def check_outputs(args: argparse.Namespace, fmt: str) -> Path:
@@ -217,9 +228,9 @@ def check_outputs(args: argparse.Namespace, fmt: str) -> Path:
         raise UsageError(
             f"-o/--output {args.output}: an OpenVINO IR file ends in .xml (its weights go beside it in .bin)"
         )
-    if fmt in ("pt2", "aoti") and Path(args.output).suffix.lower() != ".pt2":
+    if fmt in ("pt2", "aoti", "executorch") and Path(args.output).suffix.lower() != _SUFFIX[fmt]:
         raise UsageError(
-            f"-o/--output {args.output}: a {fmt} file ends in .pt2 (predict --onnx tells it by that)"
+            f"-o/--output {args.output}: a {fmt} file ends in {_SUFFIX[fmt]} (predict --onnx tells it by that)"
         )
     inputs = _inputs(args)
     files = output_files(args.output, fmt)
@@ -235,6 +246,10 @@ def check_outputs(args: argparse.Namespace, fmt: str) -> Path:
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     fmt = _infer_format(args)
+    if fmt == "executorch":  # before the output rule, which reads an existing .pte with ExecuTorch
+        from ..deploy.executorch import require
+
+        require()
     out = check_outputs(args, fmt)
     batch = _parse_batch(str(args.batch))
     if args.opset is not None and fmt != "onnx":
@@ -282,10 +297,10 @@ def _check_int8_flags(args: argparse.Namespace, fmt: str) -> None:
             require("openvino")
         except ImportError as e:  # a missing optional extra is the user's to fix: one line
             raise UsageError(f"--format openvino: {e}") from None
-    if args.int8 and fmt not in ("onnx", "openvino"):
-        raise UsageError("--int8 applies to --format onnx or openvino")
-    if args.uint8_input and (fmt not in ("onnx", "pt2", "aoti") or args.int8):
-        raise UsageError("--uint8-input applies to --format onnx, pt2 or aoti, without --int8")
+    if args.int8 and fmt not in INT8_FORMATS:
+        raise UsageError(f"--int8 applies to --format {', '.join(INT8_FORMATS)}")
+    if args.uint8_input and (fmt not in UINT8_FORMATS or args.int8):
+        raise UsageError(f"--uint8-input applies to --format {', '.join(UINT8_FORMATS)}, without --int8")
     if args.int8 and not args.calibration:
         raise UsageError(
             "--int8 needs --calibration NAME:SPLIT (e.g. fashion_mnist:train): int8 is calibrated on real images"

@@ -47,7 +47,7 @@ from ..fileio import atomic_write, make_shareable, not_a_regular_file
 from ..runtime import quiet_output
 from .verify import check_close
 
-FORMATS = ("onnx", "torchscript", "openvino", "pt2", "aoti")
+FORMATS = ("onnx", "torchscript", "openvino", "pt2", "aoti", "executorch")
 SUFFIX_FORMATS = {
     ".onnx": "onnx",
     ".xml": "openvino",
@@ -55,6 +55,7 @@ SUFFIX_FORMATS = {
     ".ts": "torchscript",
     ".jit": "torchscript",
     ".pt2": "pt2",  # --format aoti for an AOTInductor package (also .pt2)
+    ".pte": "executorch",
 }
 TORCHSCRIPT_META = "inceptionnet.json"  # name of the metadata entry in a TorchScript file's extra files
 OURS_KEY = "inceptionnet_version"  # the metadata key every exported file carries (build_metadata)
@@ -74,6 +75,9 @@ _STRING_META = (
     "inceptionnet_version",
     "source",
 )
+
+INT8_FORMATS = ("onnx", "openvino", "executorch")
+UINT8_FORMATS = ("onnx", "pt2", "aoti", "executorch", "openvino")
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -387,15 +391,22 @@ def export_model(
     (>= ``MIN_INT8_AGREEMENT``) instead of the max abs diff.
 
     ``fmt="pt2"`` / ``"aoti"``: a torch.export program / AOTInductor package (``deploy.pt2``).
-    ``uint8_input`` (pt2, aoti, onnx): the file takes uint8 N x H x W x C images and does the
-    preprocessing ``metadata`` describes inside the graph (``pt2.Uint8Input``).
+    ``fmt="executorch"``: an ExecuTorch ``.pte`` with the XNNPACK delegate (``deploy.executorch``;
+    ``int8_calibration``: PT2E int8 with its XNNPACKQuantizer, verified by top-1 agreement).
+    ``uint8_input`` (every format but torchscript): the file takes uint8 N x H x W x C images and does
+    the preprocessing ``metadata`` describes inside the graph (``pt2.Uint8Input``; OpenVINO IR: its
+    PrePostProcessor, ``openvino.uint8_input``).
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if int8_calibration is not None and fmt not in ("onnx", "openvino"):
-        raise UsageError("int8 export is for the onnx and openvino formats")
-    if uint8_input and (fmt not in ("onnx", "pt2", "aoti") or int8_calibration is not None):
-        raise UsageError("uint8 input is for the onnx, pt2 and aoti formats, in fp32")
+    if int8_calibration is not None and fmt not in INT8_FORMATS:
+        raise UsageError(f"int8 export is for the {', '.join(INT8_FORMATS)} formats")
+    if uint8_input and (fmt not in UINT8_FORMATS or int8_calibration is not None):
+        raise UsageError(f"uint8 input is for the {', '.join(UINT8_FORMATS)} formats, in fp32")
+    if fmt == "executorch":
+        from .executorch import require
+
+        require()
     if batch is not None and batch < 1:
         raise UsageError(f"batch must be a positive integer or None (dynamic), got {batch}")
     path = Path(path)
@@ -413,7 +424,10 @@ def export_model(
         from . import pt2
 
         metadata = {**(metadata or {}), **pt2.UINT8_META}
-        model, reference = (pt2.Uint8Input.from_metadata(m, metadata).eval() for m in (model, reference))
+    if uint8_input and fmt != "openvino":  # an IR gets OpenVINO's PrePostProcessor instead (_write_openvino)
+        model, reference = (
+            pt2.Uint8Input.from_metadata(m, metadata or {}).eval() for m in (model, reference)
+        )
         example, x = (torch.randint(0, 256, (t.shape[0], h, w, in_chans), generator=gen, dtype=torch.uint8)
                       for t in (example, x))  # fmt: skip
     with torch.no_grad():
@@ -431,6 +445,10 @@ def export_model(
         from .pt2 import write_program
 
         atomic_write(path, partial(write_program, job, aoti=fmt == "aoti"))
+    elif fmt == "executorch":
+        from .executorch import write_pte
+
+        atomic_write(path, partial(write_pte, job))
     else:
         atomic_write(path, partial(_write_onnx if fmt == "onnx" else _write_torchscript, job))
     job.say(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -605,6 +623,9 @@ def _write_openvino(j: _Job, path: Path) -> None:
         _write_onnx(j, onnx_path)  # exported and verified with ONNX Runtime first (int8: QDQ, checked)
         model = OV.read_onnx(onnx_path)
         j.meta.update(format="openvino", openvino=OV.require().__version__)
+        if j.meta.get("input_dtype") == "uint8":  # checked from here on uint8 images
+            model = OV.uint8_input(model, j.meta)
+            j.x, j.ref = _uint8_check(j)
         ir = Path(tmp) / "model.xml"
         OV.save_ir(model, ir, j.meta)
         loaded, got_meta = OV.load_ir(ir)
@@ -622,6 +643,16 @@ def _write_openvino(j: _Job, path: Path) -> None:
         xml_dst, bin_dst = output_files(path, "openvino")
         for src, dst in ((ir.with_suffix(".bin"), bin_dst), (ir, xml_dst)):  # .bin first
             atomic_write(dst, lambda t, src=src: shutil.copyfile(src, t))  # type: ignore[misc]
+
+
+def _uint8_check(j: _Job) -> tuple[Tensor, Tensor]:
+    """Random uint8 N x H x W x C images like ``j.x``, and what the eager reference makes of them."""
+    from .pt2 import Uint8Input
+
+    n, c, h, w = j.x.shape
+    u8 = torch.randint(0, 256, (n, h, w, c), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with torch.no_grad():
+        return u8, Uint8Input.from_metadata(j.reference, j.meta).eval()(u8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -648,6 +679,10 @@ def written_by_export(path: str | Path, fmt: str) -> bool:
         from .pt2 import written_by_us
 
         return written_by_us(p)
+    if fmt == "executorch":
+        from .executorch import written_by_us as pte_written_by_us
+
+        return pte_written_by_us(p)
     if fmt == "torchscript":
         return file_kind(p) == "torchscript" and any(
             n.endswith(f"/extra/{TORCHSCRIPT_META}") for n in zip_members(p)
@@ -704,6 +739,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         from .pt2 import read_metadata as read_pt2_metadata
 
         return read_pt2_metadata(p) or {}
+    if p.suffix == ".pte":
+        from .executorch import read_metadata as read_pte_metadata
+
+        return read_pte_metadata(p) or {}
     extra = {TORCHSCRIPT_META: ""}
     with quiet_output():  # torch.jit.load's deprecation warning
         torch.jit.load(str(p), map_location="cpu", _extra_files=extra)

@@ -12,6 +12,9 @@
 * ``Runner``: ``runner(x) -> logits``; a batch larger than 1 is split over the compiled model's
   ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` requests run in parallel (``AsyncInferQueue``): that is how
   the throughput hint's streams are used at all (one synchronous request runs on one stream).
+* ``uint8_input``: the model taking uint8 N x H x W x C images, the preprocessing done by OpenVINO's
+  ``PrePostProcessor`` (to f32, / 255, channel order, mean / std, NHWC -> NCHW) and saved in the IR
+  (``export --format openvino --uint8-input``).
 * ``save_ir`` / ``load_ir``: OpenVINO IR (``.xml`` + ``.bin``, weights not compressed to fp16) with the
   project's metadata in the model's ``rt_info``.
 """
@@ -41,6 +44,7 @@ __all__ = [
     "quantize",
     "read_onnx",
     "save_ir",
+    "uint8_input",
 ]
 
 INSTALL_HINT = "install it with: pip install 'inceptionnet[openvino]' (openvino and nncf)"
@@ -132,7 +136,8 @@ class Runner:
         self._out[index] = request.get_output_tensor(0).data.copy()
 
     def __call__(self, x: Tensor) -> Tensor:
-        arr = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        x = x.detach().cpu()
+        arr = np.ascontiguousarray((x if x.dtype == torch.uint8 else x.float()).numpy())  # uint8: uint8_input
         if self._queue is None or len(arr) < 2:
             return torch.from_numpy(self._sync.infer({0: arr})[0].copy())
         chunks = np.array_split(arr, min(self.requests, len(arr)))
@@ -141,6 +146,26 @@ class Runner:
             self._queue.start_async({0: chunk}, userdata=i)
         self._queue.wait_all()
         return torch.from_numpy(np.concatenate([self._out[i] for i in range(len(chunks))]))
+
+
+def uint8_input(model: Any, meta: Mapping[str, Any]) -> Any:
+    """``model`` (N x C x H x W float, normalized) taking uint8 N x H x W x C images instead: what
+    ``data.transforms.to_model_input`` does (and ``pt2.Uint8Input`` for the other formats), as
+    OpenVINO ``PrePostProcessor`` steps ``meta`` (``export.build_metadata``'s) describes."""
+    ov = require("openvino")
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    inp = ppp.input()
+    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    inp.model().set_layout(ov.Layout("NCHW"))  # the layout conversion is implied by the two layouts
+    steps = inp.preprocess().convert_element_type(ov.Type.f32)
+    if float((meta.get("input_range") or (0.0, 1.0))[1]) <= 1.0:
+        steps.scale(255.0)
+    if meta.get("input_space") == "BGR":
+        steps.reverse_channels()
+    steps.mean([float(v) for v in meta["mean"]]).scale([float(v) for v in meta["std"]])
+    return ppp.build()
 
 
 def save_ir(model: Any, path: str | Path, metadata: Mapping[str, Any]) -> None:

@@ -118,11 +118,13 @@ class ExportJob(Protocol):
     """What ``export._Job`` gives a writer here (kept a protocol so this module does not import export)."""
 
     model: nn.Module
+    reference: nn.Module
     example: Tensor
     x: Tensor
     meta: dict[str, Any]
     batch: int | None
     quiet: bool
+    int8_calibration: Tensor | None
     result: dict[str, Any]
 
     @property
@@ -133,10 +135,12 @@ class ExportJob(Protocol):
     def checked(self, got: Tensor, what: str, runner: str) -> None: ...
 
 
-def export_program(model: nn.Module, example: Tensor, batch: int | None) -> torch.export.ExportedProgram:
-    """``torch.export.export`` of ``model`` on ``example``; the batch axis dynamic (1..MAX_BATCH) unless
-    ``batch`` fixes it."""
-    shapes = None if batch is not None else ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
+def export_program(
+    model: nn.Module, example: Tensor, batch: int | None, *, max_batch: int = MAX_BATCH
+) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of ``model`` on ``example``; the batch axis dynamic (1..``max_batch``)
+    unless ``batch`` fixes it."""
+    shapes = None if batch is not None else ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
     return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
 
 
@@ -220,12 +224,12 @@ class Program:
 
     run: Callable[[Tensor], Tensor]
     meta: dict[str, Any]
-    kind: str  # "pt2" | "aoti"
+    kind: str  # "pt2" | "aoti" | "executorch" (a .pte: deploy.executorch)
     fixed_batch: int | None
 
     @property
     def runtime(self) -> str:
-        return "torch.export" if self.kind == "pt2" else "aotinductor"
+        return {"pt2": "torch.export", "aoti": "aotinductor"}.get(self.kind, self.kind)
 
 
 def open_program(path: Path, device: str = "cpu", *, quiet: bool = True) -> Program:
