@@ -11,9 +11,12 @@ batching with --max-batch 32 --max-wait-ms 5, then --max-batch 1), each loaded b
 async httpx clients for at most --requests requests or --seconds seconds: throughput, p50 / p99
 latency, errors. ``rss``: the Fashion-MNIST server's resident memory (VmRSS) after a warm-up and
 during --rss-requests more requests, right after each slice of load and at rest. ``peers``: for both
-models, ``serve --workers 1``, ``serve --workers 2`` (both --max-batch 32 --max-wait-ms 5) and LitServe
-(scripts/litserve_peer.py: the same decode and model, LitServe's batching with max_batch_size 32,
-batch_timeout 0.005 s), each sent the same JSON body ``{"image": "<base64>"}`` by --concurrency clients.
+models, ``serve --workers 1``, ``serve --workers 2`` (both --max-batch 32 --max-wait-ms 5, the fast
+path's backend --ours-backend: default ``auto``, serve's own default) and LitServe
+(scripts/litserve_peer.py: the same decode and weights, --peer-backend: default ``eager``, PyTorch;
+LitServe's batching with max_batch_size 32, batch_timeout 0.005 s), each sent the same JSON body
+``{"image": "<base64>"}`` by --concurrency clients. Each row names the backend its server ran
+(ours: ``/v1/models``; ``--peer-backend auto`` lets LitServe's engine pick the fastest too).
 
 Bounded in count and time, loopback only; client and server share the machine's cores (the
 numbers are for comparing settings on one machine, not a capacity plan).
@@ -117,7 +120,7 @@ def litserve(model_args: list[str], backend: str) -> list[str]:
 class Server:
     """``cmd --port P`` on a free loopback port, once ``ready`` answers 200 (at most 180 s)."""
 
-    def __init__(self, cmd: list[str], log: Path, ready: str = "/readyz") -> None:
+    def __init__(self, cmd: list[str], log: Path, ready: str = "/readyz", wait_s: float = 180) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("w")
@@ -128,7 +131,7 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"the server exited: {log.read_text()}")
@@ -139,7 +142,7 @@ class Server:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise SystemExit("the server did not start within 180 s")
+        raise SystemExit(f"the server did not start within {wait_s:g} s")
 
     def stop(self) -> None:
         """SIGTERM to the server's process group (it drains), then SIGKILL to whatever is left."""
@@ -211,12 +214,16 @@ def peers(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> list
     rows = []
     for title, model_args, image in setups(args, tmp):
         body = json.dumps({"image": base64.b64encode(images[image]).decode()}).encode()
-        servers = [("inceptionnet serve --workers 1", ours(model_args, 32, args.backend, 1), "/readyz", "/v1/predict"),
-                   ("inceptionnet serve --workers 2", ours(model_args, 32, args.backend, 2), "/readyz", "/v1/predict"),
-                   ("LitServe 0.2 (max_batch_size 32, batch_timeout 5 ms)", litserve(model_args, args.backend), "/health", "/predict")]  # fmt: skip
+        mine, peer = args.ours_backend, args.peer_backend
+        servers = [("inceptionnet serve --workers 1", ours(model_args, 32, mine, 1), "/readyz", "/v1/predict"),
+                   ("inceptionnet serve --workers 2", ours(model_args, 32, mine, 2), "/readyz", "/v1/predict"),
+                   ("LitServe 0.2 (max_batch_size 32, batch_timeout 5 ms)", litserve(model_args, peer), "/health", "/predict")]  # fmt: skip
         for name, cmd, ready, path in servers:
-            server = Server(cmd, tmp / "server.log", ready)
+            server = Server(
+                cmd, tmp / "server.log", ready, wait_s=600
+            )  # auto times every backend in each worker
             try:
+                backend = served_backend(server.url) if path == "/v1/predict" else peer
                 asyncio.run(
                     load(
                         server.url, body, 2 * args.concurrency, 30, args.concurrency, path, "application/json"
@@ -235,10 +242,16 @@ def peers(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> list
                 )
             finally:
                 server.stop()
-            r.update(model=title, server=name)
+            r.update(model=title, server=name, backend=backend)
             print(json.dumps(r), flush=True)
             rows.append(r)
     return rows
+
+
+def served_backend(url: str) -> str:
+    """The backend and dtype our server runs (``auto``: the one it picked), from ``/v1/models``."""
+    model = httpx.get(url + "/v1/models", timeout=10).json()["models"][0]
+    return f"{model['backend']} {model['dtype']}"
 
 
 def throughput(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> list[dict[str, Any]]:
@@ -302,7 +315,16 @@ def main() -> None:
     p.add_argument("--rss-requests", type=int, default=10_000, help="requests between the RSS readings")
     p.add_argument("--rss-warmup", type=int, default=2000, help="requests before the first RSS reading")
     p.add_argument("--rss-marks", type=int, default=5, help="RSS readings during --rss-requests")
-    p.add_argument("--backend", default="eager", help="the server's --backend (default eager)")
+    p.add_argument(
+        "--backend", default="eager", help="the server's --backend in throughput / rss (default eager)"
+    )
+    p.add_argument(
+        "--ours-backend",
+        default="auto",
+        help="peers: our servers' --backend (default auto, serve's default: the fastest verified)",
+    )
+    p.add_argument("--peer-backend", default="eager",
+                   help="peers: the backend LitServe's engine runs (default eager: PyTorch; auto: the fastest too)")  # fmt: skip
     args = p.parse_args()
     print(cpu_line(), flush=True)
     print(f"command: {' '.join(sys.argv)}", flush=True)
@@ -321,11 +343,11 @@ def main() -> None:
         if args.part in ("peers", "all"):
             rows = peers(args, images, tmp)
             print(
-                f"\n| model | server | requests | req/s | p50 ms | p99 ms | errors |  ({args.concurrency} clients)"
+                f"\n| model | server | backend | requests | req/s | p50 ms | p99 ms | errors |  ({args.concurrency} clients)"
             )
-            print("|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|")
             for r in rows:
-                print(f"| {r['model']} | {r['server']} | {r['requests']} | {r['req_per_s']} | {r['p50_ms']} | "
+                print(f"| {r['model']} | {r['server']} | {r['backend']} | {r['requests']} | {r['req_per_s']} | {r['p50_ms']} | "
                       f"{r['p99_ms']} | {r['errors']} |")  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from ._args import add_image_limit_args, add_model_args, add_onnx_arg, check_emp
 KEYS_ENV = "INCEPTIONNET_API_KEYS"  # serve/auth.py's ENV (not imported here: --help needs no FastAPI)
 ARGS_ENV = "INCEPTIONNET_SERVE_ARGS"  # the parent's flags, as JSON, for worker_app in each worker
 MAX_WORKERS = 64
+WORKER_APP = "inceptionnet.commands.serve:worker_app"  # what each --workers process runs (an app factory)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -186,6 +187,7 @@ def build_app(args: argparse.Namespace) -> Any:
     from ..serve.engine import open_engine
 
     keys = read_keys(args.api_key_file)
+    threads = share_cores(args.workers)
     engine = open_engine(
         ModelSource.from_args(args, exported_verb="serves"), backend=args.backend, dtype=args.dtype,
         max_batch=args.max_batch, device=resolve_device(args.device), allow_nan=args.allow_nan,
@@ -199,10 +201,24 @@ def build_app(args: argparse.Namespace) -> Any:
     worker = f"worker {os.getpid()}: " if args.workers > 1 else ""
     print(
         f"{worker}serving {engine.name} (weights {engine.weights_id}; {engine.backend}, {engine.dtype}; "
-        f"max batch {args.max_batch}, wait {args.max_wait_ms:g} ms{'; API keys required' if keys else ''})",
+        f"max batch {args.max_batch}, wait {args.max_wait_ms:g} ms; {threads} threads"
+        f"{'; API keys required' if keys else ''})",
         file=sys.stderr, flush=True,
     )  # fmt: skip
     return create_app(engine, cfg)
+
+
+def share_cores(workers: int, environ: Any = os.environ) -> int:
+    """The model's intra-op threads in this process: with ``--workers N`` > 1, its share of the cores
+    it may run on (at least 1), so that N workers do not each start one thread per core and fight
+    over them (unless ``$OMP_NUM_THREADS`` says otherwise); one worker keeps torch's default.
+    ONNX Runtime and OpenVINO take the same number (``torch.get_num_threads()``)."""
+    import torch
+
+    if workers > 1 and not environ.get("OMP_NUM_THREADS"):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))
+    return torch.get_num_threads()
 
 
 def worker_app() -> Any:
@@ -230,9 +246,11 @@ def warn_if_open(host: str, flag_host: str, keys: bool) -> None:
               file=sys.stderr, flush=True)  # fmt: skip
 
 
-def run_workers(args: argparse.Namespace, sock: socket.socket) -> int:
-    """``--workers N``: uvicorn's supervisor over N processes sharing ``sock``; their metrics summed
-    in a temporary folder (prometheus_client's multiprocess mode). SIGTERM goes to every worker."""
+def run_workers(args: argparse.Namespace, sock: socket.socket, app: str = WORKER_APP) -> int:
+    """``--workers N``: uvicorn's supervisor over N processes sharing ``sock``, each running the app
+    factory ``app``; their metrics summed in a temporary folder (prometheus_client's multiprocess
+    mode). SIGTERM goes to every worker. A worker that dies is replaced (every 0.5 s the supervisor
+    looks); one that exits with uvicorn's startup-failure status stops them all: ``UsageError``."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors.multiprocess import Multiprocess
@@ -242,7 +260,7 @@ def run_workers(args: argparse.Namespace, sock: socket.socket) -> int:
     os.environ[ARGS_ENV] = json.dumps(plain)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by each worker's prometheus_client
     config = uvicorn.Config(
-        "inceptionnet.commands.serve:worker_app", factory=True, workers=args.workers, log_level=args.log_level,
+        app, factory=True, workers=args.workers, log_level=args.log_level,
         timeout_graceful_shutdown=int(args.timeout + 5), timeout_worker_healthcheck=30,
     )  # fmt: skip
     supervisor = Multiprocess(config, sockets=[sock])

@@ -41,6 +41,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -315,23 +317,46 @@ async def _read_json(request: Request, cfg: ServeConfig, options: dict[str, Any]
     return [(f"image{i}", _b64(v, f"image {i}")) for i, v in enumerate(raw)]
 
 
-async def decode_all(engine: Engine, images: list[tuple[str, bytes]], invert: bool) -> list[Any]:
-    out = []
-    for name, raw in images:
-        try:
-            out.append(await run_in_threadpool(engine.decode, raw, name, invert))
-        except ImageTooLargeError as e:
-            raise HTTPException(413, str(e)) from None
-        except ImageReadError as e:
-            raise HTTPException(400, first_line(e)) from None
-    return out
+def decode_pool(threads: int | None = None) -> ThreadPoolExecutor:
+    """The threads that decode uploads, ``threads`` of them (default: the model's intra-op threads,
+    ``torch.get_num_threads()``, which ``serve --workers N`` sets to this worker's share of the cores).
+    Not anyio's pool of 40: 32 clients would decode in 32 threads at once, each image's transform
+    starting its own OpenMP team, all of them fighting the model thread for the same cores and the GIL."""
+    n = max(1, threads or torch.get_num_threads())
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="inceptionnet-decode")
+
+
+async def decode_all(
+    engine: Engine, images: list[tuple[str, bytes]], invert: bool, pool: Executor | None = None
+) -> list[Any]:
+    """The model inputs of ``images``, decoded in ``pool`` (one hand-over per request; None:
+    Starlette's thread pool); the first unreadable image a 400, a too large one a 413."""
+
+    def decode() -> list[Any]:
+        return [engine.decode(raw, name, invert) for name, raw in images]
+
+    try:
+        if pool is None:
+            return await run_in_threadpool(decode)
+        return await asyncio.get_running_loop().run_in_executor(pool, decode)
+    except ImageTooLargeError as e:
+        raise HTTPException(413, str(e)) from None
+    except ImageReadError as e:
+        raise HTTPException(400, first_line(e)) from None
 
 
 def top_rows(probs: Any, classes: list[str], k: int) -> list[dict[str, Any]]:
-    top = probs.topk(min(k, len(classes)))
+    """The ``k`` most probable classes of one row of probabilities, most probable first."""
+    return top_table(probs.unsqueeze(0), classes, k)[0]
+
+
+def top_table(probs: Any, classes: list[str], k: int) -> list[list[dict[str, Any]]]:
+    """``top_rows`` of every row of an N x classes batch, with one ``topk`` and one ``tolist`` for the
+    batch (not a tensor element at a time)."""
+    top = probs.topk(min(k, len(classes)), dim=1)
     return [
-        {"label": classes[int(i)], "index": int(i), "prob": float(p)}
-        for p, i in zip(top.values, top.indices, strict=True)
+        [{"label": classes[i], "index": i, "prob": p} for p, i in zip(ps, ix, strict=True)]
+        for ps, ix in zip(top.values.tolist(), top.indices.tolist(), strict=True)
     ]
 
 
@@ -349,6 +374,7 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
         metrics.watch_queue(lambda: batcher.queued)
         batcher.start()
         state["batcher"] = _app.state.batcher = batcher
+        state["decode_pool"] = pool = decode_pool()
         _drain_on_signals(state, cfg.drain_s)
         if cfg.warm_up:  # in the background: /healthz answers meanwhile, /readyz says "warming up"
             state["warm_task"] = asyncio.create_task(_warm_up(engine, batcher, state, cfg))
@@ -357,6 +383,7 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
         finally:
             state["closing"] = True
             await batcher.close()  # uvicorn has let in-flight requests finish: this drains the queue
+            pool.shutdown(wait=False)
 
     # no /docs: FastAPI's Swagger page loads its scripts from a CDN; /openapi.json stays
     app = FastAPI(title="inceptionnet", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -373,12 +400,12 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
     add_feature_maps(app, engine, cfg, state)
     app.include_router(oip_router(
         engine, max_elements=cfg.max_files, classify=functools.partial(classify, state, cfg, metrics),
-        decode=functools.partial(decode_all, engine, invert=False),
+        decode=lambda images: decode_all(engine, images, False, state.get("decode_pool")),
         problem=lambda: serving_problem(state, cfg, ready=True),
-    ), dependencies=[Depends(_v2_key)])  # fmt: skip
+    ), dependencies=[Depends(_v2_key)] if cfg.api_keys else [])  # fmt: skip
     _add_health(app, engine, cfg, state, metrics)
 
-    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    @app.get("/v1/models", dependencies=key_dependency(cfg))
     async def models() -> dict[str, Any]:
         return {"models": [engine.describe()]}
 
@@ -414,6 +441,12 @@ def _add_health(
     @app.get("/metrics")  # open: scrapers poll it; it holds counts and latencies, no inputs or keys
     async def prometheus() -> Response:
         return Response(metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+
+def key_dependency(cfg: ServeConfig) -> list[Any]:
+    """The routes' ``dependencies``: ``require_key`` with API keys; none without (no dependency to
+    solve on every request of a server that has no keys)."""
+    return [Depends(require_key)] if cfg.api_keys else []
 
 
 async def _v2_key(request: Request) -> None:
@@ -547,22 +580,25 @@ async def classify(state: dict[str, Any], cfg: ServeConfig, metrics: Metrics, xs
 def _add_predict(
     app: FastAPI, engine: Engine, cfg: ServeConfig, metrics: Metrics, state: dict[str, Any]
 ) -> None:
-    @app.post("/v1/predict", dependencies=[Depends(require_key)])
-    async def predict(request: Request) -> dict[str, Any]:
+    @app.post("/v1/predict", dependencies=key_dependency(cfg))
+    async def predict(request: Request) -> Response:
         images, options = await read_request(request, cfg)
         topk = _int(options.get("topk", 5), "topk", 1, 10**6)  # more than the classes: all of them
-        xs = await decode_all(engine, images, _flag(options.get("invert", False), "invert"))
+        invert = _flag(options.get("invert", False), "invert")
+        xs = await decode_all(engine, images, invert, state.get("decode_pool"))
         probs = await classify(state, cfg, metrics, xs)
         results = [
-            {"file": name, "top": top_rows(p, engine.classes, topk)}
-            for (name, _), p in zip(images, probs, strict=True)
+            {"file": name, "top": top}
+            for (name, _), top in zip(images, top_table(probs, engine.classes, topk), strict=True)
         ]
-        return {
+        payload = {
             "model": engine.name,
             "weights": engine.weights_id,
             "backend": engine.backend,
             "results": results,
         }
+        # the bytes FastAPI would send for the dict (pydantic's JSON encoder), without validating it first
+        return Response(to_json(payload), media_type="application/json")
 
 
 def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str, Any]) -> None:
@@ -578,7 +614,7 @@ def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str
             return engine.classes.index(str(value))
         return _int(value, "target", 0, len(engine.classes) - 1)
 
-    @app.post("/v1/explain", dependencies=[Depends(require_key)])
+    @app.post("/v1/explain", dependencies=key_dependency(cfg))
     async def explain_image(request: Request) -> dict[str, Any]:
         name, x, options = await one_image(request, engine, cfg, "/v1/explain")
         target = target_index(options.get("target"))
