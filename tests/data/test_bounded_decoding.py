@@ -154,7 +154,7 @@ def test_embed_fid_eval_and_serve_use_the_same_check(tmp_path, checkpoint, no_de
     with pytest.raises(ImageReadError, match="none of the 1 files"):
         run_embed([str(strip)], str(tmp_path / "e.safetensors"), checkpoint=str(checkpoint))
     with pytest.raises(ImageReadError, match=r"would write 299,000,000 pixels.*--max-pixels"):
-        next(scores._read([png(tmp_path / "tall.png", (1, 1_000_000))], False, []))
+        next(scores._batches([png(tmp_path / "tall.png", (1, 1_000_000))], 1, "pytorch-fid", False, [], 0))
     ds = D.ImageFolderFiles(tmp_path, 1, D.eval_transform(ICFG, 1, native_size=-1), notes=False)
     with pytest.raises(D.ImageTooLargeError, match="--max-side"):
         ds[0]
@@ -253,10 +253,10 @@ def test_fid_folder_names_fifos_and_link_loops(tmp_path, deadline):
     files = scores.image_files(tmp_path / "imgs")
     assert set(files) == set(e.values())  # none left out without a word
     skipped: list[str] = []
-    read = [f for f, _ in scores._read(files, True, skipped)]
+    read = [Path(p) for b in scores._batches(files, 1, "pytorch-fid", True, skipped, 0) for p in b.paths]
     assert read == [e["good"]] and sorted(skipped) == sorted(str(e[k]) for k in ("fifo", "loop"))
     with pytest.raises(ImageReadError, match="not a regular file"):
-        list(scores._read([e["fifo"]], False, []))
+        list(scores._batches([e["fifo"]], 1, "pytorch-fid", False, [], 0))
 
 
 def test_embed_folder_names_each_unreadable_entry(tmp_path, checkpoint, capsys, deadline):
