@@ -12,7 +12,7 @@ and the ``XnnpackPartitioner`` (every op of the Inception models is delegated), 
 ``MAX_BATCH`` unless ``--batch`` fixes it (ExecuTorch plans its input buffers for the upper bound;
 larger batches run in parts). ``--int8``: the PT2E flow with ExecuTorch's ``XNNPACKQuantizer``
 (symmetric, per-channel weights, static int8 activations) calibrated on the ``--calibration`` images,
-kept only when top-1 agreement with eager fp32 on them is >= 99 % (``export.check_int8_agreement``).
+kept only when top-1 agreement with eager fp32 on them is >= 99 % (``verify.check_int8_agreement``).
 
 The metadata of every exported file (``export.build_metadata``) is inside the program: a constant
 method ``inceptionnet_metadata`` returning its JSON text (``constant_methods`` of the lowering), read
@@ -149,7 +149,7 @@ def write_pte(j: ExportJob, tmp: str) -> None:
     if program.meta != json.loads(json.dumps(j.meta)):
         raise ExportError(f"the {NAME}'s metadata did not survive reloading")
     if images is not None:
-        from .export import check_int8_agreement
+        from .verify import check_int8_agreement
 
         try:
             agree = check_int8_agreement(program.run, images, j.reference, f"int8 {NAME}")

@@ -45,7 +45,7 @@ from ..data.config import MAX_CLASSES, class_names, input_config_from_fields
 from ..errors import CheckpointError, ExportError, UsageError, excerpt, first_line
 from ..fileio import atomic_write, make_shareable, not_a_regular_file
 from ..runtime import quiet_output
-from .verify import check_close
+from .verify import MIN_INT8_AGREEMENT, check_close, check_int8_agreement  # noqa: F401 (export.* names kept)
 
 FORMATS = ("onnx", "torchscript", "openvino", "pt2", "aoti", "executorch")
 SUFFIX_FORMATS = {
@@ -555,27 +555,6 @@ def _write_torchscript(j: _Job, tmp: str) -> None:
     make_shareable(tmp)
 
 
-MIN_INT8_AGREEMENT = 0.99
-
-
-def check_int8_agreement(
-    run: Callable[[Tensor], Tensor], images: Tensor, reference: nn.Module, what: str, batch: int = 32
-) -> float:
-    """Top-1 agreement of ``run`` with ``reference`` on ``images``; ExportError below the minimum."""
-    from .quant import top1_agreement
-    from .verify import check_agreement_count
-
-    check_agreement_count(len(images), what, "give more calibration images (--calibration-size)", ExportError)
-    with torch.no_grad():
-        got = torch.cat([run(b) for b in images.split(batch)])
-        ref = torch.cat([reference(b) for b in images.split(batch)])
-    agree = top1_agreement(got, ref)
-    if not agree >= MIN_INT8_AGREEMENT:
-        raise ExportError(
-            f"{what}: top-1 agreement with eager fp32 {agree:.4f} < {MIN_INT8_AGREEMENT} on {len(images)} "
-            "calibration images; the file was not written (try more --calibration-size images or fp32)"
-        )
-    return agree
 
 
 def _quantize_onnx_in_place(

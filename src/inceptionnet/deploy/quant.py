@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..errors import FastInferenceError, UsageError, first_line
 from .dtypes import DTYPE_NAMES, dtype_suffix, parse_dtype  # the names of deploy.dtypes, kept here too
-from .verify import MIN_AGREEMENT_IMAGES, check_agreement_count
+from .verify import MIN_AGREEMENT_IMAGES, check_agreement_count, top1_agreement
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE",
@@ -42,13 +42,6 @@ __all__ = [
 ]
 
 DEFAULT_CALIBRATION_SIZE = 256  # NNCF's default subset is 300; 256 images calibrate in seconds here
-
-
-def top1_agreement(got: Tensor, ref: Tensor) -> float:
-    """Fraction of rows whose argmax matches (NaN when there is nothing to compare)."""
-    if got.dim() != 2 or got.shape[0] == 0 or got.shape[1] == 0:
-        return float("nan")
-    return float((got.float().argmax(1) == ref.float().argmax(1)).float().mean())
 
 
 def _from_dataset(spec: str, model: nn.Module, example: Tensor, limit: int) -> Tensor:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from torch import Tensor
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
 
 from ..errors import ExportError, InceptionNetError, UsageError
 
@@ -12,6 +15,7 @@ RTOL = 1e-5
 # is "1.0000"; on 16 a 99 % bar means all 16 agree, which a path that truly agrees on 90 % of images
 # passes 0.9^16 = 19 % of the time (on 256, the default calibration count, it never does).
 MIN_AGREEMENT_IMAGES = 16
+MIN_INT8_AGREEMENT = 0.99  # an int8 file is written only at this top-1 agreement with eager fp32
 
 
 def max_abs_diff(a: Tensor, b: Tensor) -> float:
@@ -59,3 +63,27 @@ def check_close(
             f"(atol {atol:g} + rtol {rtol:g} x max|output| {scale:.3g}){note}"
         )
     return diff, tol
+
+
+def top1_agreement(got: Tensor, ref: Tensor) -> float:
+    """Fraction of rows whose argmax matches (NaN when there is nothing to compare)."""
+    if got.dim() != 2 or got.shape[0] == 0 or got.shape[1] == 0:
+        return float("nan")
+    return float((got.float().argmax(1) == ref.float().argmax(1)).float().mean())
+
+
+def check_int8_agreement(
+    run: Callable[[Tensor], Tensor], images: Tensor, reference: nn.Module, what: str, batch: int = 32
+) -> float:
+    """Top-1 agreement of ``run`` with ``reference`` on ``images``; ExportError below the minimum."""
+    check_agreement_count(len(images), what, "give more calibration images (--calibration-size)", ExportError)
+    with torch.no_grad():
+        got = torch.cat([run(b) for b in images.split(batch)])
+        ref = torch.cat([reference(b) for b in images.split(batch)])
+    agree = top1_agreement(got, ref)
+    if not agree >= MIN_INT8_AGREEMENT:
+        raise ExportError(
+            f"{what}: top-1 agreement with eager fp32 {agree:.4f} < {MIN_INT8_AGREEMENT} on {len(images)} "
+            "calibration images; the file was not written (try more --calibration-size images or fp32)"
+        )
+    return agree
