@@ -5,10 +5,11 @@ name         flag        torch             ONNX Runtime                      Ope
 ===========  ==========  ================  ================================  =========================
 float32      fp32        torch.float32     the verified fp32 graph           INFERENCE_PRECISION f32
 bfloat16     bf16        torch.bfloat16    (not run)                         INFERENCE_PRECISION bf16
-int8         int8        torch.qint8 (*)   static QDQ int8 (calibrated)      NNCF int8 (calibrated)
+int8         int8        torch.qint8 (*)   static QDQ int8 (calibrated)      the QDQ graph, in int8 (*2)
 ===========  ==========  ================  ================================  =========================
 
-(*) a label only: no PyTorch backend runs int8 here. ``name`` is the canonical form (``FastModel``,
+(*) a label only: no PyTorch backend runs int8 here. (*2) ONNX Runtime's QDQ graph of the BN-folded
+file, run by OpenVINO (the fast path and ``export --format openvino --int8``); NNCF only in bench's peer. ``name`` is the canonical form (``FastModel``,
 bench's ``dtype`` column, ``Candidate.dtype``); ``flag`` is how flags, candidate names (``"eager-bf16"``)
 and messages spell it. ``parse_dtype`` turns any accepted spelling into the canonical name.
 """
