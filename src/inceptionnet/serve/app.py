@@ -6,7 +6,7 @@
     POST /v1/explain   one image -> top-5, Grad-CAM PNG of ``target`` (index or class name; default
                        top-1), and for GoogLeNet-family models the branch energies of ``block``
     POST /v1/feature_maps  one image and ``layer`` -> that layer's channels as a gray grid PNG
-                       (serve/feature_maps.py); GET /v1/feature_maps/layers: the layer names
+                       (analysis.feature_maps); GET /v1/feature_maps/layers: the layer names
     GET  /v1/models    the model: input config, classes, backend, blocks
     GET  /healthz      liveness: {"status": "ok"}; 503 with {"status", "error"} when the batch worker
                        has stopped or one batch has run longer than --timeout (200 while warming up
@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -395,9 +396,8 @@ def create_app(engine: Engine, cfg: ServeConfig | None = None) -> FastAPI:
     _add_error_handlers(app)
     _add_predict(app, engine, cfg, metrics, state)
     _add_explain(app, engine, cfg, state)
-    from .feature_maps import add_feature_maps  # it uses this module's request helpers
 
-    add_feature_maps(app, engine, cfg, state)
+    _add_feature_maps(app, engine, cfg, state)
     app.include_router(oip_router(
         engine, max_elements=cfg.max_files, classify=functools.partial(classify, state, cfg, metrics),
         decode=lambda images: decode_all(engine, images, False, state.get("decode_pool")),
@@ -634,6 +634,41 @@ def _add_explain(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str
                 for lab, share, m in zip(e.branch_labels, e.branch_shares, e.branch_maps if e.branch_maps is not None else [], strict=True)
             ],
         }  # fmt: skip
+
+
+SHAPE_HEADER = "X-Feature-Maps-Shape"  # /v1/feature_maps: the layer's output shape, "C x H x W"
+
+
+def _add_feature_maps(app: FastAPI, engine: Engine, cfg: ServeConfig, state: dict[str, Any]) -> None:
+    """POST /v1/feature_maps (one image and ``layer`` -> the layer's channels as a gray grid PNG) and
+    GET /v1/feature_maps/layers (the names)."""
+    from ..analysis.feature_maps import feature_layer_names
+    from .explain import default_layer, layer_grid, png_bytes
+
+    layers = feature_layer_names(engine.model) if engine.model is not None else []
+
+    def chosen(options: dict[str, Any]) -> str:
+        name = str(options.get("layer", "")).strip()
+        if name not in layers:
+            said = f"{excerpt(name)} is not a layer of this model" if name else "no layer given"
+            raise HTTPException(
+                400, f"{said}: send field 'layer', one of {', '.join(layers)} (GET /v1/feature_maps/layers)"
+            )
+        return name
+
+    @app.get("/v1/feature_maps/layers", dependencies=key_dependency(cfg))
+    async def layer_names() -> dict[str, Any]:
+        default = default_layer(engine.model) if engine.model is not None else None
+        return {"model": engine.name, "layers": layers, "default": default}
+
+    @app.post("/v1/feature_maps", dependencies=key_dependency(cfg))
+    async def grid(request: Request) -> Response:
+        _, x, options = await one_image(request, engine, cfg, "/v1/feature_maps")
+        layer = chosen(options)
+        r = await explaining(state, cfg, "feature maps", layer_grid, engine.model, x, layer)
+        pic = (r.grid * 255).round().astype(np.uint8)
+        c, h, w = r.maps.shape
+        return Response(png_bytes(pic), media_type="image/png", headers={SHAPE_HEADER: f"{c} x {h} x {w}"})
 
 
 async def one_image(
