@@ -246,7 +246,10 @@ def test_two_gloo_ranks_equal_one_process(sets, tmp_path):
     real, fake, _ = sets
     env = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if k in os.environ}
     try:
-        mp.spawn(_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+        # forked, not spawned: no fresh interpreter importing torch per rank (one thread each: _rank)
+        mp.start_processes(
+            _rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork"
+        )
     finally:
         os.environ.update(env)
     one = {}

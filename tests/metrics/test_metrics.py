@@ -63,7 +63,7 @@ def test_state_dict_key_for_key_and_outputs(ref_sd, patched_pytorch_fid):
     ours = create_model("fid_inception_v3", num_classes=1008).eval()
     assert set(ours.state_dict()) == set(ref_sd)
     ours.load_state_dict(ref_sd, strict=True)
-    x = torch.rand(2, 3, 299, 299) * 2 - 1
+    x = torch.rand(1, 3, 299, 299) * 2 - 1  # one image: the outputs are per image
     with torch.no_grad():
         assert (ours(x) - ref(x)).abs().max() <= 1e-5
     blocks = pfi.InceptionV3([0, 1, 2, 3], resize_input=False, normalize_input=False).eval()
@@ -89,44 +89,49 @@ def test_flags_default_off_keep_inception_v3():
     assert sum(p.numel() for p in f.parameters()) == 23850960
 
 
-def test_fid_equals_pytorch_fid_eager_and_fast(folders, fid_weights_file, patched_pytorch_fid):
-    """pytorch-fid's number is an eager fp32 FID of the same network (ours in eager mode gives its
-    features, test above); the fast path (the default) must equal it within 1e-4 relative."""
-    a, b = folders
-    ref = pfs.calculate_fid_given_paths([a, b], batch_size=32, device="cpu", dims=64, num_workers=0)
-    net = M.fid_network(M.load_fid_model(fid_weights_file), "fast")
-    fa, fb = (M.folder_features(p, net, dims=64, batch_size=16, show_progress=False) for p in (a, b))
-    fast = M.frechet_distance(*M.stats_of(fa.features), *M.stats_of(fb.features))
-    assert ref > 0
-    assert abs(fast - ref) <= 1e-4 * abs(ref), (fast, ref)
-    assert M.frechet_distance(*M.stats_of(fa.features), *M.stats_of(fa.features)) == pytest.approx(
-        0, abs=1e-6
-    )
-
-
 def _cli_json(argv: list[str], capsys) -> dict:
     assert run("fid", [*argv, "--json"]) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
 
 
-def test_cli_fid_save_stats_npz_and_torchrun(folders, fid_weights_file, tmp_path, capsys):
+def broken_copy(folder: str, path) -> str:
+    """``folder`` plus 000_broken.png, a PNG signature and nothing readable after it."""
+    shutil.copytree(folder, path)
+    (path / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return str(path)
+
+
+def test_cli_fid_equals_pytorch_fid_save_stats_npz_skip_bad_and_torchrun(
+    folders, fid_weights_file, patched_pytorch_fid, tmp_path, capsys
+):
+    """One pass of pytorch-fid over both folders and of the CLI over each path (the 299x299 network
+    dominates, so the checks share them). pytorch-fid's number is an eager fp32 FID of the same network
+    (ours in eager mode gives its features, test above); the fast path (the CLI's default) must equal
+    it within 1e-4 relative, and the saved statistics its eager statistics."""
     a, b = folders
+    # pytorch-fid's calculate_fid_given_paths(batch_size=32, dims=64, num_workers=0), step by step:
+    # its statistics of each folder are kept for the saved-statistics check
+    model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[64]])
+    (mu_a, sigma_a), (mu_b, sigma_b) = (
+        pfs.compute_statistics_of_path(p, model, 32, 64, "cpu", 0) for p in (a, b)
+    )
+    ref = pfs.calculate_frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
+    assert ref > 0
     common = ["--weights", fid_weights_file, "--dims", "64", "--device", "cpu", "--batch-size", "35"]
     assert run("fid", [a, b, *common]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("FID: ")
     value = float(line[5:])
     assert value > 0
+    assert abs(value - ref) <= 1e-4 * abs(ref), (value, ref)  # fast == pytorch-fid's eager number
     out = tmp_path / "a.npz"
     assert _cli_json([a, "--save-stats", str(out), *common], capsys)["images"] == N_IMAGES
-    f = M.folder_features(
-        a, M.load_fid_model(fid_weights_file), dims=64, backend="eager", show_progress=False
-    )
-    mu, sigma = M.stats_of(f.features)
-    with np.load(out) as z:
-        assert np.allclose(z["mu"], mu, rtol=1e-4, atol=1e-6) and np.allclose(
-            z["sigma"], sigma, rtol=1e-3, atol=1e-7
+    with np.load(out) as z:  # the fast path's statistics: the eager ones (pytorch-fid's) of a
+        assert np.allclose(z["mu"], mu_a, rtol=1e-4, atol=1e-6) and np.allclose(
+            z["sigma"], sigma_a, rtol=1e-3, atol=1e-7
         )
+        fa = z["features"].astype(np.float64)
+    assert M.frechet_distance(*M.stats_of(fa), *M.stats_of(fa)) == pytest.approx(0, abs=1e-6)
     j = _cli_json([str(out), b, *common], capsys)
     assert (
         j["fid"] == pytest.approx(value, rel=1e-9) and j["backend"] == "fast" and j["resize"] == "pytorch-fid"
@@ -138,11 +143,18 @@ def test_cli_fid_save_stats_npz_and_torchrun(folders, fid_weights_file, tmp_path
     shutil.copy(fid_weights_file, weights_copy)
     assert run("fid", [a, "--save-stats", str(weights_copy), "--overwrite", *common]) == 2
     assert "refusing to replace it" in capsys.readouterr().err
-    # two processes, each reading half of each folder: the same number
+    # --skip-bad-images leaves the unreadable file out and counts it: the same 70 images as a
+    broken = broken_copy(a, tmp_path / "broken")
+    argv = [broken, str(out), "--weights", fid_weights_file, "--dims", "64", "--skip-bad-images", "--json"]
+    assert run("fid", argv) == 0
+    cap = capsys.readouterr()
+    assert cap.err.strip() == "skipped 1 unreadable images (--skip-bad-images)"
+    assert json.loads(cap.out)["fid"] == pytest.approx(0, abs=1e-6)
+    # two processes, each reading half of the folder (the saved side read by both): the same number
     env = dict(__import__("os").environ, OMP_NUM_THREADS="1", INCEPTIONNET_NO_DOWNLOAD="1")
     env.pop("RANK", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "inceptionnet.metrics", "fid", a, b, *common, "--json"]  # fmt: skip
+           "-m", "inceptionnet.metrics", "fid", str(out), b, *common, "--json"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
@@ -164,9 +176,7 @@ def test_errors(folders, fid_weights_file, ref_sd, tmp_path, capsys):
     torch.save(
         {**ref_sd, "Conv2d_1a_3x3.conv.weight": ref_sd["Conv2d_1a_3x3.conv.weight"] * float("nan")}, nan
     )
-    broken = tmp_path / "broken"
-    shutil.copytree(a, broken)
-    (broken / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    broken = broken_copy(a, tmp_path / "broken")
     w = ["--weights", fid_weights_file]
     cases = [
         ([str(empty), a, *w, "--dims", "64"], "no images"),
@@ -174,8 +184,9 @@ def test_errors(folders, fid_weights_file, ref_sd, tmp_path, capsys):
         ([str(bad_npz), a, *w, "--dims", "64"], "'mu' and 'sigma'"),
         ([str(npz_192), a, *w, "--dims", "64"], "192-d features, --dims is 64"),
         ([a, a, "--weights", str(wrong), "--dims", "64"], "not the FID network"),
-        ([a, a, "--weights", str(nan), "--dims", "64"], "NaN or infinite features"),
-        ([str(broken), a, *w, "--dims", "64"], "000_broken.png"),
+        # the first batch shows it: 2 images, not 50
+        ([a, a, "--weights", str(nan), "--dims", "64", "--batch-size", "2"], "NaN or infinite features"),
+        ([broken, a, *w, "--dims", "64"], "000_broken.png"),
         ([a, a, *w, "--dims", "64", "--kid", "--kid-subset-size", "71"], "--kid-subset-size 70 or less"),
         ([str(npz_192), a, *w, "--dims", "192", "--kid"], "holds only mu and sigma"),
     ]
@@ -187,15 +198,3 @@ def test_errors(folders, fid_weights_file, ref_sd, tmp_path, capsys):
     assert "fewer than --splits 71" in capsys.readouterr().err
     with pytest.raises(NonFiniteError):
         M.frechet_distance(np.zeros(2), np.eye(2) * np.nan, np.zeros(2), np.eye(2))
-
-
-def test_skip_bad_images_counts_them(folders, fid_weights_file, tmp_path, capsys):
-    a, _ = folders
-    broken = tmp_path / "broken"
-    shutil.copytree(a, broken)
-    (broken / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    argv = [str(broken), a, "--weights", fid_weights_file, "--dims", "64", "--skip-bad-images", "--json"]
-    assert run("fid", argv) == 0
-    cap = capsys.readouterr()
-    assert cap.err.strip() == "skipped 1 unreadable images (--skip-bad-images)"
-    assert json.loads(cap.out)["fid"] == pytest.approx(0, abs=1e-6)  # the same 70 images
