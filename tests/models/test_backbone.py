@@ -4,9 +4,11 @@ declarations against the written-out forwards, gradient checkpointing, and real 
 
 The ``test_model_*`` functions are timm's ``tests/test_models.py`` bodies (timm 1.0.x), adapted: our
 ``create_model`` and registry, small inputs (timm's ``_get_input_size`` with a small target gives each
-model's ``min_input_size``), torchvision's default FX tracer. The one documented difference: the aux
-heads of ``googlenet_paper`` get gradients only from ``model(x, return_aux=True)`` (our contract:
-``forward`` returns the logits and computes aux heads only when asked)."""
+model's ``min_input_size``), torchvision's default FX tracer, each model built once (``num_classes=42``)
+and shared read-only or deep-copied, ``test_model_forward_fx`` and ``test_model_backward_fx`` as one
+test on one trace. The one documented difference: the aux heads of ``googlenet_paper`` get
+gradients only from ``model(x, return_aux=True)`` (our contract: ``forward`` returns the logits and
+computes aux heads only when asked)."""
 
 import copy
 import functools
@@ -50,15 +52,37 @@ def _get_input_size(model: nn.Module, target: int | None = TARGET) -> tuple[int,
     return input_size
 
 
+NUM_CLASSES = 42  # what timm's backward tests use; one configuration for every per-model test here
+OPTIMIZED = "googlenet_small"  # the one model run through the optimizing TorchScript executor
+
+
 @functools.cache
-def _pristine(name: str, num_classes: int, kwargs: tuple[tuple[str, Any], ...]) -> nn.Module:
-    return create_model(name, num_classes=num_classes, **dict(kwargs))
+def _pristine(name: str, kwargs: tuple[tuple[str, Any], ...]) -> nn.Module:
+    return create_model(name, num_classes=NUM_CLASSES, **dict(kwargs)).eval()
 
 
-def _model(name: str, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
-    """``create_model(name, num_classes=..., **kwargs)``, built once per configuration for this file
-    (the big models take seconds to initialize) and deep-copied for each test."""
-    return copy.deepcopy(_pristine(name, num_classes, tuple(sorted(kwargs.items()))))
+def _shared(name: str, **kwargs: Any) -> nn.Module:
+    """``create_model(name, num_classes=NUM_CLASSES, **kwargs)`` in eval mode, built once per
+    configuration for this file (the big models take seconds to initialize) and shared: READ ONLY
+    (eval-mode forwards, scripting, tracing); a test that trains or changes it takes ``_model``."""
+    return _pristine(name, tuple(sorted(kwargs.items())))
+
+
+def _model(name: str, **kwargs: Any) -> nn.Module:
+    """A deep copy of ``_shared(name, **kwargs)``, for a test that changes it."""
+    return copy.deepcopy(_shared(name, **kwargs))
+
+
+@functools.cache
+def _meta_pristine(name: str) -> nn.Module:
+    with torch.device("meta"):
+        return create_model(name).eval()
+
+
+def _meta(name: str) -> nn.Module:
+    """``create_model(name)`` on the meta device (shapes only), built once per model for this file
+    and deep-copied (no weights to copy)."""
+    return copy.deepcopy(_meta_pristine(name))
 
 
 def _aux_params(model: nn.Module) -> set[str]:
@@ -87,7 +111,7 @@ def _check_maps(outputs, expected_channels, expected_reduction, input_size, batc
 @pytest.mark.parametrize("batch_size", [1])
 def test_model_forward(model_name, batch_size):
     """Run a single forward pass with each model"""
-    model = _model(model_name)
+    model = _shared(model_name)
     model.eval()
 
     input_size = _get_input_size(model)
@@ -101,7 +125,10 @@ def test_model_forward(model_name, batch_size):
 
     # Test that grad-checkpointing, if supported, doesn't cause model failures or change in output
     model.set_grad_checkpointing()
-    outputs2 = model(inputs)
+    try:
+        outputs2 = model(inputs)
+    finally:
+        model.set_grad_checkpointing(False)  # the shared model as it was
     assert torch.allclose(outputs, outputs2, rtol=1e-4, atol=1e-5), "Output does not match"
 
 
@@ -109,7 +136,7 @@ def test_model_forward(model_name, batch_size):
 @pytest.mark.parametrize("batch_size", [2])
 def test_model_backward(model_name, batch_size):
     """Run a single forward pass with each model"""
-    model = _model(model_name, num_classes=42)
+    model = _model(model_name)
     input_size = _get_input_size(model)
     encoder_only = model.num_classes == 0
     num_params = sum([x.numel() for x in model.parameters()])
@@ -128,7 +155,7 @@ def test_model_backward(model_name, batch_size):
     if encoder_only:
         assert outputs.shape[1] == model.num_features
     else:
-        assert outputs.shape[-1] == 42
+        assert outputs.shape[-1] == NUM_CLASSES
     assert num_params - sum(p.numel() for n, p in model.named_parameters() if n in aux) == num_grad
     assert not torch.isnan(outputs).any(), "Output included NaNs"
 
@@ -145,8 +172,7 @@ def test_model_backward(model_name, batch_size):
 def test_model_default_cfgs(model_name, batch_size):
     """Run a single forward pass with each model (at the cfg's input size, on the meta device: shapes only)"""
     device = "meta"
-    with torch.device(device):
-        model = create_model(model_name)
+    model = _meta(model_name)
     model.eval()
     assert model.num_classes >= 0
     assert model.num_features > 0
@@ -208,15 +234,18 @@ def test_model_default_cfgs(model_name, batch_size):
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("batch_size", [1])
 def test_model_forward_torchscript(model_name, batch_size):
-    """Run a single forward pass with each model (scripted directly, as timm scripts its models)"""
-    model = _model(model_name)
+    """Run a single forward pass with each model (scripted directly, as timm scripts its models;
+    through the optimizing executor for one model, the TorchScript interpreter without its
+    optimization passes for the others: the same compiled graph, seconds less per big model)"""
+    model = _shared(model_name)
     input_size = _get_input_size(model)
     model.eval()
 
     scripted = torch.jit.script(model)
     scripted.to(torch_device)
     inputs = torch.randn((batch_size, *input_size))
-    outputs = scripted(inputs)
+    with torch.jit.optimized_execution(model_name == OPTIMIZED):
+        outputs = scripted(inputs)
 
     assert outputs.shape[0] == batch_size
     assert not torch.isnan(outputs).any(), "Output included NaNs"
@@ -245,7 +274,7 @@ def test_model_forward_features(model_name, batch_size, feature_cls):
 @pytest.mark.parametrize("batch_size", [1])
 def test_model_forward_intermediates(model_name, batch_size):
     """Run a single forward pass with each model in feature extraction mode"""
-    model = _model(model_name)
+    model = _shared(model_name)
     model.eval()
     feature_info = FeatureInfo(model.feature_info, len(model.feature_info))
     expected_channels = feature_info.channels()
@@ -263,7 +292,10 @@ def test_model_forward_intermediates(model_name, batch_size):
 
     # Test that grad-checkpointing, if supported
     model.set_grad_checkpointing()
-    output3, _ = model.forward_intermediates(inpt, output_fmt=output_fmt)
+    try:
+        output3, _ = model.forward_intermediates(inpt, output_fmt=output_fmt)
+    finally:
+        model.set_grad_checkpointing(False)  # the shared model as it was
     assert torch.allclose(output, output3, rtol=1e-4, atol=1e-5), "Output does not match"
 
 
@@ -288,47 +320,40 @@ def _create_fx_model(model: nn.Module, train: bool = False) -> nn.Module:
 
 
 @pytest.mark.parametrize("model_name", MODELS)
-@pytest.mark.parametrize("batch_size", [1])
-def test_model_forward_fx(model_name, batch_size):
-    """
-    Symbolically trace each model and run single forward pass through the resulting GraphModule
-    Also check that the output of a forward pass through the GraphModule is the same as that from the original Module
-    """
+def test_model_forward_fx_and_backward_fx(model_name):
+    """timm's ``test_model_forward_fx`` (batch 1: symbolically trace each model and run a single
+    forward pass through the resulting GraphModule; its output is the same as the original Module's)
+    and ``test_model_backward_fx`` (batch 2: a single backward pass through the GraphModule), on one
+    trace: ``_create_fx_model(train=True)`` holds the eval graph ``train=False`` builds and the train graph."""
     model = _model(model_name)
-    model.eval()
-
-    input_size = _get_input_size(model)
-    with torch.inference_mode():
-        inputs = torch.randn((batch_size, *input_size))
-        outputs = model(inputs)
-
-        model = _create_fx_model(model)
-        fx_outputs = torch.cat(tuple(model(inputs).values()))
-
-    assert torch.all(fx_outputs == outputs)
-    assert outputs.shape[0] == batch_size
-    assert not torch.isnan(outputs).any(), "Output included NaNs"
-
-
-@pytest.mark.parametrize("model_name", MODELS)
-@pytest.mark.parametrize("batch_size", [2])
-def test_model_backward_fx(model_name, batch_size):
-    """Symbolically trace each model and run single backward pass through the resulting GraphModule"""
-    model = _model(model_name, num_classes=42)
     input_size = _get_input_size(model)
     model.train()
     num_params = sum([x.numel() for x in model.parameters()])
     # the traced forward is the logits path: aux heads get no gradient (and are not in the graph)
     num_aux = sum(p.numel() for n, p in model.named_parameters() if n in _aux_params(model))
+    fx_model = _create_fx_model(model, train=True)
 
-    model = _create_fx_model(model, train=True)
-    outputs = torch.cat(tuple(model(torch.randn((batch_size, *input_size))).values()))
+    # forward, batch 1
+    model.eval()
+    fx_model.eval()
+    with torch.inference_mode():
+        inputs = torch.randn((1, *input_size))
+        outputs = model(inputs)
+        fx_outputs = torch.cat(tuple(fx_model(inputs).values()))
+
+    assert torch.all(fx_outputs == outputs)
+    assert outputs.shape[0] == 1
+    assert not torch.isnan(outputs).any(), "Output included NaNs"
+
+    # backward, batch 2
+    fx_model.train()
+    outputs = torch.cat(tuple(fx_model(torch.randn((2, *input_size))).values()))
     outputs.mean().backward()
-    for n, x in model.named_parameters():
+    for n, x in fx_model.named_parameters():
         assert x.grad is not None, f"No gradient for {n}"
-    num_grad = sum([x.grad.numel() for x in model.parameters() if x.grad is not None])
+    num_grad = sum([x.grad.numel() for x in fx_model.parameters() if x.grad is not None])
 
-    assert outputs.shape[-1] == 42
+    assert outputs.shape[-1] == NUM_CLASSES
     assert num_params - num_aux == num_grad
     assert not torch.isnan(outputs).any(), "Output included NaNs"
 
@@ -343,9 +368,9 @@ def test_declared_trunk_is_the_written_out_forward(model_name):
     gradient checkpointing use) gives exactly ``_features``' output and aux logits; the trunk holds
     every module that is not head or aux head."""
     aux_kw = {"aux_logits": True} if model_name in ("googlenet", "inception_v3") else {}
-    model = _model(model_name, num_classes=5, **aux_kw).eval()
+    model = _shared(model_name, **aux_kw).eval()
     side = max(model.min_input_size, model.min_aux_input_size)
-    x = torch.randn(2, 3, side, side)
+    x = torch.randn(1, 3, side, side)
     with torch.no_grad():
         feats, aux = model._features(x, True)
         trunk, _, trunk_aux = model._run_trunk(x, with_aux=True)
@@ -363,8 +388,7 @@ def test_declared_trunk_is_the_written_out_forward(model_name):
 def test_declared_feature_info_is_measured(model_name):
     """Declared channels and reductions (and the cfg's pool_size) are what the network computes at
     its cfg input size (meta device: shapes only); timm's three models have timm's feature_info."""
-    with torch.device("meta"):
-        model = create_model(model_name).eval()
+    model = _meta(model_name).eval()
     side = model.default_cfg["input_size"][-1]
     final, maps = model.forward_intermediates(torch.empty(1, 3, side, side, device="meta"))
     for fi, o in zip(model.feature_info, maps):
@@ -423,17 +447,18 @@ def test_features_only_out_indices_dict_and_errors():
     assert list(out) == ["1", "4"] and out["4"].shape[1] == 1024
     assert m.feature_info.module_name() == ["conv3", "inception5b"]
     assert m.feature_info.get_dicts(keys=["num_chs"]) == [{"num_chs": 192}, {"num_chs": 1024}]
-    last2 = create_model("googlenet", features_only=True, out_indices=2).eval()
+    with torch.device("meta"):  # structure and refusals: no weights needed
+        last2 = create_model("googlenet", features_only=True, out_indices=2).eval()
+        early = create_model("googlenet", features_only=True, out_indices=(0, 1))
+        with pytest.raises(ValueError, match="out of range"):
+            create_model("googlenet", features_only=True, out_indices=(5,))
+        with pytest.raises(ValueError, match="unknown feature_cls"):
+            create_model("googlenet", features_only=True, feature_cls="hooks")
+        with pytest.raises(ValueError, match="need features_only=True"):
+            create_model("googlenet", out_indices=(1,))
     assert last2.feature_info.reduction() == [16, 32] and "inception5b" in dict(last2.named_children())
-    early = create_model("googlenet", features_only=True, out_indices=(0, 1))
     assert list(dict(early.named_children())) == ["conv1", "maxpool1", "lrn1", "conv2", "conv3"]
     assert "fc.weight" not in early.state_dict() and "conv1.conv.weight" in early.state_dict()
-    with pytest.raises(ValueError, match="out of range"):
-        create_model("googlenet", features_only=True, out_indices=(5,))
-    with pytest.raises(ValueError, match="unknown feature_cls"):
-        create_model("googlenet", features_only=True, feature_cls="hooks")
-    with pytest.raises(ValueError, match="need features_only=True"):
-        create_model("googlenet", out_indices=(1,))
     with pytest.raises(InputShapeError, match="4-D"):
         m(torch.randn(3, 64, 64))
     with pytest.raises(InputShapeError, match="too small"):
@@ -546,16 +571,15 @@ def test_weights_load_into_a_features_only_model(tmp_path):
 
 def test_timm_resolve_model_data_config():
     timm = pytest.importorskip("timm")
-    for model in (
-        create_model("inception_v4", num_classes=0),
-        create_model("googlenet_small", weights="fashion_mnist", features_only=True),
-    ):
+    with torch.device("meta"):  # only the configs are read
+        v4, v4_1000 = create_model("inception_v4", num_classes=0), create_model("inception_v4")
+    for model in (v4, create_model("googlenet_small", weights="fashion_mnist", features_only=True)):
         cfg = timm.data.resolve_model_data_config(model)
         ours = model.default_cfg
         assert cfg["input_size"] == ours["input_size"] and cfg["interpolation"] == ours["interpolation"]
         assert tuple(cfg["mean"]) == tuple(ours["mean"]) and tuple(cfg["std"]) == tuple(ours["std"])
         assert cfg["crop_pct"] == ours["crop_pct"]
-    assert timm.data.resolve_model_data_config(create_model("inception_v4"))["mean"] == (0.5, 0.5, 0.5)
+    assert timm.data.resolve_model_data_config(v4_1000)["mean"] == (0.5, 0.5, 0.5)
 
 
 def test_scripted_features_only_model():
@@ -601,7 +625,7 @@ def _step(model: nn.Module, x: torch.Tensor, aux: bool) -> tuple[torch.Tensor, d
 
 @pytest.mark.parametrize("model_name", MODELS)
 def test_grad_checkpointing_same_outputs_gradients_and_bn_stats(model_name):
-    model = _model(model_name, num_classes=5).train()
+    model = _model(model_name).train()
     aux = model.has_aux
     side = max(model.min_input_size, model.min_aux_input_size if aux else 0, 32)
     x = torch.randn(2, 3, side, side)

@@ -265,7 +265,7 @@ def pm_bninception(tmp_path_factory):
 def test_pretrainedmodels_bninception_loads_and_matches(pm_bninception, tmp_path):
     ref, path = pm_bninception
     ours = create_model("bn_inception", weights=str(path)).eval()
-    x = torch.randn(2, 3, 224, 224)  # pretrainedmodels pools with a fixed 7x7 window: 224 only
+    x = torch.randn(1, 3, 224, 224)  # pretrainedmodels pools with a fixed 7x7 window: 224 only
     with torch.no_grad():
         expected = ref(x)
         assert max_diff(ours(x), expected) < 1e-5
@@ -314,7 +314,8 @@ def test_bgr_weights_into_one_channel_average_the_input_statistics(pm_bninceptio
 
 
 def test_bn_inception_blocks_follow_the_paper_table():
-    m = create_model("bn_inception")
+    with torch.device("meta"):  # structure and shapes only (meta kernels check shapes as CPU's do)
+        m = create_model("bn_inception")
     # (block, out channels, pool kind) from Figure 5 of the BN paper
     table = {
         "inception3a": (256, nn.AvgPool2d),
@@ -333,11 +334,11 @@ def test_bn_inception_blocks_follow_the_paper_table():
         assert block.out_channels == out and isinstance(block.pool, pool), name
     assert m.inception3c.branch1x1 is None and m.inception3c.branch_pool is None
     assert m.inception3c.branch3x3_2.conv.stride == (2, 2)
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, 224, 224, device="meta")
     with torch.no_grad():
         assert m.eval().forward_features(x).shape == (1, 1024, 7, 7)
         for size in (99, 131, 225):  # odd sizes work (Caffe's model cannot concatenate there)
-            assert m(torch.randn(1, 3, size, size)).shape == (1, 1000)
+            assert m(torch.randn(1, 3, size, size, device="meta")).shape == (1, 1000)
 
 
 def test_pass_through_pool_is_caffes_ceil_pool_at_even_sizes():
@@ -350,15 +351,16 @@ def test_pass_through_pool_is_caffes_ceil_pool_at_even_sizes():
 
 
 def test_bn_inception_paper_flags():
-    base = create_model("bn_inception")
-    no_bias = create_model("bn_inception", conv_bias=False)
+    with torch.device("meta"):  # structure, counts and shapes only
+        base = create_model("bn_inception")
+        no_bias = create_model("bn_inception", conv_bias=False)
+        sep = create_model("bn_inception", stem_separable=True).eval()
     conv_out = sum(m.out_channels for m in base.modules() if isinstance(m, nn.Conv2d))
     assert n_params(base) - n_params(no_bias) == conv_out
-    sep = create_model("bn_inception", stem_separable=True).eval()
     assert sep.conv1.conv_dw.groups == 3 and sep.conv1.conv_dw.out_channels == 24
     assert sep.default_cfg["first_conv"] == "conv1.conv_dw"
     with torch.no_grad():
-        assert sep(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+        assert sep(torch.randn(1, 3, 64, 64, device="meta")).shape == (1, 1000)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,16 +413,19 @@ def test_facenet_embedding_only_file_loads(tmp_path):
 
 
 def test_inception_resnet_v1_paper_flags():
-    paper = create_model("inception_resnet_v1")
+    with torch.device("meta"):  # structure only
+        paper = create_model("inception_resnet_v1")
     assert (len(paper.repeat), len(paper.repeat_1), len(paper.repeat_2) + 1) == (5, 10, 5)
     assert paper.block8.relu is not None and paper.block8.scale == 0.2
     assert paper.repeat[0].scale == 0.17 and paper.repeat_1[0].scale == 0.1
     assert paper.last_linear is None and paper.head_hidden_size == paper.num_features == 1792
-    slim = create_model("inception_resnet_v1", slim_final_block=True, residual_scales=(1.0, 1.0, 1.0))
+    with torch.device("meta"):
+        slim = create_model("inception_resnet_v1", slim_final_block=True, residual_scales=(1.0, 1.0, 1.0))
     assert slim.block8.relu is None and slim.block8.scale == 1.0 and slim.repeat[0].scale == 1.0
-    with pytest.raises(ValueError, match="num_blocks"):
+    with torch.device("meta"), pytest.raises(ValueError, match="num_blocks"):
         create_model("inception_resnet_v1", num_blocks=(5, 0, 5))
-    v2 = create_model("inception_resnet_v2", num_blocks=(5, 10, 5), slim_final_block=False)
+    with torch.device("meta"):
+        v2 = create_model("inception_resnet_v2", num_blocks=(5, 10, 5), slim_final_block=False)
     assert (len(v2.repeat), len(v2.repeat_1), len(v2.repeat_2)) == (5, 10, 4)
     assert v2.block8.relu is not None
 

@@ -4,7 +4,8 @@ with timm's own ``_create_fx_model``: torchvision's feature-extraction tracer gi
 modules and functions and ``param_shapes_constant=True``.
 
 Adapted: our registry and ``create_model``; each model built once (``num_classes=42``, what timm's
-backward test uses) and deep-copied per test; inputs at the model's ``min_input_size`` (what timm's
+backward test uses) and deep-copied; timm's two tests run as one test per model on one trace (the
+train=True extractor holds both graphs); inputs at the model's ``min_input_size`` (what timm's
 ``_get_input_size`` gives with a small target). The one documented difference (as in
 test_backbone.py): the traced ``forward`` is the logits path, so ``googlenet_paper``'s aux heads get
 no gradient there (they run only with ``model(x, return_aux=True)``)."""
@@ -32,6 +33,7 @@ MODELS = model_params()
 # TorchScript is the legacy path under test here (torch says so on every script call)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 NUM_CLASSES = 42
+OPTIMIZED = "googlenet_small"  # the one model run through the optimizing TorchScript executor
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -96,41 +98,47 @@ def test_traced_forward_annotations_are_types():
     assert InceptionBase.forward.__annotations__ == {"x": Tensor, "return_aux": bool, "return": Tensor}
 
 
-@pytest.mark.parametrize("model_name", MODELS)
-@pytest.mark.parametrize("batch_size", [1])
-def test_model_forward_fx_torchscript(model_name, batch_size):
-    """Symbolically trace each model, script it, and run single forward pass (timm's body; plus:
-    the scripted graph gives the eager logits)."""
-    model, input_size = _model(model_name)
-    model.eval()
-    inputs = torch.randn((batch_size, *input_size))
-
-    scripted = torch.jit.script(_create_fx_model(model))
-    with torch.inference_mode():
-        outputs = torch.cat(tuple(scripted(inputs).values()))
-        eager = model(inputs)
-
-    assert outputs.shape[0] == batch_size
-    assert not torch.isnan(outputs).any(), "Output included NaNs"
-    torch.testing.assert_close(outputs, eager, rtol=1e-4, atol=1e-5)
+def _executed(scripted: torch.jit.ScriptModule, name: str, x: Tensor) -> Tensor:
+    """``scripted(x)``: through the optimizing executor for one model (the path is the same for all),
+    through the TorchScript interpreter without its optimization passes for the others (the same
+    compiled graph; the passes took seconds per big model on a first call)."""
+    with torch.jit.optimized_execution(name == OPTIMIZED):
+        return torch.cat(tuple(scripted(x).values()))
 
 
 @pytest.mark.parametrize("model_name", MODELS)
-@pytest.mark.parametrize("batch_size", [2])
-def test_model_backward_fx(model_name, batch_size):
-    """Symbolically trace each model and run single backward pass through the resulting GraphModule
-    (timm's body; the aux heads of a model that has them are not in the traced logits path)."""
+def test_model_forward_fx_torchscript_and_backward_fx(model_name):
+    """timm's ``test_model_forward_fx_torchscript`` (batch 1: trace, script, one forward; plus: the
+    scripted graph gives the eager logits) and ``test_model_backward_fx`` (batch 2: one backward pass
+    through the traced GraphModule; the aux heads of a model that has them are not in the traced
+    logits path), on one trace: ``_create_fx_model(train=True)`` holds the eval graph that
+    ``_create_fx_model(train=False)`` builds (the same return node) and the train graph."""
     model, input_size = _model(model_name)
     model.train()
     num_params = sum(x.numel() for x in model.parameters())
     num_aux = _aux_numel(model)
+    fx_model = _create_fx_model(model, train=True)
 
-    model = _create_fx_model(model, train=True)
-    outputs = torch.cat(tuple(model(torch.randn((batch_size, *input_size))).values()))
+    # forward, FX then TorchScript, batch 1
+    model.eval()
+    fx_model.eval()
+    inputs = torch.randn((1, *input_size))
+    scripted = torch.jit.script(fx_model)
+    with torch.inference_mode():
+        outputs = _executed(scripted, model_name, inputs)
+        eager = model(inputs)
+
+    assert outputs.shape[0] == 1
+    assert not torch.isnan(outputs).any(), "Output included NaNs"
+    torch.testing.assert_close(outputs, eager, rtol=1e-4, atol=1e-5)
+
+    # backward through the traced train graph, batch 2
+    fx_model.train()
+    outputs = torch.cat(tuple(fx_model(torch.randn((2, *input_size))).values()))
     outputs.mean().backward()
-    for n, x in model.named_parameters():
+    for n, x in fx_model.named_parameters():
         assert x.grad is not None, f"No gradient for {n}"
-    num_grad = sum(x.grad.numel() for x in model.parameters() if x.grad is not None)
+    num_grad = sum(x.grad.numel() for x in fx_model.parameters() if x.grad is not None)
 
     assert outputs.shape[-1] == NUM_CLASSES
     assert num_params - num_aux == num_grad, "Some parameters are missing gradients"
@@ -142,7 +150,7 @@ def test_features_only_fx_then_script(feature_cls):
     """The feature extractors' forwards are traced as roots too: FX then script works on them."""
     model = create_model("googlenet_small", features_only=True, feature_cls=feature_cls).eval()
     scripted = torch.jit.script(torch.fx.symbolic_trace(model))
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     want, got = model(x), scripted(x)
     if feature_cls == "dict":
         want, got = list(want.values()), list(got.values())

@@ -18,7 +18,7 @@ def test_torchvision_state_dict_loads_strictly_and_matches(tmp_path):
     torch.save(tv.state_dict(), path)
     ours = create_model("googlenet", aux_logits=True).eval()
     ours.load_state_dict(torch.load(path, weights_only=True), strict=True)
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.randn(2, 3, 64, 64)  # the equivalence does not depend on the size (64: as transform_input's)
     with torch.no_grad():
         assert (ours(x) - tv(x)).abs().max().item() < 1e-5
     # the same file through create_model(weights=path)
@@ -38,8 +38,9 @@ def test_transform_input_matches_torchvision():
 
 
 def test_param_counts():
-    assert n_params(create_model("googlenet")) == 6_624_904
-    assert n_params(create_model("googlenet", aux_logits=True)) == 13_004_888
+    with torch.device("meta"):  # shapes only: the counts without initializing the weights
+        assert n_params(create_model("googlenet")) == 6_624_904
+        assert n_params(create_model("googlenet", aux_logits=True)) == 13_004_888
 
 
 def _weights_no_bias(block: torch.nn.Module) -> int:

@@ -1,5 +1,6 @@
 """Every registered model: forward/backward at its smallest valid input, API conventions, errors."""
 
+import copy
 import functools
 
 import pytest
@@ -27,14 +28,28 @@ def test_unknown_model_lists_closest_names():
         create_model("googlenett")
 
 
+@functools.cache
+def _pristine(name: str, num_classes: int) -> torch.nn.Module:
+    return create_model(name, num_classes=num_classes, in_chans=3).eval()
+
+
+def _shared(name: str, num_classes: int = 5) -> torch.nn.Module:
+    """``create_model(name, num_classes=..., in_chans=3)`` in eval mode, built once per model for this
+    file and shared: READ ONLY (a test that changes it deep-copies it)."""
+    return _pristine(name, num_classes)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_smallest_input(name):
+    """The plain forward at the smallest input (``min_input_size``), the aux outputs and the
+    backward at the smallest input with the aux heads (``min_aux_input_size``, larger for some)."""
     kwargs = {"aux_logits": True} if "aux_logits" in _params(name) else {}
     m = create_model(name, num_classes=7, in_chans=3, **kwargs)
     h = smallest(m)
     x = torch.randn(2, 3, h, h)
+    x_plain = torch.randn(2, 3, m.min_input_size, m.min_input_size)
     m.train()
-    out = m(x)
+    out = m(x_plain)
     assert isinstance(out, torch.Tensor) and out.shape == (2, 7)
     res = m(x, return_aux=True)
     assert isinstance(res, ModelOutput)
@@ -48,7 +63,7 @@ def test_forward_backward_smallest_input(name):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     m.eval()
     with torch.no_grad():
-        out = m(x)
+        out = m(x_plain)
         assert isinstance(out, torch.Tensor) and torch.isfinite(out).all()
         res = m(x, return_aux=True)
         assert isinstance(res, ModelOutput) and res.logits.shape == (2, 7)
@@ -56,7 +71,7 @@ def test_forward_backward_smallest_input(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_timm_style_api(name):
-    m = create_model(name, num_classes=5).eval()
+    m = copy.deepcopy(_shared(name)).eval()  # reset_classifier changes it
     h = smallest(m)
     x = torch.randn(1, 3, h, h)
     with torch.no_grad():
@@ -85,7 +100,7 @@ def test_timm_style_api(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_input_errors_before_compute(name):
-    m = create_model(name, num_classes=4, in_chans=3).eval()
+    m = _shared(name).eval()
     h = smallest(m)
     with pytest.raises(InputShapeError, match="expected 3 input channels, got 1"):
         m(torch.randn(1, 1, h, h))
