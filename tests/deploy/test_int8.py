@@ -4,9 +4,11 @@ agreement on them would mean nothing). ``auto`` dropping a candidate that fails 
 code paths without OpenVINO, calibration inputs, bench's new rows. No timing assertions."""
 
 import dataclasses
+import hashlib
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,9 +20,11 @@ from inceptionnet import data as D
 from inceptionnet.commands import bench
 from inceptionnet.deploy import fast as fast_mod
 from inceptionnet.deploy import openvino as OV
+from inceptionnet.deploy import quant
 from inceptionnet.deploy.backends import REGISTRY
 from inceptionnet.deploy.fast import AgreementError, FastInferenceError, optimize_for_inference
 from inceptionnet.deploy.quant import calibration_images, parse_dtype
+from inceptionnet.deploy.verify import MIN_AGREEMENT_IMAGES
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -43,9 +47,41 @@ def fm() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, calib
 
 
-def _agreement(fast: object, model: torch.nn.Module, x: torch.Tensor) -> float:
+@pytest.fixture(scope="module")
+def fm_top1(fm) -> torch.Tensor:
+    """The eager fp32 model's top-1 class of each of fm's 240 test images, computed once."""
+    model, x, _ = fm
     with torch.inference_mode():
-        return float((fast(x).argmax(1) == model(x).argmax(1)).float().mean())  # type: ignore[operator]
+        return model(x).argmax(1)
+
+
+def _agreement(fast: object, top1: torch.Tensor, x: torch.Tensor) -> float:
+    """Fraction of ``x`` on which ``fast`` gives the eager model's top-1 class (``top1``)."""
+    with torch.inference_mode():
+        return float((fast(x).argmax(1) == top1).float().mean())  # type: ignore[operator]
+
+
+@pytest.fixture
+def shared_qdq(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """ORT's QDQ quantization (quant.quantize_onnx_qdq), run once per distinct (fp32 file, images):
+    onnxruntime-int8 and openvino-int8 quantize the same BN-folded file on the same images (the route
+    test_fast_qdq.py checks), so the second engine reuses the first one's int8 file. The list counts
+    the quantizations that really ran."""
+    real, ran = quant.quantize_onnx_qdq, []
+
+    def once(src, dst, images, *a, **kw):  # noqa: ANN001, ANN202
+        key = (hashlib.sha256(Path(src).read_bytes()).hexdigest(), images.numpy().tobytes(), a, repr(kw))
+        if key not in _QDQ_FILES:
+            real(src, dst, images, *a, **kw)
+            _QDQ_FILES[key] = Path(dst).read_bytes()
+            ran.append(len(images))
+        Path(dst).write_bytes(_QDQ_FILES[key])
+
+    monkeypatch.setattr(quant, "quantize_onnx_qdq", once)
+    return ran
+
+
+_QDQ_FILES: dict[tuple[object, ...], bytes] = {}  # shared_qdq's int8 files, by (fp32 file, images, args)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +93,9 @@ def _agreement(fast: object, model: torch.nn.Module, x: torch.Tensor) -> float:
         ("onnxruntime", "int8", 0.96),
     ],
 )
-def test_fast_paths_agree_with_eager_on_real_images(fm, backend: str, dtype: str, min_agree: float) -> None:
+def test_fast_paths_agree_with_eager_on_real_images(
+    fm, fm_top1, shared_qdq, backend: str, dtype: str, min_agree: float
+) -> None:
     model, x, calib = fm
     fast = optimize_for_inference(model, x[:8], backend=backend, dtype=dtype, calibration=calib)
     assert fast.backend == backend and fast.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16,
@@ -66,7 +104,7 @@ def test_fast_paths_agree_with_eager_on_real_images(fm, backend: str, dtype: str
         assert fast.max_abs_diff <= fast.tolerance
     else:  # measured on the calibration images: NaN would fail here
         assert fast.top1_agreement >= min_agree
-    assert _agreement(fast, model, x) >= min_agree  # 240 test images, another batch size than the example
+    assert _agreement(fast, fm_top1, x) >= min_agree  # 240 test images, another batch size than the example
     assert fast(x[:1]).shape == (1, 10)  # batch 1 through the same engine
 
 
@@ -74,23 +112,26 @@ def test_auto_drops_a_candidate_that_fails_its_check(fm, monkeypatch: pytest.Mon
     model, x, _ = fm
     real = REGISTRY["onnxruntime"]
 
-    def broken(job):  # int8 that scrambles the classes
-        fn = real.build(job)
-        return (lambda t: fn(t).roll(1, dims=1)) if job.calib is not None else fn
+    def broken(job):  # "int8" that scrambles the classes: the fp32 engine, its logits rolled (no
+        if job.calib is None:  # quantizing: what is tested is what auto does with a failed check)
+            return real.build(job)
+        fn = real.build(dataclasses.replace(job, calib=None))
+        return lambda t: fn(t).roll(1, dims=1)
 
     monkeypatch.setitem(REGISTRY, "onnxruntime", dataclasses.replace(real, build=broken))
+    calib = x[:MIN_AGREEMENT_IMAGES]  # the fewest images an agreement is claimed on
     fast = optimize_for_inference(
-        model, x[:8], dtype="auto", candidates=["eager", "onnxruntime-int8"], calibration=x[:64]
+        model, x[:8], dtype="auto", candidates=["eager", "onnxruntime-int8"], calibration=calib
     )
     assert fast.backend == "eager" and fast.dtype == torch.float32
     assert str(fast.timings["onnxruntime-int8"]).startswith("dropped:")
     assert "top-1 agreement" in str(fast.timings["onnxruntime-int8"])
     assert isinstance(fast.timings["eager"], float)
     with pytest.raises(FastInferenceError, match="no backend passed"):
-        optimize_for_inference(model, x[:8], dtype="int8", candidates=["onnxruntime"], calibration=x[:64])
+        optimize_for_inference(model, x[:8], dtype="int8", candidates=["onnxruntime"], calibration=calib)
     with pytest.raises(AgreementError, match="top-1 agreement"):  # its own type, outside auto too
         optimize_for_inference(
-            model, x[:8], backend="onnxruntime", dtype="int8", calibration=x[:64], min_top1_agreement=0.99
+            model, x[:8], backend="onnxruntime", dtype="int8", calibration=calib, min_top1_agreement=0.99
         )
 
 
@@ -115,7 +156,9 @@ def test_without_openvino(fm, monkeypatch: pytest.MonkeyPatch) -> None:
         c.backend == "openvino" for c in fast_mod._candidates("auto", None, True, torch.device("cpu"))
     )
     assert not any("openvino" in b for b in bench_lib.default_backends("infer"))
-    fast = optimize_for_inference(model, x[:4], dtype="int8", calibration=x[:32])  # ORT int8 still works
+    fast = optimize_for_inference(  # ORT int8 still works
+        model, x[:4], dtype="int8", calibration=x[:MIN_AGREEMENT_IMAGES]
+    )
     assert fast.backend == "onnxruntime" and set(fast.timings) == {"onnxruntime"}
 
 
@@ -183,7 +226,9 @@ def test_bench_json_with_peer_and_int8_rows(
 
 
 @needs_openvino
-def test_openvino_export_reloads_and_matches(fm, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_openvino_export_reloads_and_matches(
+    fm, fm_top1, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from inceptionnet import cli
 
     model, x, _ = fm
@@ -209,10 +254,12 @@ def test_openvino_export_reloads_and_matches(fm, tmp_path, capsys: pytest.Captur
     assert re.search(r"top-1 agreement 0\.9\d+ on 200 calibration images", capsys.readouterr().out)
     q, meta8 = OV.load_ir(out8)
     assert meta8["precision"] == "int8"
-    assert _agreement(OV.Runner(OV.compile_model(q, "int8", 8)), model, x) >= 0.96
+    assert _agreement(OV.Runner(OV.compile_model(q, "int8", 8)), fm_top1, x) >= 0.96
 
 
-def test_int8_onnx_export_and_predict_backend_flags(fm, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_int8_onnx_export_and_predict_backend_flags(
+    fm, fm_top1, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from inceptionnet import cli
 
     model, x, _ = fm
@@ -224,7 +271,7 @@ def test_int8_onnx_export_and_predict_backend_flags(fm, tmp_path, capsys: pytest
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
     got = torch.from_numpy(sess.run(None, {"input": x.numpy()})[0])
-    assert _agreement(lambda t: got, model, x) >= 0.96
+    assert _agreement(lambda t: got, fm_top1, x) >= 0.96
     assert (
         cli.main(["export", "googlenet_small", "--weights", "fashion_mnist", "--int8", "-o", str(out)]) == 2
     )
