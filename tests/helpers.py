@@ -170,3 +170,16 @@ def start_hooked_train(
     proc = subprocess.Popen([sys.executable, str(script), *TINY, *args, "--output-dir", str(out)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     return proc, out, ready
+
+
+def micro_model(in_chans: int = 1, num_classes: int = 10) -> torch.nn.Module:
+    """A few-layer CNN (conv, BN, ReLU, pools, linear; random weights, seed 0) for the machinery tests
+    of exported files, where the path does not depend on the architecture (export time grows with the
+    graph's nodes: a registry model costs tens of seconds per export on 2 cores, this a fraction)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(in_chans, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes),
+    ).eval()  # fmt: skip
