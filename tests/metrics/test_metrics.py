@@ -117,7 +117,11 @@ def test_cli_fid_equals_pytorch_fid_save_stats_npz_skip_bad_and_torchrun(
     )
     ref = pfs.calculate_frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
     assert ref > 0
-    common = ["--weights", fid_weights_file, "--dims", "64", "--device", "cpu", "--batch-size", "35"]
+    # decoded in this process (--workers 0): the pipeline's decoding processes are tested in
+    # tests/cli/test_pipeline.py; here they would fork the pytest worker itself, whose ONNX Runtime /
+    # OpenVINO threads are running (one unexplained crash of that worker was seen under a full load)
+    common = ["--weights", fid_weights_file, "--dims", "64", "--device", "cpu", "--batch-size", "35",
+              "--workers", "0"]  # fmt: skip
     assert run("fid", [a, b, *common]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("FID: ")
