@@ -183,8 +183,9 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument(
-        "--workers", type=int, default=None,
-        help="decoding processes (default min(4, CPUs) for more than one batch; 0: decode in this one)",
+        "--workers", type=int, default=0,
+        help="decoding processes (default 0: decode in this process, as fid did before the pipeline; "
+        "N > 0: N DataLoader processes, ahead of the network)",
     )  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--skip-bad-images", action="store_true", help="leave unreadable files out and count them")

@@ -324,7 +324,8 @@ def folder_features(
 ) -> Features:
     """Features of every image of ``folder``, read ``batch_size`` at a time (``model``: the FID
     network, run with ``backend`` unless it is a ready :class:`FIDNetwork`) and decoded by the
-    pipeline's loader in ``workers`` processes (default: min(4, CPUs) for more than one batch).
+    pipeline's loader in ``workers`` processes (None: min(4, CPUs) for more than one batch; the
+    CLI's default is 0, in this process).
     ``skip_bad`` leaves unreadable files out (``.skipped``); otherwise the first one stops with its name."""
     if dims not in DIMS:
         raise UsageError(f"--dims {dims}: expected one of {', '.join(map(str, DIMS))}")
