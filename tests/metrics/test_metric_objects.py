@@ -248,7 +248,7 @@ def test_two_gloo_ranks_equal_one_process(sets, tmp_path):
     try:
         # forked, not spawned: no fresh interpreter importing torch per rank (one thread each: _rank)
         mp.start_processes(
-            _rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork"
+            _rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
         )
     finally:
         os.environ.update(env)

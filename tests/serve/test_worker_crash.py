@@ -42,7 +42,7 @@ def supervisor(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[st
     log_path = tmp_path / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=log, text=True,
+            [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path]), **env},
         )  # fmt: skip
     try:
