@@ -23,6 +23,22 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+    yield
+    _reset_sigchld()
+
+
+def _reset_sigchld() -> None:
+    """After each test: torch's DataLoader installs a process-wide SIGCHLD handler once (it raises in the
+    main thread if a registered decoding worker died). Left in place, the exit of any later test's
+    subprocess runs it at an arbitrary point of that test; suspected of the lost pytest-xdist workers
+    ("node down: Not properly terminated") seen in full runs. Each test starts with the default."""
+    import signal
+
+    from torch.utils.data._utils import signal_handling
+
+    if signal_handling._SIGCHLD_handler_set:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal_handling._SIGCHLD_handler_set = False
 
 
 def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str, make) -> Path:
