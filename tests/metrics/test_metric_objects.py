@@ -246,7 +246,7 @@ def test_two_gloo_ranks_equal_one_process(sets, tmp_path):
     real, fake, _ = sets
     env = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if k in os.environ}
     try:
-        # forked, not spawned: no fresh interpreter importing torch per rank (one thread each: _rank)
+        # spawned, not forked: a fork of the pytest-xdist worker is a suspect in lost workers (issue 29 note)
         mp.start_processes(
             _rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
         )
