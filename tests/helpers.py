@@ -183,3 +183,35 @@ def micro_model(in_chans: int = 1, num_classes: int = 10) -> torch.nn.Module:
         nn.Conv2d(in_chans, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes),
     ).eval()  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a torchrun rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def two_node_torchrun(
+    module: str,
+    args: Sequence[str],
+    node_args: Sequence[Sequence[str]] = ((), ()),
+    env: dict[str, str] | None = None,
+    timeout: float = 240,
+) -> list[tuple[str, str]]:
+    """``python -m module args`` as two torchrun nodes on loopback, one process each (node ranks 0
+    and 1, ``node_args[i]`` added to node i's command); asserts both exit 0; (stdout, stderr) per node."""
+    port = str(free_port())
+    procs = []
+    for node, extra in enumerate(node_args):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+               "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port,
+               "-m", module, *args, *extra]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=env))  # fmt: skip
+    outs = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    return outs

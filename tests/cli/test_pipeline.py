@@ -2,7 +2,7 @@
 batched decoding in workers, the same top-1 as the one-image-at-a-time eager path on real
 Fashion-MNIST test images with the shipped model, .csv / .jsonl outputs written as they go,
 ``--resume`` after an interruption, damaged files named / counted / left out, ``--strict``, and
-torchrun's 2 processes writing what 1 writes."""
+two torchrun nodes on loopback writing what 1 process writes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import two_node_torchrun
 from inceptionnet import data as D
 from inceptionnet import pipeline as P
 from inceptionnet.cli import main as cli
@@ -250,9 +250,11 @@ def test_input_set_changing_during_the_run_is_noticed(images, tmp_path, capsys, 
 def test_bulk_work_takes_the_fast_path_calibrated_on_its_inputs(
     images, tmp_path, capsys, monkeypatch
 ) -> None:
-    """More than pipeline.BULK inputs: --backend auto by default; --dtype int8 without --calibration
-    is calibrated on the inputs themselves (accelerate is recorded, not run: building is slow)."""
+    """More than pipeline.BULK inputs: --backend auto --dtype auto by default, calibrated on
+    BULK_CALIBRATION of the inputs themselves, spread over them (accelerate is recorded, not run:
+    building is slow); --dtype fp32 needs no calibration."""
     import inceptionnet.checkpoint as C
+    from inceptionnet.commands.predict import BULK_CALIBRATION, _spread
 
     root, paths = images
     seen = {}
@@ -264,10 +266,18 @@ def test_bulk_work_takes_the_fast_path_calibrated_on_its_inputs(
     monkeypatch.setattr(C, "accelerate", record)
     many = [str(p) for p in paths] * 3  # 72 inputs
     assert cli(["predict", *MODEL, *many, "-o", str(tmp_path / "p.csv")]) == 0
-    assert seen["backend"] == "auto" and seen["calibration"] is None
-    assert cli(["predict", *MODEL, *many, "--dtype", "int8", "-o", str(tmp_path / "q.csv")]) == 0
+    assert seen["backend"] == "auto" and seen["dtype"] == "auto"
     calib = seen["calibration"]
-    assert isinstance(calib, torch.Tensor) and calib.shape == (N * 3, 1, 28, 28)
+    assert isinstance(calib, torch.Tensor) and calib.shape == (BULK_CALIBRATION, 1, 28, 28)
+    # spread over the inputs (a folder sorted by class gives every class its share), spares after
+    names = [f"{c}/{i}.png" for c in "abcd" for i in range(50)]
+    spread = _spread(names, 8)
+    assert spread[:8] == [names[i] for i in range(0, 200, 25)] and len(spread) == 10
+    assert {n.split("/")[0] for n in spread[:8]} == set("abcd") and len(set(spread)) == 10
+    assert cli(["predict", *MODEL, *many, "--dtype", "int8", "-o", str(tmp_path / "q.csv")]) == 0
+    assert seen["dtype"] == "int8" and seen["calibration"].shape == (BULK_CALIBRATION, 1, 28, 28)
+    assert cli(["predict", *MODEL, *many, "--dtype", "fp32", "-o", str(tmp_path / "s.csv")]) == 0
+    assert seen["dtype"] == "fp32" and seen["calibration"] is None
     seen.clear()
     assert cli(["predict", *MODEL, "--backend", "none", *many, "-o", str(tmp_path / "r.csv")]) == 0
     assert seen == {}
@@ -291,16 +301,15 @@ def test_usage_errors(images, tmp_path, capsys, monkeypatch, argv, msg) -> None:
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_write_what_one_writes(images, tmp_path, capsys) -> None:
+def test_torchrun_two_nodes_write_what_one_process_writes(images, tmp_path, capsys) -> None:
+    """Two torchrun nodes on loopback, one process each (so also two processes): global rank 0
+    writes the merged output, in input order, byte for byte what one process writes."""
     root, _ = images
     argv = [str(root), "--batch-size", "5", "--workers", "0"]
     assert _predict([*argv, "-o", str(tmp_path / "one.csv")], capsys)[0] == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "INCEPTIONNET_NO_PROGRESS": "1"}
     out = tmp_path / "two.csv"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "inceptionnet.predict", *MODEL, "--backend", "none", *argv, "-o", str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    two_node_torchrun("inceptionnet.predict", [*MODEL, "--backend", "none", *argv, "-o", str(out)], env=env)
     assert out.read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert len(out.read_text().splitlines()) == 1 + N
 

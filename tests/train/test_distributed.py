@@ -3,7 +3,6 @@ Mixup/CutMix, fine-tuning, multi-crop evaluation."""
 
 import csv
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import two_node_torchrun
 from inceptionnet import create_model
 from inceptionnet.cli import main as cli
 from inceptionnet.data.transforms import tta_views
@@ -23,12 +23,6 @@ from inceptionnet.train.engine import TrainConfig, train_one_epoch
 BASE = ["--dataset", "digits", "--model", "googlenet_small", "--model-kwargs", "width=0.125", "norm=none",
         "dropout=0", "--subset", "256", "--opt", "adamw", "--lr", "0.002", "--weight-decay", "0",
         "--no-progress", "--no-plots", "--no-tensorboard"]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env() -> dict[str, str]:
@@ -47,22 +41,6 @@ def losses(run: Path) -> list[float]:
     return [float(r["train_loss"]) for r in csv.DictReader((run / "metrics.csv").open())]
 
 
-def two_node_rendezvous(port: str, out0: Path, out1: Path, *args: str) -> list[tuple[str, str]]:
-    """Two launchers on loopback, one process each (node ranks 0 and 1): (stdout, stderr) per node."""
-    procs = []
-    for node, out in ((0, out0), (1, out1)):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
-               "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port,
-               "-m", "inceptionnet.train", *args, "--output-dir", str(out)]  # fmt: skip
-        procs.append(
-            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-        )
-    outs = [p.communicate(timeout=240) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-    return outs
-
-
 @pytest.mark.slow
 def test_ddp_two_node_rendezvous_then_standalone_resume_match_one_process(tmp_path):
     """One DDP run in two halves (each torchrun start costs three python + torch imports, so the two
@@ -72,7 +50,12 @@ def test_ddp_two_node_rendezvous_then_standalone_resume_match_one_process(tmp_pa
     assert cli(["train", *BASE, "--epochs", "2", "--batch-size", "32", "--output-dir", str(one)]) == 0
     # 2 processes x 16 = the same global batch of 32; stop after one epoch, then resume under DDP
     run = [*BASE, "--epochs", "2", "--batch-size", "16"]
-    (out0, _), (out1, _) = two_node_rendezvous(str(free_port()), ddp, node1, *run, "--stop-after", "1")
+    (out0, _), (out1, _) = two_node_torchrun(
+        "inceptionnet.train",
+        [*run, "--stop-after", "1"],
+        [["--output-dir", str(ddp)], ["--output-dir", str(node1)]],
+        env=env(),
+    )
     assert "batch 16x2" in out0  # one world of two processes
     assert out0.count("training googlenet_small") == 1 and "training" not in out1  # only rank 0 prints
     assert torch.load(ddp / "checkpoint.pt", weights_only=True)["epoch"] == 1  # global rank 0 writes

@@ -17,7 +17,7 @@ import copy
 import importlib
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +25,45 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import FastInferenceError, InceptionNetError, UsageError, first_line
-from ..runtime import flush_denormal
+from ..runtime import flush_denormal, quiet_output
 from .dtypes import DTYPE_TABLE, FP32, dtype_suffix, parse_dtype
 from .verify import ATOL, RTOL
 
-__all__ = ["REGISTRY", "Backend", "BuildJob", "Candidate", "all_candidates", "export_graph_onnx"]
+__all__ = ["REGISTRY", "Backend", "BuildJob", "Candidate", "SharedFiles", "all_candidates", "export_graph_onnx"]
 
 Runner = Callable[[Tensor], Tensor]
 
 
+class SharedFiles:
+    """Files the builds of one ``optimize_for_inference`` call share, made once each in one temporary
+    folder: the verified ONNX export of a graph (ONNX Runtime and OpenVINO both start from the
+    BN-folded one) and its int8 QDQ graph (onnxruntime-int8 and openvino-int8 run the same file), so
+    that ``auto`` exports and calibrates once, not once per candidate."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="inceptionnet-fast-")
+        self.made: dict[str, Path] = {}
+
+    def get(self, key: str, make: Callable[[Path], None]) -> Path:
+        """The file ``key``, made by ``make(path)`` the first time it is asked for."""
+        if key not in self.made:
+            path = Path(self._tmp.name) / f"{key}.onnx"
+            make(path)
+            self.made[key] = path
+        return self.made[key]
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+        self.made.clear()
+
+
 @dataclass(frozen=True)
 class BuildJob:
-    """What a build function gets. ``graph``: the model rewritten as the record's ``graph`` says, its
-    weights in ``dtype`` when the record has ``weights_in_dtype`` (else fp32); ``reference``: the eager
-    fp32 model; ``calib``: calibration images for a calibrated dtype (int8), else None."""
+    """What a build function gets. ``graph``: the model rewritten as the record's ``graph`` says
+    (``graph_kind``: "merged" or "folded"), its weights in ``dtype`` when the record has
+    ``weights_in_dtype`` (else fp32); ``reference``: the eager fp32 model; ``calib``: calibration
+    images for a calibrated dtype (int8), else None; ``files``: files shared with the other builds of
+    the same call (by default a folder of its own, removed with the job)."""
 
     graph: nn.Module
     reference: nn.Module
@@ -46,6 +71,23 @@ class BuildJob:
     dtype: str
     calib: Tensor | None
     quiet: bool
+    graph_kind: str = "merged"
+    files: SharedFiles = field(default_factory=SharedFiles)
+
+    def onnx_file(self) -> Path:
+        """The graph's verified fp32 ONNX file (dynamic batch)."""
+        def make(path: Path) -> None:
+            export_graph_onnx(self.graph, self.reference, self.example, path, self.quiet)
+
+        return self.files.get(self.graph_kind, make)
+
+    def qdq_file(self) -> Path:
+        """The int8 QDQ graph (ONNX Runtime's static quantizer) of ``onnx_file``, calibrated on ``calib``."""
+        from .quant import quantize_onnx_qdq
+
+        assert self.calib is not None, "qdq_file: an int8 job carries calibration images"
+        src, calib = self.onnx_file(), self.calib
+        return self.files.get(f"{self.graph_kind}-qdq", lambda path: quantize_onnx_qdq(src, path, calib))
 
 
 # (plain fp32 ONNX file, dtype, batch, calibration images, a temporary folder) -> (runner, note)
@@ -169,16 +211,9 @@ def export_graph_onnx(
 
 def _build_ort(job: BuildJob) -> Runner:
     from .export import ort_runner, ort_session
-    from .quant import quantize_onnx_qdq
 
-    with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        export_graph_onnx(job.graph, job.reference, job.example, path, job.quiet)
-        if job.calib is not None:  # int8
-            quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", job.calib)
-            path = Path(tmp) / "int8.onnx"
-        sess = ort_session(path, config={"session.set_denormal_as_zero": "1"})
-    return ort_runner(sess)
+    path = job.onnx_file() if job.calib is None else job.qdq_file()
+    return ort_runner(ort_session(path, config={"session.set_denormal_as_zero": "1"}))
 
 
 def _build_openvino(job: BuildJob) -> Runner:
@@ -189,16 +224,45 @@ def _build_openvino(job: BuildJob) -> Runner:
 
     OV.require("openvino")
     batch = int(job.example.shape[0])
-    with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        export_graph_onnx(job.graph, job.reference, job.example, path, job.quiet)
-        if job.calib is None:
-            return OV.engine(path, job.dtype, batch)
-        _require_ort("the openvino backend's int8 (ONNX Runtime's QDQ graph)")
-        from .quant import quantize_onnx_qdq
+    if job.calib is None:
+        return OV.engine(job.onnx_file(), job.dtype, batch)
+    _require_ort("the openvino backend's int8 (ONNX Runtime's QDQ graph)")
+    return OV.Runner(OV.compile_model(OV.read_onnx(job.qdq_file()), job.dtype, batch))
 
-        quantize_onnx_qdq(path, Path(tmp) / "int8.onnx", job.calib)
-        return OV.Runner(OV.compile_model(OV.read_onnx(Path(tmp) / "int8.onnx"), job.dtype, batch))
+
+def _build_aoti(job: BuildJob) -> Runner:
+    """The AOTInductor package ``export --format aoti`` writes (dynamic batch), compiled from the
+    graph in the job's dtype, packaged in a temporary folder and loaded back."""
+    from .pt2 import export_program
+
+    dtype = DTYPE_TABLE[job.dtype].torch
+    with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp, quiet_output(job.quiet):
+        path = str(Path(tmp) / "model.pt2")
+        with torch.no_grad():
+            ep = export_program(job.graph, job.example.to(dtype), None)
+        torch._inductor.aoti_compile_and_package(ep, package_path=path)
+        compiled = torch._inductor.aoti_load_package(path)
+
+    def run(x: Tensor) -> Tensor:
+        with torch.inference_mode(), flush_denormal():
+            out = compiled(x.to(dtype).contiguous())
+        return out.float()
+
+    return run
+
+
+def _build_executorch(job: BuildJob) -> Runner:
+    """The ``.pte`` ``export --format executorch`` writes (XNNPACK; int8 by its PT2E quantizer on the
+    job's calibration images), run in ExecuTorch's Python runtime."""
+    from . import executorch as ET
+
+    ET.require("the executorch backend")
+    batch = int(job.example.shape[0])
+    with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp, quiet_output(job.quiet):
+        path = Path(tmp) / "model.pte"
+        path.write_bytes(ET.lower(job.graph, job.example, batch, {}, job.calib))
+        forward = ET.load_forward(path, job.quiet)
+    return ET.method_runner(forward, batch)
 
 
 def _require_ort(what: str) -> None:
@@ -279,6 +343,24 @@ REGISTRY: dict[str, Backend] = {
             per_batch=True,
             peer=_openvino_peer,
             describe=_openvino_describe,
+        ),
+        # the PyTorch 2 deployment files (issue 31): slow to build (AOTInductor compiles C++), so only
+        # on request; ExecuTorch's program has a fixed batch here (its XNNPACK lowering narrows a
+        # dynamic one), hence built per batch
+        Backend(
+            "aoti", dtypes=("float32", "bfloat16"), build=_build_aoti, cpu_only=True, weights_in_dtype=True,
+            slow=True,
+        ),
+        Backend(
+            "executorch",
+            dtypes=("float32", "int8"),
+            build=_build_executorch,
+            cpu_only=True,
+            requires=("executorch",),
+            extra="executorch",
+            graph="folded",
+            slow=True,
+            per_batch=True,
         ),
     )
 }

@@ -195,6 +195,13 @@ def _load_program(path: Path, quiet: bool = True) -> Any:
         return rt.Runtime.get().load_program(str(path))
 
 
+def load_forward(path: Path, quiet: bool = True) -> Any:
+    """The ``forward`` method of the ``.pte`` at ``path``, loaded (RuntimeError for a file it cannot load)."""
+    program = _load_program(path, quiet)
+    with quiet_output(quiet), _quiet_native(quiet):
+        return program.load_method("forward")
+
+
 def _metadata(program: Any, quiet: bool = True) -> dict[str, Any] | None:
     if META_METHOD not in program.method_names:
         return None
@@ -252,10 +259,10 @@ def open_pte(path: Path, device: str = "cpu", *, quiet: bool = True) -> Program:
         raise CheckpointError(f"cannot load {NAME} {path}: {first_line(e, 200)}") from None
     batch = meta.get("batch")
     fixed = batch if type(batch) is int else None
-    return Program(_runner(forward, fixed), meta, "executorch", fixed)
+    return Program(method_runner(forward, fixed), meta, "executorch", fixed)
 
 
-def _runner(forward: Any, fixed: int | None) -> Callable[[Tensor], Tensor]:
+def method_runner(forward: Any, fixed: int | None) -> Callable[[Tensor], Tensor]:
     """``run(x) -> logits``: a batch larger than the program's input buffer in parts. The capacity is
     read from the method (ExecuTorch 1.5.1's XNNPACK lowering narrows the bound it was given: 32 -> 15)."""
     capacity = fixed or int(forward.metadata.input_tensor_meta(0).sizes()[0])
