@@ -292,8 +292,11 @@ def accelerate(
     *,
     batch: int = 1,
     dataset: str | None = None,
+    prefer_low_precision: bool = False,
 ) -> Predictor:
-    """``p`` (an eager predictor) on the fast path (see ``open_for_inference``)."""
+    """``p`` (an eager predictor) on the fast path (see ``open_for_inference``). The example batch
+    is the first calibration images when they are given as a tensor (their outputs are computed once),
+    else random; ``prefer_low_precision``: see ``optimize_for_inference``."""
     from .deploy.dtypes import parse_dtype, short_name
     from .deploy.fast import optimize_for_inference
 
@@ -309,10 +312,17 @@ def accelerate(
     example = torch.randn(
         batch, icfg.in_chans, icfg.input_size, icfg.input_size, generator=torch.Generator().manual_seed(0)
     )
+    if (
+        isinstance(calibration, Tensor)
+        and calibration.shape[1:] == example.shape[1:]
+        and len(calibration) >= batch
+    ):
+        example = calibration[:batch].clone()
     try:
         fast = optimize_for_inference(
-            p.module, example.to(p.device), backend=backend, dtype=dt, calibration=calibration
-        )
+            p.module, example.to(p.device), backend=backend, dtype=dt, calibration=calibration,
+            prefer_low_precision=prefer_low_precision,
+        )  # fmt: skip
     except ImportError as e:  # the openvino extra is not installed: one line naming the flag
         raise UsageError(f"--backend {backend}: {e}") from None
     return replace(p, run=fast, backend=fast.backend, dtype=short_name(parse_dtype(fast.dtype)), fast=fast)

@@ -70,10 +70,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                 "(the plain eager model); default: auto for more than 64 inputs, else none"
             )
         if a.dest == "dtype":
-            a.default, a.help = None, (
-                "with --backend: fp32 (default), bf16, int8, or auto (lower precision too, where it agrees "
-                "with fp32 on >= 99 %% of the calibration images' top-1); default for bulk work without "
-                "--backend: auto"
+            a.default, a.help = (
+                None,
+                (
+                    "with --backend: fp32 (default), bf16, int8, or auto (lower precision too, where it agrees "
+                    "with fp32 on >= 99 %% of the calibration images' top-1); default for bulk work without "
+                    "--backend: auto"
+                ),
             )
         if a.dest == "calibration":
             a.metavar, a.help = (
@@ -239,7 +242,9 @@ def open_predictor(args: argparse.Namespace, device: Any, paths: list[str], rank
             batch = min(args.batch_size, max(len(paths), 1))
             if rank != 0:  # under torchrun: the backend rank 0 picked, so that every rank computes alike
                 backend, dtype = P.shared(None)
-            p = accelerate(p, backend, dtype, calibration, batch=batch)  # type: ignore[arg-type]
+            bulk_default = args.backend is None and args.dtype is None
+            p = accelerate(p, backend, dtype, calibration, batch=batch,  # type: ignore[arg-type]
+                           prefer_low_precision=bulk_default)  # fmt: skip
             if rank == 0 and P.is_dist():
                 P.shared((p.backend, p.dtype))
     if rank == 0 and not args.quiet:

@@ -29,7 +29,15 @@ from ..runtime import flush_denormal, quiet_output
 from .dtypes import DTYPE_TABLE, FP32, dtype_suffix, parse_dtype
 from .verify import ATOL, RTOL
 
-__all__ = ["REGISTRY", "Backend", "BuildJob", "Candidate", "SharedFiles", "all_candidates", "export_graph_onnx"]
+__all__ = [
+    "REGISTRY",
+    "Backend",
+    "BuildJob",
+    "Candidate",
+    "SharedFiles",
+    "all_candidates",
+    "export_graph_onnx",
+]
 
 Runner = Callable[[Tensor], Tensor]
 
@@ -76,6 +84,7 @@ class BuildJob:
 
     def onnx_file(self) -> Path:
         """The graph's verified fp32 ONNX file (dynamic batch)."""
+
         def make(path: Path) -> None:
             export_graph_onnx(self.graph, self.reference, self.example, path, self.quiet)
 
@@ -348,7 +357,11 @@ REGISTRY: dict[str, Backend] = {
         # on request; ExecuTorch's program has a fixed batch here (its XNNPACK lowering narrows a
         # dynamic one), hence built per batch
         Backend(
-            "aoti", dtypes=("float32", "bfloat16"), build=_build_aoti, cpu_only=True, weights_in_dtype=True,
+            "aoti",
+            dtypes=("float32", "bfloat16"),
+            build=_build_aoti,
+            cpu_only=True,
+            weights_in_dtype=True,
             slow=True,
         ),
         Backend(

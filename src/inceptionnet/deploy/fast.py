@@ -185,9 +185,14 @@ def _check(fast: FastModel, got: Tensor, ref: Tensor) -> None:
 
 
 def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch: int) -> Tensor:
+    outs = []
     with torch.inference_mode(), flush_denormal():
-        return torch.cat([fn(b.contiguous(memory_format=torch.channels_last)).float().cpu()
-                          for b in x.split(max(1, batch))])  # fmt: skip
+        for b in x.split(max(1, batch)):
+            out = fn(b.contiguous(memory_format=torch.channels_last))
+            if not isinstance(out, Tensor):
+                raise FastInferenceError(f"the model returned {type(out).__name__}, not a logits Tensor")
+            outs.append(out.float().cpu())
+    return torch.cat(outs)
 
 
 def _candidates(
@@ -242,6 +247,7 @@ def optimize_for_inference(
     min_top1_agreement: float | None = None,
     auto_iters: int = 3,
     quiet: bool = True,
+    prefer_low_precision: bool = False,
 ) -> FastModel:
     """A fast callable computing ``model(x)`` (logits) for inputs shaped like ``example_input``.
 
@@ -254,6 +260,11 @@ def optimize_for_inference(
     of them used: int8 is calibrated on them and bf16 / int8 are checked on them (top-1 agreement with
     eager fp32). The result is checked against the eager fp32 model (see the module docstring);
     ``FastInferenceError`` otherwise. ``model`` itself is not modified.
+    ``prefer_low_precision`` (``dtype="auto"``): once a lower-precision candidate passes its checks,
+    the fp32 ones are not built (on CPUs an int8 / bf16 path that agrees with fp32 is faster, and each
+    fp32 build costs seconds to a minute); they are built only when none passes. Bulk ``predict`` sets
+    it. An ``example_input`` that is the first images of a ``calibration`` tensor shares their
+    reference outputs.
     """
     dt = parse_dtype(dtype)
     _check_args(backend, dt, example_input, calibration)
@@ -268,7 +279,7 @@ def optimize_for_inference(
             fast = builder.build(Candidate(backend, dt))
         else:
             found = _candidates(dt, candidates, builder.calib is not None, example_input.device)
-            fast = _fastest(builder, found, dt, example_input, auto_iters)
+            fast = _fastest(builder, found, dt, example_input, auto_iters, prefer_low_precision)
     finally:
         builder.files.close()
     fast.setup_s = time.perf_counter() - t0
@@ -295,15 +306,24 @@ class _Builder:
         # channels-last: the same fp32 arithmetic as the caller's eager model, about twice as fast on
         # CPUs (oneDNN's NHWC convolutions and pooling), and the reference runs on every calibration image
         self.reference = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        with torch.inference_mode(), flush_denormal():
-            ref = self.reference(example.contiguous(memory_format=torch.channels_last))
-        if not isinstance(ref, Tensor):
-            raise FastInferenceError(f"the model returned {type(ref).__name__}, not a logits Tensor")
-        self.ref = ref
         self.calib = self.calib_ref = None
         if calibration is not None:
             self.calib = calibration_images(calibration, model, example, calibration_size)
             self.calib_ref = _batched(self.reference, self.calib.to(example.device), self.batch)
+        head = self.calib[: self.batch] if self.calib is not None else None
+        if (
+            self.calib_ref is not None
+            and head is not None
+            and head.shape == example.shape
+            and bool(torch.equal(head.to(example.device), example))
+        ):  # the example is the first calibration images: their outputs are computed already
+            ref: Any = self.calib_ref[: self.batch].to(example.device)
+        else:
+            with torch.inference_mode(), flush_denormal():
+                ref = self.reference(example.contiguous(memory_format=torch.channels_last))
+        if not isinstance(ref, Tensor):
+            raise FastInferenceError(f"the model returned {type(ref).__name__}, not a logits Tensor")
+        self.ref = ref
         self.opt, self.merged = optimize_module(model)
         self.graphs: dict[str, nn.Module] = {FP32: self.opt}  # the merged graph, by weight dtype
         self.files = SharedFiles()  # ONNX and QDQ files made once for all candidates
@@ -384,8 +404,9 @@ def _race(fn: Callable[[], Any], iters: int, lost: float) -> float:
 
 
 def _fastest(
-    builder: _Builder, found: Sequence[Candidate], dt: str, example: Tensor, auto_iters: int
-) -> FastModel:
+    builder: _Builder, found: Sequence[Candidate], dt: str, example: Tensor, auto_iters: int,
+    prefer_low: bool = False,
+) -> FastModel:  # fmt: skip
     """``backend="auto"``: build each candidate, drop those failing their check (the reason kept in
     ``.timings``), time the rest on ``example`` and return the fastest. Lower precision is built first
     (usually the fastest), and a candidate whose first timed call is already ``CUT`` x the best time
@@ -396,6 +417,9 @@ def _fastest(
     timings: dict[str, float | str] = {}
     errors = []
     for cand in sorted(found, key=lambda c: c.dtype == FP32):  # stable: the registry's order within
+        if prefer_low and cand.dtype == FP32 and best is not None and best.dtype != torch.float32:
+            timings[str(cand)] = "skipped: a lower precision passed (prefer_low_precision)"
+            continue
         key = cand.backend if dt != "auto" and cand.dtype == dt else str(cand)
         try:
             fast = builder.build(cand)
