@@ -293,10 +293,11 @@ def accelerate(
     batch: int = 1,
     dataset: str | None = None,
     prefer_low_precision: bool = False,
+    auto_iters: int = 3,
 ) -> Predictor:
     """``p`` (an eager predictor) on the fast path (see ``open_for_inference``). The example batch
     is the first calibration images when they are given as a tensor (their outputs are computed once),
-    else random; ``prefer_low_precision``: see ``optimize_for_inference``."""
+    else random; ``prefer_low_precision``, ``auto_iters``: see ``optimize_for_inference``."""
     from .deploy.dtypes import parse_dtype, short_name
     from .deploy.fast import optimize_for_inference
 
@@ -321,7 +322,7 @@ def accelerate(
     try:
         fast = optimize_for_inference(
             p.module, example.to(p.device), backend=backend, dtype=dt, calibration=calibration,
-            prefer_low_precision=prefer_low_precision,
+            prefer_low_precision=prefer_low_precision, auto_iters=auto_iters,
         )  # fmt: skip
     except ImportError as e:  # the openvino extra is not installed: one line naming the flag
         raise UsageError(f"--backend {backend}: {e}") from None

@@ -224,3 +224,20 @@ def test_serve_and_model_source_accept_a_pt2(tmp_path: Path) -> None:
     engine = load_engine(onnx=str(out))
     assert engine.backend == "torch.export" and engine.classes[9] == "c9"
     assert pt2.pt2_kind(out) == "pt2"
+
+
+def test_executorch_backend_record_runs_what_export_lowers() -> None:
+    """``deploy.backends.REGISTRY["executorch"]``: the fast path (and bench) on the ``.pte`` that
+    ``export --format executorch`` writes, in ExecuTorch's runtime, at the example's batch (smaller
+    batches padded); on request only."""
+    from inceptionnet.deploy.backends import REGISTRY
+    from inceptionnet.deploy.fast import optimize_for_inference
+
+    assert REGISTRY["executorch"].slow and REGISTRY["executorch"].dtypes == ("float32", "int8")
+    model = micro_model()
+    x = torch.randn(4, 1, 32, 32)
+    fast = optimize_for_inference(model, x, backend="executorch")
+    with torch.no_grad():
+        verify.check_close(fast(x), model(x), "executorch backend", atol=ATOL, rtol=0)
+        verify.check_close(fast(x[:3]), model(x[:3]), "executorch backend, 3 of 4", atol=ATOL, rtol=0)
+    assert fast.backend == "executorch"

@@ -91,3 +91,52 @@ def _scrambled(src, dst, images, *a, **kw) -> None:
         )
     )
     onnx.save(m, str(dst))
+
+
+def test_auto_quantizes_once_for_both_engines_and_can_prefer_low_precision(
+    tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` makes the QDQ graph once for onnxruntime-int8 and openvino-int8 (the same file); with
+    ``prefer_low_precision`` the fp32 candidates are built only when no int8 one passed."""
+    model, x = tiny
+    qdq = []
+    real = quant.quantize_onnx_qdq
+
+    def spy(src, dst, images, *a, **kw):
+        qdq.append(len(images))
+        return real(src, dst, images, *a, **kw)
+
+    monkeypatch.setattr(quant, "quantize_onnx_qdq", spy)
+    fast = optimize_for_inference(
+        model, x[:8], dtype="auto", candidates=["eager", "onnxruntime-int8", "openvino-int8"],
+        calibration=x, auto_iters=1, prefer_low_precision=True,
+    )  # fmt: skip
+    assert qdq == [32]
+    assert list(fast.timings)[:2] == ["onnxruntime-int8", "openvino-int8"]  # lower precision built first
+    passed = [k for k in ("onnxruntime-int8", "openvino-int8") if isinstance(fast.timings[k], float)]
+    if passed:
+        assert str(fast.timings["eager"]).startswith("skipped: "), fast.timings
+        assert str(fast.dtype) == "torch.qint8"
+    else:  # neither agreed: the fp32 candidate was built and timed
+        assert isinstance(fast.timings["eager"], float) and fast.backend == "eager"
+
+
+def test_first_calibration_images_as_example_share_their_reference() -> None:
+    """The example batch taken from the calibration images: the reference model runs on the
+    calibration images only (their outputs serve the example too); another example costs a pass."""
+    from helpers import micro_model
+    from inceptionnet.deploy import fast as F
+
+    model = micro_model()
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda m, inp: seen.append(len(inp[0])))  # copied with the model
+    torch.manual_seed(0)
+    x = torch.randn(24, 1, 16, 16)
+    shared = F._Builder(model, x[:8].clone(), x, 256, None, True)
+    assert sum(seen) == 24
+    seen.clear()
+    own = F._Builder(model, torch.randn(8, 1, 16, 16), x, 256, None, True)
+    assert sum(seen) == 24 + 8
+    with torch.no_grad():
+        assert torch.allclose(shared.ref, model(x[:8]), atol=1e-5)
+        assert torch.allclose(own.calib_ref, model(x), atol=1e-5)

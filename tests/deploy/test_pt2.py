@@ -268,3 +268,21 @@ def test_aoti_package_reloads_without_inceptionnet_and_is_told_apart(
     assert p.backend == "aotinductor" and p.classes[0] == "c0"
     with torch.no_grad():
         verify.check_close(p(x), model(x), "predictor on the package", atol=ATOL, rtol=0)
+
+
+@pytest.mark.slow
+def test_aoti_backend_record_runs_what_export_packages() -> None:
+    """``deploy.backends.REGISTRY["aoti"]``: the fast path (and bench) on an AOTInductor package of
+    the graph, dynamic batch; on request only (slow: it compiles C++)."""
+    from inceptionnet.deploy.backends import REGISTRY, Candidate
+    from inceptionnet.deploy.fast import optimize_for_inference
+
+    assert REGISTRY["aoti"].slow and Candidate.parse("aoti-bf16") == Candidate("aoti", "bfloat16")
+    model = micro_model()
+    x = torch.randn(4, 1, 32, 32)
+    with torch._inductor.config.patch({"aot_inductor.compile_wrapper_opt_level": "O0"}):
+        fast = optimize_for_inference(model, x, backend="aoti")
+    with torch.no_grad():
+        verify.check_close(fast(x), model(x), "aoti backend", atol=ATOL, rtol=0)
+        verify.check_close(fast(x[:3]), model(x[:3]), "aoti backend, another batch", atol=ATOL, rtol=0)
+    assert fast.backend == "aoti"

@@ -47,7 +47,7 @@ from ._args import (
 
 # int8 / auto calibration images taken from the inputs of bulk work: each costs a quantizer pass, an
 # eager fp32 reference and one run per low-precision candidate before the first photo is classified
-BULK_CALIBRATION = 64
+BULK_CALIBRATION = 48
 
 __all__ = ["add_fast_args", "add_model_args", "check_empty_flags", "get_args_parser", "main", "preprocess"]
 
@@ -81,7 +81,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         if a.dest == "calibration":
             a.metavar, a.help = (
                 "NAME:SPLIT|DIR",
-                f"int8 / auto: calibration images (default: the first {BULK_CALIBRATION} inputs themselves)",
+                f"int8 / auto: calibration images (default: {BULK_CALIBRATION} of the inputs themselves, spread over them)",
             )
     add_onnx_arg(p, "an exported .onnx file, run with ONNX Runtime")
     add_image_limit_args(p)
@@ -244,7 +244,7 @@ def open_predictor(args: argparse.Namespace, device: Any, paths: list[str], rank
                 backend, dtype = P.shared(None)
             bulk_default = args.backend is None and args.dtype is None
             p = accelerate(p, backend, dtype, calibration, batch=batch,  # type: ignore[arg-type]
-                           prefer_low_precision=bulk_default)  # fmt: skip
+                           prefer_low_precision=bulk_default, auto_iters=2 if bulk_default else 3)  # fmt: skip
             if rank == 0 and P.is_dist():
                 P.shared((p.backend, p.dtype))
     if rank == 0 and not args.quiet:
@@ -279,7 +279,7 @@ def _calibration(args: argparse.Namespace, p: Any, paths: list[str], dtype: str)
     return P.image_tensor(
         images, icfg.in_chans, D.eval_transform(icfg, icfg.in_chans, native_size=-1),
         limit=DEFAULT_CALIBRATION_SIZE if args.calibration else BULK_CALIBRATION, invert=args.invert, batch_size=args.batch_size,
-        workers=P.default_workers() if args.workers is None else args.workers,
+        workers=0 if args.workers is None else args.workers,  # a few dozen images: no processes to start
         draft=getattr(args, "jpeg_draft", False),
     )  # fmt: skip
 
