@@ -281,8 +281,8 @@ def test_aoti_backend_record_runs_what_export_packages() -> None:
     model = micro_model()
     x = torch.randn(4, 1, 32, 32)
     with torch._inductor.config.patch({"aot_inductor.compile_wrapper_opt_level": "O0"}):
-        fast = optimize_for_inference(model, x, backend="aoti")
+        fast = optimize_for_inference(model, x[:1], backend="aoti")  # batch 1: still a dynamic batch
     with torch.no_grad():
         verify.check_close(fast(x), model(x), "aoti backend", atol=ATOL, rtol=0)
-        verify.check_close(fast(x[:3]), model(x[:3]), "aoti backend, another batch", atol=ATOL, rtol=0)
+        verify.check_close(fast(x[:1]), model(x[:1]), "aoti backend, batch 1", atol=ATOL, rtol=0)
     assert fast.backend == "aoti"

@@ -245,10 +245,12 @@ def _build_aoti(job: BuildJob) -> Runner:
     from .pt2 import export_program
 
     dtype = DTYPE_TABLE[job.dtype].torch
+    # torch.export specializes a batch of 1 (0/1 specialization): trace at 2 for a dynamic batch
+    example = job.example if len(job.example) > 1 else job.example.expand(2, *job.example.shape[1:])
     with tempfile.TemporaryDirectory(prefix="inceptionnet-fast-") as tmp, quiet_output(job.quiet):
         path = str(Path(tmp) / "model.pt2")
         with torch.no_grad():
-            ep = export_program(job.graph, job.example.to(dtype), None)
+            ep = export_program(job.graph, example.to(dtype).contiguous(), None)
         torch._inductor.aoti_compile_and_package(ep, package_path=path)
         compiled = torch._inductor.aoti_load_package(path)
 
