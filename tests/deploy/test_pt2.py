@@ -224,6 +224,16 @@ def test_predict_on_pt2_gives_the_checkpoints_classes(
     got = json.loads(capsys.readouterr().out)
     top = [[t["label"] for t in r["top"]] for r in got]  # "top": [{label, index, prob}, ...]
     assert len(top) == len(files) and top == [[t["label"] for t in r["top"]] for r in want]
+    # eval takes the exported file too (--onnx: any exported format), with the same numbers
+    ev = ["eval", "--limit", "48", "-b", "16", "--json", "--no-progress"]
+    assert cli.main([*ev, "--model", "googlenet_small", "--weights", "fashion_mnist"]) == 0
+    eager_res = json.loads(capsys.readouterr().out)
+    assert cli.main([*ev, "--onnx", str(out)]) == 0
+    pt2_res = json.loads(capsys.readouterr().out)
+    assert pt2_res["images"] == eager_res["images"] == 48
+    assert pt2_res["acc1"] == eager_res["acc1"] and pt2_res["loss"] == pytest.approx(eager_res["loss"], abs=1e-4)
+    assert cli.main([*ev, "--onnx", str(out), "--tta", "flip"]) == 2
+    one_error_line(capsys.readouterr().err, "--onnx runs the exported file as it is")
     assert "input_dtype" not in E.read_metadata(small_pt2)  # a float-input program: eager's labels
     torch.manual_seed(1)
     noise = torch.randint(0, 256, (4, 32, 32), dtype=torch.uint8)  # at its input size: no resize

@@ -29,6 +29,7 @@ from ._args import (
     add_image_limit_args,
     add_jpeg_draft_arg,
     add_model_args,
+    add_onnx_arg,
     announce_fast_path,
     check_empty_flags,
 )
@@ -59,6 +60,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--amp", default="off", choices=AMP_MODES, help="mixed precision (default off)")
     p.add_argument("--channels-last", action="store_true")
     add_fast_args(p)
+    add_onnx_arg(
+        p, "an exported file (.onnx, .xml, .pt2, .pte) instead of a model, run in its own runtime as it is"
+    )
     add_image_limit_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -90,9 +94,13 @@ def main(args: argparse.Namespace) -> int:
     if (backend is not None or dtype not in ("fp32", None)) and (args.amp != "off" or args.tta != "none"):
         raise UsageError("--backend runs the fast path as it is; drop --amp / --tta")
     check_fast_flags(backend, dtype)
-    eager = open_for_inference(ModelSource.from_args(args), device, allow_nan=args.allow_nan)
+    source = ModelSource.from_args(args)
+    if source.kind == "exported" and (
+        backend is not None or args.amp != "off" or args.tta != "none" or args.channels_last
+    ):
+        raise UsageError("--onnx runs the exported file as it is; drop --backend / --amp / --tta / --channels-last")
+    eager = open_for_inference(source, device, allow_nan=args.allow_nan)
     model, icfg, classes = eager.module, eager.input_config, eager.classes
-    assert isinstance(model, nn.Module)
     folder = image_folder_split(args, icfg.dataset, classes)
     dataset = "imagefolder" if folder is not None else args.dataset or icfg.dataset or "fashion_mnist"
     loader: Any
@@ -106,9 +114,12 @@ def main(args: argparse.Namespace) -> int:
             info, args.split, args.data, icfg, classes, tta=args.tta, batch_size=args.batch_size,
             workers=args.workers or 0, limit=args.limit, val_split=args.val_split,
         )  # fmt: skip
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    net: nn.Module = model
+    if model is None:  # an exported file: its predictor (prepared float batch in, logits out)
+        net: nn.Module = CallableModule(eager)
+    elif args.channels_last:
+        net = model.to(memory_format=torch.channels_last)
+    else:
+        net = model
     if backend is not None:
         fast = accelerate(eager, backend, dtype, args.calibration, batch=args.batch_size, dataset=dataset)
         announce_fast_path(fast)
@@ -123,7 +134,8 @@ def main(args: argparse.Namespace) -> int:
             f"the model's outputs on {dataset} {args.split} are not finite (loss {res['loss']}): the "
             f"weights or the inputs overflow{amp}; pass --allow-nan to report the numbers anyway"
         )
-    print_results(args, type(model).__name__ if not args.model else args.model, dataset, classes, res)
+    name = args.model or (source.describe() if model is None else type(model).__name__)
+    print_results(args, name, dataset, classes, res)
     return 0
 
 
