@@ -34,7 +34,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,27 +56,41 @@ def source_photos() -> list[np.ndarray]:
     return photos
 
 
-def build_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    """``n`` JPEGs (long side LONG_SIDE) cut from ``source_photos()``; kept when already built."""
+def random_crop(src: np.ndarray, rng: np.random.Generator, smallest: float) -> Any:
+    """A PIL image of a random crop of ``src`` keeping ``smallest`` to all of each side."""
     from PIL import Image
 
+    h, w = src.shape[:2]
+    ch, cw = int(h * rng.uniform(smallest, 1.0)), int(w * rng.uniform(smallest, 1.0))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return Image.fromarray(src[y : y + ch, x : x + cw])
+
+
+def long_side_photo(src: np.ndarray, rng: np.random.Generator) -> Any:
+    """The issue's photo: a random crop of 40-100 % of each side, mirrored half the time, long side
+    ``LONG_SIDE``."""
+    from PIL import Image
+
+    im = random_crop(src, rng, 0.4)
+    if rng.random() < 0.5:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    scale = LONG_SIDE / max(im.size)
+    return im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BILINEAR)
+
+
+def build_photos(
+    folder: Path, n: int, seed: int = 0, make: Callable[[np.ndarray, np.random.Generator], Any] = long_side_photo,
+    prefix: str = "photo",
+) -> list[Path]:  # fmt: skip
+    """``n`` JPEGs (quality 90) made by ``make`` from ``source_photos()``; kept when already built."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"photo_{i:05d}.jpg" for i in range(n)]
+    paths = [folder / f"{prefix}_{i:05d}.jpg" for i in range(n)]
     if all(p.is_file() for p in paths):
         return paths
     rng = np.random.default_rng(seed)
     sources = source_photos()
     for i, p in enumerate(paths):
-        src = sources[i % len(sources)]
-        h, w = src.shape[:2]
-        ch, cw = int(h * rng.uniform(0.4, 1.0)), int(w * rng.uniform(0.4, 1.0))
-        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        im = Image.fromarray(src[y : y + ch, x : x + cw])
-        if rng.random() < 0.5:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        scale = LONG_SIDE / max(im.size)
-        im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BILINEAR)
-        im.save(p, quality=90)
+        make(sources[i % len(sources)], rng).save(p, quality=90)
     return paths
 
 

@@ -33,20 +33,10 @@ def build(folder: Path, n: int, seed: int = 0) -> list[Path]:
     import e2e_folder_bench as E  # the same source photos
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"mp12_{i:03d}.jpg" for i in range(n)]
-    if all(p.is_file() for p in paths):
-        return paths
-    rng = np.random.default_rng(seed)
-    sources = E.source_photos()
-    for i, p in enumerate(paths):
-        src = sources[i % len(sources)]
-        h, w = src.shape[:2]
-        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
-        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        im = Image.fromarray(src[y : y + ch, x : x + cw]).resize((4000, 3000), Image.Resampling.BICUBIC)
-        im.save(p, quality=90)
-    return paths
+    def mp12(src: np.ndarray, rng: np.random.Generator) -> Image.Image:
+        return E.random_crop(src, rng, 0.6).resize((4000, 3000), Image.Resampling.BICUBIC)
+
+    return E.build_photos(folder, n, seed, make=mp12, prefix="mp12")
 
 
 def decode_all(

@@ -35,21 +35,28 @@ def test_record_names_the_graph_of_each_dtype() -> None:
     assert rec.graph_for("float32") == rec.graph_for("bfloat16") == "merged"
 
 
-def test_openvino_int8_is_the_qdq_graph_with_its_check(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One build under ``auto`` (the >= 99 % check applies): ORT's QDQ quantizer ran, NNCF did not;
-    the candidate was kept (BN-folded graph, int8, agreeing) or dropped only for its agreement."""
-    model, x = tiny
-    qdq = []
+@pytest.fixture
+def qdq(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of calibration images of each ``quant.quantize_onnx_qdq`` call, which still runs."""
+    calls: list[int] = []
     real = quant.quantize_onnx_qdq
 
     def spy(src, dst, images, *a, **kw):
-        qdq.append(len(images))
+        calls.append(len(images))
         return real(src, dst, images, *a, **kw)
+
+    monkeypatch.setattr(quant, "quantize_onnx_qdq", spy)
+    return calls
+
+
+def test_openvino_int8_is_the_qdq_graph_with_its_check(tiny, qdq, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One build under ``auto`` (the >= 99 % check applies): ORT's QDQ quantizer ran, NNCF did not;
+    the candidate was kept (BN-folded graph, int8, agreeing) or dropped only for its agreement."""
+    model, x = tiny
 
     def no_nncf(*a, **kw):
         raise AssertionError("NNCF must not run for the fast path's openvino int8")
 
-    monkeypatch.setattr(quant, "quantize_onnx_qdq", spy)
     monkeypatch.setattr(OV, "quantize", no_nncf)
     fast = optimize_for_inference(
         model, x[:8], dtype="auto", candidates=["openvino-int8", "eager"], calibration=x, auto_iters=1
@@ -93,20 +100,10 @@ def _scrambled(src, dst, images, *a, **kw) -> None:
     onnx.save(m, str(dst))
 
 
-def test_auto_quantizes_once_for_both_engines_and_can_prefer_low_precision(
-    tiny, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_auto_quantizes_once_for_both_engines_and_can_prefer_low_precision(tiny, qdq) -> None:
     """``auto`` makes the QDQ graph once for onnxruntime-int8 and openvino-int8 (the same file); with
     ``prefer_low_precision`` the fp32 candidates are built only when no int8 one passed."""
     model, x = tiny
-    qdq = []
-    real = quant.quantize_onnx_qdq
-
-    def spy(src, dst, images, *a, **kw):
-        qdq.append(len(images))
-        return real(src, dst, images, *a, **kw)
-
-    monkeypatch.setattr(quant, "quantize_onnx_qdq", spy)
     fast = optimize_for_inference(
         model, x[:8], dtype="auto", candidates=["eager", "onnxruntime-int8", "openvino-int8"],
         calibration=x, auto_iters=1, prefer_low_precision=True,
