@@ -271,7 +271,7 @@ def open_for_inference(
     nan_flag: str | None = "--allow-nan",
 ) -> Predictor:
     """``source`` opened on ``device``: the eager model (``backend=None``, fp32), or the fast path
-    (``deploy.fast.optimize_for_inference``: eager, compile, onnxruntime, openvino or auto; ``dtype``
+    (``deploy.fast.optimize_for_inference``: a ``deploy.backends.REGISTRY`` name or auto; ``dtype``
     fp32, bf16, int8 or auto, calibrated on ``calibration`` NAME:SPLIT, by default the model's data
     set (``dataset``) when it is built in), checked on a batch of ``batch``; an exported file in its
     runtime. Every error is one line."""

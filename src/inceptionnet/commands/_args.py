@@ -65,7 +65,7 @@ def add_fast_args(p: argparse.ArgumentParser) -> None:
     """--backend / --dtype / --calibration: run through ``optimize_for_inference`` (eval and predict)."""
     p.add_argument(
         "--backend", default=None,
-        help="run the fast path (deploy.fast): eager, compile, onnxruntime, openvino or auto "
+        help="run the fast path (deploy.fast): eager, compile, onnxruntime, openvino, aoti, executorch or auto "
         "(the fastest that passes its checks); default: the plain eager model",
     )  # fmt: skip
     p.add_argument(

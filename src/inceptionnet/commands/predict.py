@@ -66,7 +66,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     for a in p._actions:  # predict's own default: the fast path for bulk work
         if a.dest == "backend":
             a.help = (
-                "eager, compile, onnxruntime, openvino, auto (the fastest that passes its checks) or none "
+                "eager, compile, onnxruntime, openvino, aoti, executorch, auto (the fastest that passes its checks, "
+                "among the first four) or none "
                 "(the plain eager model); default: auto for more than 64 inputs, else none"
             )
         if a.dest == "dtype":
