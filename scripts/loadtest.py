@@ -160,13 +160,13 @@ MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 
 async def load(
     url: str, body: bytes, requests: int, seconds: float, concurrency: int,
-    path: str = "/v1/predict", ctype: str = MULTIPART,
+    path: str = "/v1/predict", ctype: str = MULTIPART, extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``concurrency`` clients send ``body`` to ``path`` until ``requests`` were sent or ``seconds`` passed."""
     latencies: list[float] = []
     errors = 0
     sent = 0
-    headers = {"content-type": ctype}
+    headers = {"content-type": ctype, **(extra or {})}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     t0 = time.perf_counter()
     deadline = t0 + seconds
@@ -207,6 +207,55 @@ def setups(args: argparse.Namespace, tmp: Path) -> list[tuple[str, list[str], st
     if "fashion" in args.models:
         out.append(("googlenet_small fashion_mnist (28)", ["--model", "googlenet_small", "--weights", "fashion_mnist"], "fashion"))  # fmt: skip
     return out
+
+
+def protocol_bodies(image: bytes, x: np.ndarray, model: str) -> list[tuple[str, str, bytes, str, dict[str, str]]]:
+    """(title, path, body, content type, extra headers) of the same image over each protocol: our
+    /v1 (base64 JSON), v2 BYTES (the encoded image, base64 in JSON), v2 FP32 in JSON (the prepared
+    tensor ``x`` as numbers) and v2 FP32 with Triton's binary-tensor extension (raw bytes after a
+    JSON header)."""
+    b64 = base64.b64encode(image).decode()
+    v2 = f"/v2/models/{model}/infer"
+    shape = [1, *x.shape]
+    as_json = {"inputs": [{"name": "input", "datatype": "FP32", "shape": shape, "data": x.ravel().tolist()}]}
+    raw = x.astype("<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": shape,
+                                   "parameters": {"binary_data_size": len(raw)}}]}).encode()  # fmt: skip
+    return [
+        ("/v1/predict, image as base64 JSON", "/v1/predict", json.dumps({"image": b64}).encode(), "application/json", {}),
+        ("v2 infer, BYTES image (base64 in JSON)", v2,
+         json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}).encode(),
+         "application/json", {}),
+        ("v2 infer, FP32 tensor in JSON", v2, json.dumps(as_json).encode(), "application/json", {}),
+        ("v2 infer, FP32 tensor binary (Triton extension)", v2, head + raw, "application/octet-stream",
+         {"Inference-Header-Content-Length": str(len(head))}),
+    ]  # fmt: skip
+
+
+def protocols(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> list[dict[str, Any]]:
+    """One server per model (``--workers 1``, --ours-backend), the same image over each protocol."""
+    from inceptionnet import data as D
+    from inceptionnet.checkpoint import ModelSource, open_for_inference
+
+    rows = []
+    for title, model_args, image in setups(args, tmp):
+        name = model_args[1]
+        p = open_for_inference(ModelSource.model(name, model_args[3]))
+        icfg = p.input_config
+        x = D.eval_transform(icfg, icfg.in_chans, native_size=-1)(D.decode_image(images[image], icfg.in_chans))
+        server = Server(ours(model_args, 32, args.ours_backend, 1), tmp / "server.log", "/readyz", wait_s=600)
+        try:
+            backend = served_backend(server.url)
+            for what, path, body, ctype, extra in protocol_bodies(images[image], x.numpy(), name):
+                asyncio.run(load(server.url, body, 2 * args.concurrency, 30, args.concurrency, path, ctype, extra))
+                r = asyncio.run(load(server.url, body, args.requests, args.seconds, args.concurrency, path, ctype, extra))
+                r.update(model=title, server=f"inceptionnet serve --workers 1: {what}", backend=backend,
+                         body_bytes=len(body))  # fmt: skip
+                print(json.dumps(r), flush=True)
+                rows.append(r)
+        finally:
+            server.stop()
+    return rows
 
 
 def peers(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> list[dict[str, Any]]:
@@ -306,7 +355,7 @@ def rss(args: argparse.Namespace, images: dict[str, bytes], tmp: Path) -> dict[s
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["throughput", "rss", "peers", "all"], default="all")
+    p.add_argument("--part", choices=["throughput", "rss", "peers", "protocols", "all"], default="all")
     p.add_argument("--models", nargs="+", choices=["googlenet", "fashion"], default=["googlenet", "fashion"],
                    help="the models of throughput / peers (default both)")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=32, help="concurrent clients (default 32)")
@@ -349,6 +398,13 @@ def main() -> None:
             for r in rows:
                 print(f"| {r['model']} | {r['server']} | {r['backend']} | {r['requests']} | {r['req_per_s']} | {r['p50_ms']} | "
                       f"{r['p99_ms']} | {r['errors']} |")  # fmt: skip
+        if args.part in ("protocols", "all"):
+            rows = protocols(args, images, tmp)
+            print(f"\n| model | request | body bytes | requests | req/s | p50 ms | p99 ms | errors |  ({args.concurrency} clients)")
+            print("|---|---|---|---|---|---|---|---|")
+            for r in rows:
+                print(f"| {r['model']} | {r['server'].split(': ', 1)[1]} | {r['body_bytes']} | {r['requests']} | "
+                      f"{r['req_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
