@@ -102,19 +102,23 @@ def _scrambled(src, dst, images, *a, **kw) -> None:
 
 def test_auto_quantizes_once_for_both_engines_and_can_prefer_low_precision(tiny, qdq) -> None:
     """``auto`` makes the QDQ graph once for onnxruntime-int8 and openvino-int8 (the same file); with
-    ``prefer_low_precision`` the fp32 candidates are built only when no int8 one passed."""
+    ``prefer_low_precision`` candidates go from the fewest bits up and those of more bits than a
+    passing one are not built (bf16, fp32 after a passing int8)."""
     model, x = tiny
     fast = optimize_for_inference(
-        model, x[:8], dtype="auto", candidates=["eager", "onnxruntime-int8", "openvino-int8"],
+        model, x[:8], dtype="auto", candidates=["eager", "eager-bf16", "onnxruntime-int8", "openvino-int8"],
         calibration=x, auto_iters=1, prefer_low_precision=True,
     )  # fmt: skip
     assert qdq == [32]
-    assert list(fast.timings)[:2] == ["onnxruntime-int8", "openvino-int8"]  # lower precision built first
+    assert list(fast.timings) == ["onnxruntime-int8", "openvino-int8", "eager-bf16", "eager"]
     passed = [k for k in ("onnxruntime-int8", "openvino-int8") if isinstance(fast.timings[k], float)]
     if passed:
-        assert str(fast.timings["eager"]).startswith("skipped: "), fast.timings
+        for more_bits in ("eager-bf16", "eager"):
+            assert str(fast.timings[more_bits]).startswith("skipped: "), fast.timings
         assert str(fast.dtype) == "torch.qint8"
-    else:  # neither agreed: the fp32 candidate was built and timed
+    elif isinstance(fast.timings["eager-bf16"], float):  # no int8 agreed, bf16 did
+        assert str(fast.timings["eager"]).startswith("skipped: ") and fast.dtype == torch.bfloat16
+    else:  # none of lower precision agreed: the fp32 candidate was built and timed
         assert isinstance(fast.timings["eager"], float) and fast.backend == "eager"
 
 

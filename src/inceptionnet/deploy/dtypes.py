@@ -48,14 +48,15 @@ class DType:
     aliases: tuple[Any, ...] = ()  # other spellings parse_dtype accepts
     calibrated: bool = False  # needs calibration images (quantized: ORT QDQ, NNCF)
     needs_native: bool = False  # only where the CPU computes it natively (runtime.bf16_supported)
+    bits: int = 32  # the precision ladder of prefer_low_precision: fewer bits first
 
 
 DTYPE_TABLE: dict[str, DType] = {
     d.name: d
     for d in (
         DType("float32", "fp32", torch.float32, "f32", aliases=(torch.float32, "float")),
-        DType("bfloat16", "bf16", torch.bfloat16, "bf16", aliases=(torch.bfloat16,), needs_native=True),
-        DType("int8", "int8", torch.qint8, None, aliases=(torch.qint8, "qint8"), calibrated=True),
+        DType("bfloat16", "bf16", torch.bfloat16, "bf16", aliases=(torch.bfloat16,), needs_native=True, bits=16),
+        DType("int8", "int8", torch.qint8, None, aliases=(torch.qint8, "qint8"), calibrated=True, bits=8),
     )
 }
 DTYPE_NAMES = (*DTYPE_TABLE, "auto")
