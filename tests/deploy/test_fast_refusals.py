@@ -78,6 +78,23 @@ def test_fast_path_refuses_non_finite_inputs(fast, x, value: float) -> None:
     assert torch.allclose(fast(x.double()), fast(x), atol=1e-5)  # ... other float dtypes cast as before
 
 
+def test_all_finite_is_the_element_wise_check_by_one_sum() -> None:
+    """The fast path's per-batch check: True exactly when every element is finite, including finite
+    values whose sum overflows (the element-wise fallback) and half-precision inputs."""
+    from inceptionnet.runtime import all_finite
+
+    x = torch.randn(4, 3, 8, 8)
+    assert all_finite(x) and all_finite(x.half()) and all_finite(x.bfloat16()) and all_finite(x.double())
+    for value in (float("nan"), float("inf"), float("-inf")):
+        bad = x.clone()
+        bad[3, 2, 7, 7] = value
+        assert not all_finite(bad) and not all_finite(bad.half())
+    huge = torch.full((8,), 3e38)  # finite, but their sum overflows float32
+    assert all_finite(huge) and all_finite(torch.full((8,), 60000.0).half())  # fp16 sum over 65504
+    both = torch.tensor([float("inf"), float("-inf")])  # a sum of NaN, not inf
+    assert not all_finite(both) and all_finite(torch.randint(0, 255, (4, 4), dtype=torch.uint8))
+
+
 def test_calibration_refuses_non_float_images(model, x) -> None:
     u8 = torch.randint(0, 256, (32, 1, SIZE, SIZE), dtype=torch.uint8)
     with pytest.raises(UsageError, match="float tensors.*got uint8"):

@@ -80,7 +80,7 @@ from torch import Tensor, nn
 
 from ..errors import AgreementError, FastInferenceError, InceptionNetError, NonFiniteError, UsageError
 from ..models.layers import check_input
-from ..runtime import flush_denormal
+from ..runtime import all_finite, flush_denormal
 from .backends import REGISTRY, Backend, BuildJob, Candidate, SharedFiles
 from .backends import export_graph_onnx as _export_onnx  # noqa: F401  (scripts/openvino_graph_ab.py)
 from .dtypes import DTYPE_TABLE, DTYPES, FP32, short_name
@@ -163,7 +163,7 @@ def input_check(model: nn.Module, example: Tensor) -> Callable[[Tensor], None]:
 
     def check(x: Tensor) -> None:
         base(x)
-        if not bool(torch.isfinite(x).all()):
+        if not all_finite(x):  # per batch: one sum, not an element-wise copy (4.6 % of an int8 batch)
             raise NonFiniteError(
                 f"the fast path got an input holding NaN or infinity "
                 f"({int((~torch.isfinite(x)).sum())} values); an engine would compute a wrong answer on it"

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 from .. import data as D
 from ..data.transforms import tta_transform, tta_views
 from ..errors import NonFiniteError, UsageError
-from ..runtime import all_reduce_sum, autocast, flush_denormal, progress
+from ..runtime import all_finite, all_reduce_sum, autocast, flush_denormal, progress
 
 
 def soft_target_ce(logits: Tensor, target: Tensor, label_smoothing: float) -> Tensor:
@@ -116,7 +116,7 @@ def train_one_epoch(
     for x, y in bar:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        if not torch.isfinite(x).all():
+        if not all_finite(x):
             raise NonFiniteError(
                 f"non-finite values in the input batch at epoch {epoch}, step {state.step} "
                 f"(batch index {state.step}); check the data"
